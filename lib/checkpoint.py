@@ -1,0 +1,66 @@
+"""Save and load models as {cfg, state_dict, meta}: the cfg rebuilds the (possibly pruned) architecture.
+
+Loading uses torch.load(weights_only=True): a checkpoint can then hold only tensors and plain Python
+values, never code, so loading a classmate's or a submitted file cannot run anything.
+"""
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into."""
+
+
+def save_checkpoint(path, model, meta=None):
+    """Write `model` (which has a .cfg) to `path` with a dict of plain values `meta` (epoch, accuracy...)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"cfg": list(model.cfg), "state_dict": state, "meta": dict(meta or {})}, path)
+
+
+def load_checkpoint(path):
+    """The {cfg, state_dict, meta} dict stored at `path`, loaded on the CPU."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; run the cell that trains and saves it first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated file, a pickle with code in it, not a torch file at all...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}); "
+                              "save it again with lib.checkpoint.save_checkpoint") from None
+    if not isinstance(ckpt, dict) or not {"cfg", "state_dict"} <= set(ckpt):
+        raise CheckpointError(f"{path}: expected a dict with keys cfg, state_dict, meta; "
+                              "save it with lib.checkpoint.save_checkpoint")
+    ckpt.setdefault("meta", {})
+    return ckpt
+
+
+def load_into(model, path):
+    """Copy the weights stored at `path` into `model`; returns the checkpoint's meta dict.
+
+    The checkpoint's cfg must equal model.cfg: a network pruned to another cfg has other tensor
+    shapes, and the error says which cfg to build instead.
+    """
+    return _copy_weights(model, load_checkpoint(path), path)
+
+
+def _copy_weights(model, ckpt, path):
+    if list(ckpt["cfg"]) != list(model.cfg):
+        raise CheckpointError(
+            f"{path} was saved from a model with cfg {ckpt['cfg']}, but the model to load it into has cfg "
+            f"{model.cfg}; build the model with the checkpoint's cfg (lib.checkpoint.load_model) "
+            "or re-run the cell that saves this checkpoint")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path}: the weights do not fit {type(model).__name__}: {error}") from None
+    return ckpt["meta"]
+
+
+def load_model(path, model_class, **kwargs):
+    """Build `model_class(cfg=<the checkpoint's cfg>, **kwargs)` and load the weights: (model, meta)."""
+    ckpt = load_checkpoint(path)
+    model = model_class(cfg=ckpt["cfg"], **kwargs)
+    return model, _copy_weights(model, ckpt, path)

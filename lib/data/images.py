@@ -1,0 +1,79 @@
+"""Image data: CIFAR-10 (full profile) and the embedded coloured digits (quick profile), one loader API.
+
+    loaders = images.loaders()          # {"train": DataLoader, "test": DataLoader}, batches of
+    x, y = next(iter(loaders["train"]))  # x (B, 3, 32, 32) float normalised, y (B,) int64 in 0..9
+"""
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .. import profile
+from . import check_sha256
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+DIGITS_FILE = profile.DATA_DIR / "digits" / "digits32.npz"
+NUM_CLASSES = 10
+
+
+def cifar10(train, root=None, download=True):
+    """torchvision's CIFAR-10 with the network-slimming preprocessing.
+
+    Train: 4-pixel padded random 32x32 crop and horizontal flip (the augmentation of the reference code);
+    both splits normalised with CIFAR_MEAN / CIFAR_STD.
+    """
+    from torchvision import datasets, transforms
+    normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
+    augment = [transforms.Pad(4), transforms.RandomCrop(32), transforms.RandomHorizontalFlip()] if train else []
+    return datasets.CIFAR10(str(root or profile.DATA_DIR / "cifar10"), train=train, download=download,
+                            transform=transforms.Compose(augment + normalize))
+
+
+class EmbeddedDigits(Dataset):
+    """The 1797 scikit-learn digits as coloured 3x32x32 images (data/digits/README.md): 1437 train, 360 test.
+
+    Items are (image (3, 32, 32) float normalised with the training set's per-channel mean/std, label).
+    Training images get a random shift of up to 2 pixels (padded crop); no flip, digits are not symmetric.
+    """
+
+    def __init__(self, train, path=DIGITS_FILE):
+        check_sha256(path)
+        split = "train" if train else "test"
+        with np.load(path) as data:
+            self.images = torch.from_numpy(data[f"{split}_images"]).float() / 255   # (N, 3, 32, 32)
+            self.labels = torch.from_numpy(data[f"{split}_labels"])
+            train_images = torch.from_numpy(data["train_images"]).float() / 255
+        self.mean = train_images.mean(dim=(0, 2, 3)).view(3, 1, 1)
+        self.std = train_images.std(dim=(0, 2, 3)).view(3, 1, 1)
+        self.train = train
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        image = (self.images[i] - self.mean) / self.std
+        if self.train:
+            padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
+            dy, dx = torch.randint(0, 5, (2,)).tolist()
+            image = padded[:, dy:dy + 32, dx:dx + 32]
+        return image, self.labels[i]
+
+
+def loaders(profile_name=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
+    """{"train", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
+
+    The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat.
+    """
+    profile_name = profile_name or profile.name()
+    batch_size = batch_size or profile.config("vgg", profile_name)["batch_size"]
+    if profile_name == "quick":
+        train_set, test_set = EmbeddedDigits(train=True), EmbeddedDigits(train=False)
+    else:
+        train_set, test_set = cifar10(True, root, download), cifar10(False, root, download)
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "train": DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator,
+                            num_workers=num_workers),
+        "test": DataLoader(test_set, batch_size=256, shuffle=False, num_workers=num_workers),
+    }

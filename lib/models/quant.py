@@ -1,0 +1,159 @@
+"""Quantized SincNet for quantization-aware training (QAT).
+
+Every quantized layer takes the quantizer as an argument: a function `quantizer(x, bits, lo, hi)` that
+rounds x onto 2**bits evenly spaced levels from lo to hi (clipping outside). In the lab that is your
+`STEQuantize.apply`; its backward pass decides how gradients get through the rounding.
+
+The layers keep full-precision ("latent") weights as their parameters and quantize them afresh in every
+forward pass. The optimizer updates the latent weights; the network computes with the quantized ones.
+Writing quantized values into `.data` instead would cut the gradients off from the weights.
+
+Bit widths of QuantSincNet (as in the lab):
+    sinc filters 8 bits, front-end activations 8 bits, block weights 2 bits (four levels),
+    block activations 4 bits, classifier input and weights 8 bits. BatchNorm stays in float.
+"""
+import torch
+import torch.nn as nn
+
+from .sincnet import SincConv1d, SincNet
+
+
+def quantize_weight(weight, bits, quantizer):
+    """`weight` rounded to 2**bits levels spread symmetrically over [-max|w|, max|w|]."""
+    bound = weight.detach().abs().max().clamp_min(1e-8)   # the range is data, not something to learn
+    return quantizer(weight, bits, -bound, bound)
+
+
+class QuantConv1d(nn.Conv1d):
+    """nn.Conv1d that convolves with its weights quantized to `bits` bits."""
+
+    def __init__(self, *args, quantizer, bits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.quantizer, self.bits = quantizer, bits
+
+    def effective_weight(self):
+        """The weights the layer computes with: at most 2**bits distinct values."""
+        return quantize_weight(self.weight, self.bits, self.quantizer)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
+class QuantLinear(nn.Linear):
+    """nn.Linear with weights quantized to `bits` bits (the bias stays in float, as in integer kernels)."""
+
+    def __init__(self, *args, quantizer, bits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.quantizer, self.bits = quantizer, bits
+
+    def effective_weight(self):
+        return quantize_weight(self.weight, self.bits, self.quantizer)
+
+    def forward(self, x):
+        return nn.functional.linear(x, self.effective_weight(), self.bias)
+
+
+class QuantSincConv1d(SincConv1d):
+    """SincConv1d whose computed filters are quantized to `bits` bits (the band edges stay in float)."""
+
+    def __init__(self, *args, quantizer, bits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.quantizer, self.bits = quantizer, bits
+
+    def effective_weight(self):
+        return quantize_weight(super().filters(), self.bits, self.quantizer)
+
+    def filters(self):
+        return self.effective_weight()
+
+
+class QuantAct(nn.Module):
+    """Quantizes activations to `bits` bits on [0, r] (or [-r, r] when signed).
+
+    r is a running average of the batches' largest |activation|, learned in training, frozen in eval,
+    like BatchNorm's statistics.
+    """
+
+    def __init__(self, bits, quantizer, signed=False, momentum=0.1):
+        super().__init__()
+        self.bits, self.quantizer, self.signed, self.momentum = bits, quantizer, signed, momentum
+        self.register_buffer("clip", torch.tensor(0.0))
+        self.register_buffer("initialized", torch.tensor(False))
+
+    def forward(self, x):
+        if self.training:
+            batch_max = x.detach().abs().max()
+            if self.initialized:
+                self.clip.lerp_(batch_max, self.momentum)
+            else:
+                self.clip.copy_(batch_max)
+                self.initialized.fill_(True)
+        r = self.clip.clamp_min(1e-8)
+        return self.quantizer(x, self.bits, -r if self.signed else torch.zeros_like(r), r)
+
+
+class QuantSincNet(SincNet):
+    """SincNet computing with low-bit weights and activations; same cfg, same wiring as SincNet.
+
+    Build it from a trained float (or pruned) SincNet with `quantize_sincnet`, then train it (QAT).
+    """
+
+    def __init__(self, cfg, quantizer, num_classes=10, sample_rate=16000, sinc_bits=8, front_act_bits=8,
+                 weight_bits=2, act_bits=4, classifier_bits=8):
+        self.quantizer = quantizer
+        self.sinc_bits, self.front_act_bits, self.weight_bits = sinc_bits, front_act_bits, weight_bits
+        self.act_bits, self.classifier_bits = act_bits, classifier_bits
+        super().__init__(cfg, num_classes=num_classes, sample_rate=sample_rate)
+        self.front.append(QuantAct(front_act_bits, quantizer, signed=True))   # BN output can be negative
+
+    def make_sinc(self, channels, sample_rate):
+        return QuantSincConv1d(channels, sample_rate=sample_rate, quantizer=self.quantizer, bits=self.sinc_bits)
+
+    def make_block(self, in_channels, out_channels, kernel, stride):
+        q, wb, ab = self.quantizer, self.weight_bits, self.act_bits
+        return nn.Sequential(
+            QuantConv1d(in_channels, in_channels, kernel, stride, padding=kernel // 2, groups=in_channels,
+                        bias=False, quantizer=q, bits=wb),
+            QuantAct(ab, q, signed=True),
+            QuantConv1d(in_channels, out_channels, 1, bias=False, quantizer=q, bits=wb),
+            nn.BatchNorm1d(out_channels), nn.ReLU(inplace=True), nn.AvgPool1d(2),
+            QuantAct(ab, q))
+
+    def make_linear(self, in_features, num_classes):
+        q, b = self.quantizer, self.classifier_bits
+        return nn.Sequential(QuantAct(b, q), QuantLinear(in_features, num_classes, quantizer=q, bits=b))
+
+
+def _layers(model, kind):
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+def quantize_sincnet(model, quantizer, **bits):
+    """A QuantSincNet with the cfg and the trained weights of the float SincNet `model` (the QAT start).
+
+    `bits` overrides QuantSincNet's bit widths, e.g. weight_bits=4.
+    """
+    qmodel = QuantSincNet(model.cfg, quantizer, num_classes=_layers(model, nn.Linear)[0].out_features,
+                          sample_rate=model.front[0].sample_rate, **bits)
+    for kind in (SincConv1d, nn.Conv1d, nn.BatchNorm1d, nn.Linear):
+        sources, targets = _layers(model, kind), _layers(qmodel, kind)
+        assert len(sources) == len(targets), f"{kind.__name__}: {len(sources)} vs {len(targets)} layers"
+        for src, dst in zip(sources, targets):
+            dst.load_state_dict(src.state_dict())
+    return qmodel.to(next(model.parameters()).device)
+
+
+def quantized_layers(model):
+    """The layers whose weights are quantized (they have .bits and .effective_weight())."""
+    return [m for m in model.modules() if isinstance(m, (QuantConv1d, QuantLinear, QuantSincConv1d))]
+
+
+def model_size_bytes(model):
+    """Storage of the parameters at their bit widths: quantized weights at .bits, everything else 32-bit."""
+    bits = 0
+    quantized = {id(m.weight): m.bits for m in quantized_layers(model) if hasattr(m, "weight")}
+    for p in model.parameters():
+        bits += p.numel() * quantized.get(id(p), 32)
+    # The sinc layer stores 2 float band edges per filter, counted above at 32 bits: its filters are
+    # recomputed from them, so there are no stored filter weights to quantize.
+    return bits // 8

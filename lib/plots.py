@@ -1,0 +1,51 @@
+"""Plots of the labs. Each function draws one figure, saves it as PNG (when `path` is given) and returns it;
+in a notebook the figure is shown inline as the cell's output.
+"""
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .slimming import gammas
+
+
+def _finish(fig, path):
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    return fig
+
+
+def plot_curves(histories, key, ylabel=None, title=None, path=None):
+    """One line per run: histories is {label: History}, key a per-epoch column such as "val_accuracy"."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, history in histories.items():
+        ax.plot(history["epoch"], history[key], marker=".", label=str(label))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel or key)
+    ax.set_title(title or key)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_gamma_histograms(models, bins=50, path=None):
+    """Histogram of all BN |gamma| of each model, side by side: models is {label: model}."""
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.2), squeeze=False)
+    for ax, (label, model) in zip(axes[0], models.items()):
+        ax.hist(gammas(model).numpy(), bins=bins, color="tab:blue")
+        ax.set_title(str(label))
+        ax.set_xlabel("|gamma|")
+        ax.set_ylabel("channels")
+    return _finish(fig, path)
+
+
+def plot_lr(history, path=None):
+    """The learning rate of each epoch (log scale): shows the step schedule."""
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.step(history["epoch"], history["lr"], where="post")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title("learning-rate schedule")
+    return _finish(fig, path)

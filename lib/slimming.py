@@ -1,0 +1,124 @@
+"""BatchNorm-gamma tools for network slimming (Liu et al., ICCV 2017) that are not lab TODOs.
+
+Each BN channel multiplies its normalised output by a scale factor gamma. Training with an L1 penalty
+on the gammas drives many of them to ~0; those channels contribute (almost) nothing and can be removed.
+
+Vocabulary shared with the notebooks:
+    cfg       the architecture list of the pruned model, e.g. [13, 20, 'M', ...] for VGG
+    cfg_mask  one 0/1 tensor per BN layer, in model order: 1 = keep that channel
+Both VGG and SincNet have exactly one BN layer per int of their cfg, in the same order.
+"""
+import copy
+
+import torch
+import torch.nn as nn
+
+from .models import VGG, SincNet
+
+
+def bn_layers(model):
+    """The model's BatchNorm layers (1d or 2d), in the order they run."""
+    return [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+
+
+def gammas(model):
+    """All BN scale factors' absolute values, concatenated: a 1-D CPU tensor of length (total channels)."""
+    return torch.cat([bn.weight.detach().abs().cpu().flatten() for bn in bn_layers(model)])
+
+
+def sparsity(model, threshold):
+    """Fraction of BN channels whose |gamma| is below `threshold` (0.0 = dense, 1.0 = all pruned away)."""
+    g = gammas(model)
+    return (g < threshold).float().mean().item()
+
+
+def check_cfg_mask(model, cfg, cfg_mask):
+    """Raise ValueError unless (cfg, cfg_mask) describe a pruning of `model`."""
+    layers = bn_layers(model)
+    skeleton = ['M' if v == 'M' else 'C' for v in model.cfg]
+    if ['M' if v == 'M' else 'C' for v in cfg] != skeleton:
+        raise ValueError(f"cfg {cfg} does not have the layout of the model's cfg {model.cfg} "
+                         "(same length, 'M' at the same places)")
+    if len(cfg_mask) != len(layers):
+        raise ValueError(f"cfg_mask has {len(cfg_mask)} masks, but the model has {len(layers)} BN layers")
+    for i, (v, mask, bn) in enumerate(zip([v for v in cfg if v != 'M'], cfg_mask, layers)):
+        if mask.numel() != bn.num_features:
+            raise ValueError(f"cfg_mask[{i}] has {mask.numel()} entries, BN layer {i} has {bn.num_features} channels")
+        if int(mask.sum()) != v:
+            raise ValueError(f"cfg says {v} channels for BN layer {i}, but cfg_mask[{i}] keeps {int(mask.sum())}")
+        if v < 1:
+            raise ValueError(f"BN layer {i} would keep no channel: the network would be cut in two")
+
+
+def kept_indices(cfg_mask):
+    """For each mask, the indices of the channels it keeps (LongTensor)."""
+    return [torch.as_tensor(mask).flatten().nonzero().flatten().cpu() for mask in cfg_mask]
+
+
+def zero_pruned_channels(model, cfg_mask):
+    """A copy of `model` whose pruned channels output exactly 0 (their BN gamma and beta set to 0).
+
+    This is what pruning removes: the pruned model's outputs equal this model's outputs.
+    """
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        for bn, mask in zip(bn_layers(model), cfg_mask):
+            keep = torch.as_tensor(mask, dtype=bn.weight.dtype, device=bn.weight.device).flatten()
+            bn.weight.mul_(keep)
+            bn.bias.mul_(keep)
+    return model
+
+
+def _copy_bn(new, old, idx):
+    new.weight.data = old.weight.data[idx].clone()
+    new.bias.data = old.bias.data[idx].clone()
+    new.running_mean = old.running_mean[idx].clone()
+    new.running_var = old.running_var[idx].clone()
+    new.num_batches_tracked = old.num_batches_tracked.clone()
+
+
+def prune_vgg(model, cfg, cfg_mask):
+    """A new VGG(cfg) holding the kept channels' weights of `model`.
+
+    Copied: each conv's kept output filters restricted to the previous layer's kept input channels,
+    each BN's weight/bias/running statistics, and the Linear head's kept input columns.
+    """
+    check_cfg_mask(model, cfg, cfg_mask)
+    kept = kept_indices(cfg_mask)
+    num_classes = model.classifier.out_features
+    new = VGG(cfg, num_classes=num_classes).to(next(model.parameters()).device)
+    old_convs = [m for m in model.feature if isinstance(m, nn.Conv2d)]
+    new_convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
+    in_idx = torch.arange(3)  # RGB
+    for i, (old_conv, new_conv, old_bn, new_bn) in enumerate(
+            zip(old_convs, new_convs, bn_layers(model), bn_layers(new))):
+        new_conv.weight.data = old_conv.weight.data[kept[i]][:, in_idx].clone()
+        _copy_bn(new_bn, old_bn, kept[i])
+        in_idx = kept[i]
+    new.classifier.weight.data = model.classifier.weight.data[:, in_idx].clone()
+    new.classifier.bias.data = model.classifier.bias.data.clone()
+    return new
+
+
+def prune_sincnet(model, cfg, cfg_mask):
+    """A new SincNet(cfg) holding the kept channels' weights of `model`.
+
+    Copied: the kept sinc filters' band parameters; per block the depthwise filters of the kept input
+    channels, the pointwise conv's kept rows and columns, the BN; the Linear head's kept input columns.
+    """
+    check_cfg_mask(model, cfg, cfg_mask)
+    kept = kept_indices(cfg_mask)
+    new = SincNet(cfg, num_classes=model.classifier.out_features,
+                  sample_rate=model.front[0].sample_rate).to(next(model.parameters()).device)
+    old_sinc, new_sinc = model.front[0], new.front[0]
+    new_sinc.low_hz_.data = old_sinc.low_hz_.data[kept[0]].clone()
+    new_sinc.band_hz_.data = old_sinc.band_hz_.data[kept[0]].clone()
+    _copy_bn(new.front[2], model.front[2], kept[0])
+    for j, (old_block, new_block) in enumerate(zip(model.blocks, new.blocks), start=1):
+        in_idx, out_idx = kept[j - 1], kept[j]
+        new_block[0].weight.data = old_block[0].weight.data[in_idx].clone()               # depthwise
+        new_block[1].weight.data = old_block[1].weight.data[out_idx][:, in_idx].clone()   # pointwise
+        _copy_bn(new_block[2], old_block[2], out_idx)
+    new.classifier.weight.data = model.classifier.weight.data[:, kept[-1]].clone()
+    new.classifier.bias.data = model.classifier.bias.data.clone()
+    return new
