@@ -142,7 +142,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
                                 weight_decay=hp["weight_decay"])
-    milestones = [int(f * hp["epochs"]) for f in hp["milestones"]]
+    milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]})   # a short run may merge two
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"] if "val" in loaders else loaders["test"]
     threshold = profile.config("sparsity_threshold")

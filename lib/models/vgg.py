@@ -20,8 +20,8 @@ def scale_cfg(cfg, width):
 class VGG(nn.Module):
     """VGG with BatchNorm. Input (B, 3, 32, 32) -> logits (B, num_classes).
 
-    After the last conv the 2x2 feature map is average-pooled to one vector per image, so the
-    classifier is a single Linear(cfg[-1], num_classes).
+    VGG-19 leaves a 2x2 feature map; it is average-pooled to one vector per image, so the classifier
+    is a single Linear(last conv's channels, num_classes).
     """
 
     def __init__(self, cfg=None, num_classes=10, width=1.0):
@@ -29,7 +29,8 @@ class VGG(nn.Module):
         cfg = scale_cfg(cfg or VGG19_CFG, width)
         self.cfg = cfg
         self.feature = self.make_layers(cfg)
-        self.classifier = nn.Linear(cfg[-1], num_classes)
+        channels = [v for v in cfg if v != 'M']
+        self.classifier = nn.Linear(channels[-1], num_classes)
         self._initialize_weights()
 
     @staticmethod
@@ -45,8 +46,8 @@ class VGG(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x):
-        x = self.feature(x)                        # (B, cfg[-1], 2, 2) for 32x32 inputs
-        x = nn.functional.avg_pool2d(x, 2)         # (B, cfg[-1], 1, 1)
+        x = self.feature(x)                        # (B, C, 2, 2) for VGG-19 on 32x32 inputs
+        x = nn.functional.avg_pool2d(x, 2)         # (B, C, 1, 1)
         return self.classifier(x.flatten(1))
 
     def _initialize_weights(self):

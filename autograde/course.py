@@ -1,0 +1,163 @@
+"""Drive real nbgrader for the kit: make student work from the references, run a course, read the gradebook.
+
+    work = make_student_work("kd", tmp / "ref")             # release notebooks + reference code, executed
+    course = Course(tmp / "course")                          # an nbgrader course directory using solutions/
+    course.generate("kd")
+    course.submit("alice", "kd", work)
+    course.autograde("kd")
+    course.scores("kd", "alice")     # {("kd", "test_kd_loss"): (score, max_score), ...}
+
+Used by the tests, the demo and the cohort runner. Everything runs in the quick profile unless told otherwise.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions"
+LABS = REPO / "labs"
+
+# Notebooks of each assignment, in the order a student runs them (later ones read earlier ones' artifacts).
+ASSIGNMENTS = {
+    "slimming": ("sparsity_train", "vggprune", "train_prune_model"),
+    "sincnet_quant": ("sincnet_quant",),
+    "kd": ("kd",),
+}
+
+SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
+
+
+def nbgrader_id(cell):
+    """The nbgrader grade_id of a cell, or None for a cell nbgrader does not track."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def reference_code(source_cell):
+    """A solution cell's source with the `### BEGIN/END SOLUTION` marker lines removed (the code kept)."""
+    return SOLUTION_REGION.sub(r"\1", source_cell.source)
+
+
+def fill_solutions(assignment, out_dir, replacements=None, labs=LABS, solutions=SOLUTIONS):
+    """Write the release notebooks of `assignment` into `out_dir` with their solution cells filled in.
+
+    A solution cell gets the reference code from solutions/, or `replacements[grade_id]` when given
+    (that is how a mutant, a known-wrong answer, is planted). Returns the notebook paths, in run order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    replacements = dict(replacements or {})
+    paths = []
+    for name in ASSIGNMENTS[assignment]:
+        release = nbformat.read(labs / assignment / f"{name}.ipynb", as_version=4)
+        source = nbformat.read(solutions / assignment / f"{name}.ipynb", as_version=4)
+        references = {nbgrader_id(c): reference_code(c) for c in source.cells
+                      if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+        for cell in release.cells:
+            cell_id = nbgrader_id(cell)
+            if cell_id in replacements:
+                cell.source = replacements.pop(cell_id)
+            elif cell_id in references:
+                cell.source = references[cell_id]
+        path = out_dir / f"{name}.ipynb"
+        nbformat.write(release, path)
+        paths.append(path)
+    if replacements:
+        raise KeyError(f"no solution cell with id {sorted(replacements)} in assignment {assignment}")
+    return paths
+
+
+def execute(notebook, timeout=900, profile="quick"):
+    """Run a notebook top to bottom in its own folder with nbclient (LAB_PROFILE=profile); save the outputs.
+
+    Raises nbclient's CellExecutionError on the first failing cell (the notebook is saved up to there).
+    """
+    from nbclient import NotebookClient
+    notebook = Path(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    old = os.environ.get("LAB_PROFILE")
+    os.environ["LAB_PROFILE"] = profile          # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    finally:
+        nbformat.write(nb, notebook)
+        if old is None:
+            os.environ.pop("LAB_PROFILE", None)
+        else:
+            os.environ["LAB_PROFILE"] = old
+    return nb
+
+
+def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick"):
+    """The folder a student would submit: the filled notebooks, executed in order, and their artifacts/."""
+    paths = fill_solutions(assignment, out_dir, replacements)
+    if run:
+        for path in paths:
+            execute(path, profile=profile)
+    return Path(out_dir)
+
+
+class Course:
+    """An nbgrader course directory at `root` whose source is the kit's solutions/ folder.
+
+    Its nbgrader_config.py loads the kit's own configuration and only moves the folders under `root`,
+    so the tests and the demo grade with exactly what a TA gets.
+    """
+
+    def __init__(self, root, solutions=SOLUTIONS, profile="quick"):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.profile = profile
+        (self.root / "nbgrader_config.py").write_text(
+            f"exec(open({str(REPO / 'nbgrader_config.py')!r}).read())\n"
+            f"c.CourseDirectory.root = {str(self.root)!r}\n"
+            f"c.CourseDirectory.source_directory = {str(Path(solutions).resolve())!r}\n"
+            f"c.CourseDirectory.release_directory = 'release'\n"
+            f"c.Exchange.root = {str(self.root / 'grading' / 'exchange')!r}\n")
+
+    @property
+    def gradebook_url(self):
+        return f"sqlite:///{self.root / 'grading' / 'gradebook.db'}"
+
+    def nbgrader(self, *args, check=True, timeout=None, env=None):
+        """Run the real `nbgrader` command in the course directory; returns the CompletedProcess."""
+        command = [str(Path(sys.executable).parent / "nbgrader"), *map(str, args)]
+        environment = dict(os.environ, LAB_PROFILE=self.profile, **(env or {}))
+        result = subprocess.run(command, cwd=self.root, env=environment, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[1:])} failed ({result.returncode}):\n{result.stderr[-4000:]}")
+        return result
+
+    def generate(self, assignment):
+        (self.root / "grading").mkdir(exist_ok=True)
+        self.nbgrader("generate_assignment", assignment, "--force")
+
+    def submit(self, student, assignment, folder, timestamp=None):
+        """Put `folder` where `nbgrader collect` would: grading/submitted/<student>/<assignment>/."""
+        dest = self.root / "grading" / "submitted" / student / assignment
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        if timestamp is not None:
+            (dest / "timestamp.txt").write_text(timestamp)
+        return dest
+
+    def autograde(self, assignment, student=None, check=True, timeout=None):
+        args = ["autograde", assignment, "--create", "--force"]
+        if student is not None:
+            args += ["--student", student]
+        return self.nbgrader(*args, check=check, timeout=timeout)
+
+    def scores(self, assignment, student):
+        """{(notebook, grade_id): (auto_score, max_score)} of the auto-graded (code) cells of a submission."""
+        from nbgrader.api import Gradebook
+        with Gradebook(self.gradebook_url, course_id="compresslab") as gb:
+            submission = gb.find_submission(assignment, student)
+            return {(nb.name, grade.name): (grade.auto_score, grade.max_score)
+                    for nb in submission.notebooks for grade in nb.grades if grade.cell.cell_type == "code"}

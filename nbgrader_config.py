@@ -1,0 +1,45 @@
+"""nbgrader configuration: the repository root is the course directory.
+
+    solutions/<assignment>/   nbgrader's source (reference solutions + hidden tests), edited by the instructor
+    labs/<assignment>/        nbgrader's release, generated: `make labs` (never edit by hand)
+    grading/                  everything else nbgrader writes (git-ignored): submitted/, autograded/,
+                              feedback/, the exchange and the gradebook
+"""
+from pathlib import Path
+
+c = get_config()  # noqa: F821  (nbgrader provides get_config)
+
+c.CourseDirectory.course_id = "compresslab"
+c.CourseDirectory.source_directory = "solutions"
+c.CourseDirectory.release_directory = "labs"
+c.CourseDirectory.submitted_directory = "grading/submitted"
+c.CourseDirectory.autograded_directory = "grading/autograded"
+c.CourseDirectory.feedback_directory = "grading/feedback"
+c.CourseDirectory.solution_directory = "grading/source_solutions"
+c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
+c.Exchange.root = "grading/exchange"
+c.Exchange.path_includes_course = True
+
+# Submissions carry checkpoints (artifacts/*.pt): a full-profile VGG-19 is ~80 MB. Larger files are dropped
+# with a warning (the grader then treats the artifact as missing).
+c.CourseDirectory.max_file_size = 200_000   # kB
+
+# Grading mode loads the submitted artifacts instead of training (lib.train.fit_or_load), so no cell
+# should take long; this only stops a runaway cell (e.g. an infinite loop in a TODO).
+c.Execute.timeout = 300
+c.Execute.interrupt_on_timeout = True
+
+# A grade cell with any stderr output scores zero: drop the harmless warnings that libraries print.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"(UserWarning|DeprecationWarning|FutureWarning|RuntimeWarning|warnings\.warn|TqdmWarning)"
+
+# A submission that deleted a grade cell gets it back (and its points) instead of a crash.
+c.OverwriteCells.add_missing_cells = True
+
+# Files autograde must take from the student, never from solutions/: whatever the notebooks wrote under
+# artifacts/ should an instructor have run the solution notebooks in place. (Adding "artifacts" to
+# CourseDirectory.ignore instead would also drop the students' own artifacts from their submissions.)
+c.Autograde.exclude_overwriting = {
+    folder.name: [str(path.relative_to(folder)) for path in folder.glob("artifacts/**/*") if path.is_file()]
+    for folder in Path(c.CourseDirectory.source_directory).glob("*") if folder.is_dir()
+}

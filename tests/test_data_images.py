@@ -1,0 +1,108 @@
+"""lib.data.images and lib.profile: the embedded digits, the CIFAR-10 loader (offline), profile selection."""
+import hashlib
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from lib import profile
+from lib.data import images
+
+
+def test_embedded_digits_are_cifar_shaped_with_a_fixed_split():
+    train, test = images.EmbeddedDigits(train=True), images.EmbeddedDigits(train=False)
+    assert (len(train), len(test)) == (1437, 360)
+    x, y = test[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= int(y) < 10
+    assert sorted(torch.unique(train.labels).tolist()) == list(range(10))
+    assert sorted(torch.unique(test.labels).tolist()) == list(range(10))
+    # Normalised with the training set's statistics: about zero mean, unit variance per channel.
+    normalised = (train.images - train.mean) / train.std
+    assert torch.allclose(normalised.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(normalised.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-3)
+    # No image is in both splits.
+    train_keys = {bytes(img.numpy().tobytes()) for img in (train.images * 255).round().to(torch.uint8)}
+    assert not any(bytes(img.numpy().tobytes()) in train_keys for img in (test.images * 255).round().to(torch.uint8))
+
+
+def test_quick_loaders_batches_and_seeded_shuffle():
+    first = images.loaders("quick", batch_size=32, seed=1)
+    x, y = next(iter(first["train"]))
+    assert x.shape == (32, 3, 32, 32) and y.shape == (32,) and y.dtype == torch.int64
+    again = images.loaders("quick", batch_size=32, seed=1)
+    assert torch.equal(next(iter(again["train"]))[1], y)
+    xt, _ = next(iter(first["test"]))
+    assert torch.equal(xt, next(iter(first["test"]))[0])    # test batches are fixed: no augmentation
+
+
+def test_a_changed_data_file_is_refused(tmp_path):
+    for name in ("digits32.npz", "SHA256SUMS"):
+        shutil.copy(images.DIGITS_FILE.parent / name, tmp_path / name)
+    with open(tmp_path / "digits32.npz", "r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match=r"digits32.npz is corrupt or was changed: expected sha256"):
+        images.EmbeddedDigits(train=True, path=tmp_path / "digits32.npz")
+
+
+def write_fake_cifar(root, n=20):
+    """A tiny CIFAR-10 in torchvision's on-disk format: cifar-10-batches-py/ with pickled batches."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        batch = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                 "labels": rng.integers(0, 10, size=n).tolist()}
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": list(images.CIFAR_CLASSES)}, f)
+    return {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in names + ["batches.meta"]}
+
+
+def test_cifar10_loader_offline_on_a_tiny_copy(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR10
+    md5 = write_fake_cifar(tmp_path)
+    # torchvision verifies each file's md5 against the real data set's: point it at our tiny files'.
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]})
+    loaders = images.loaders("full", batch_size=8, root=tmp_path, download=True)   # verified, nothing fetched
+    assert len(loaders["train"].dataset) == 100 and len(loaders["test"].dataset) == 20
+    x, y = next(iter(loaders["train"]))
+    assert x.shape == (8, 3, 32, 32) and y.dtype == torch.int64
+    # Test images are only normalised: pixel 0 of image 0 equals (value/255 - mean) / std.
+    raw = loaders["test"].dataset.data[0, 0, 0, 0] / 255
+    assert loaders["test"].dataset[0][0][0, 0, 0].item() == pytest.approx((raw - images.CIFAR_MEAN[0]) / images.CIFAR_STD[0], abs=1e-5)
+    # Train images are augmented: padded crops and flips vary between two reads of the same image.
+    train_set = loaders["train"].dataset
+    assert any(not torch.equal(train_set[0][0], train_set[0][0]) for _ in range(10))
+
+
+def test_profile_selection(monkeypatch):
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
+    assert profile.name() == "quick"
+    monkeypatch.setenv("LAB_PROFILE", "FULL")
+    assert profile.name() == "full" and profile.config("vgg")["epochs"] == 160
+    monkeypatch.setenv("LAB_PROFILE", "fast")
+    with pytest.raises(ValueError, match="LAB_PROFILE='fast' is not a profile: expected one of quick, full"):
+        profile.name()
+    hp = profile.config("vgg", "quick")
+    hp["epochs"] = -1                                      # a copy: the table is not changed
+    assert profile.config("vgg", "quick")["epochs"] > 0
+    with pytest.raises(KeyError, match="no section 'nope'"):
+        profile.config("nope", "quick")
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert not profile.grading()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert profile.grading()
+    assert profile.device().type in ("cpu", "cuda", "mps")
+
+
+def test_full_profile_has_the_reference_vgg_hyperparameters():
+    hp = profile.config("vgg", "full")
+    assert hp == dict(width=1.0, epochs=160, batch_size=64, lr=0.1, momentum=0.9, weight_decay=1e-4,
+                      milestones=(0.5, 0.75))
