@@ -43,3 +43,9 @@ c.Autograde.exclude_overwriting = {
     folder.name: [str(path.relative_to(folder)) for path in folder.glob("artifacts/**/*") if path.is_file()]
     for folder in Path(c.CourseDirectory.source_directory).glob("*") if folder.is_dir()
 }
+
+# Late work loses 10% of its score per started day (autograde/late.py).
+c.AssignLatePenalties.plugin_class = "autograde.late.PercentPerDay"
+
+# Collected submissions carry the student id they were submitted under, not a Unix account of theirs.
+c.CollectApp.check_owner = False

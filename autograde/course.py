@@ -109,7 +109,7 @@ class Course:
     so the tests and the demo grade with exactly what a TA gets.
     """
 
-    def __init__(self, root, solutions=SOLUTIONS, profile="quick"):
+    def __init__(self, root, solutions=SOLUTIONS, release="release", profile="quick", extra_config=""):
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.profile = profile
@@ -117,18 +117,18 @@ class Course:
             f"exec(open({str(REPO / 'nbgrader_config.py')!r}).read())\n"
             f"c.CourseDirectory.root = {str(self.root)!r}\n"
             f"c.CourseDirectory.source_directory = {str(Path(solutions).resolve())!r}\n"
-            f"c.CourseDirectory.release_directory = 'release'\n"
-            f"c.Exchange.root = {str(self.root / 'grading' / 'exchange')!r}\n")
+            f"c.CourseDirectory.release_directory = {str(release)!r}\n"
+            f"c.Exchange.root = {str(self.root / 'grading' / 'exchange')!r}\n" + extra_config)
 
     @property
     def gradebook_url(self):
         return f"sqlite:///{self.root / 'grading' / 'gradebook.db'}"
 
-    def nbgrader(self, *args, check=True, timeout=None, env=None):
-        """Run the real `nbgrader` command in the course directory; returns the CompletedProcess."""
+    def nbgrader(self, *args, check=True, timeout=None, env=None, cwd=None):
+        """Run the real `nbgrader` command in the course directory (or `cwd`); returns the CompletedProcess."""
         command = [str(Path(sys.executable).parent / "nbgrader"), *map(str, args)]
         environment = dict(os.environ, LAB_PROFILE=self.profile, **(env or {}))
-        result = subprocess.run(command, cwd=self.root, env=environment, capture_output=True, text=True,
+        result = subprocess.run(command, cwd=cwd or self.root, env=environment, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(command[1:])} failed ({result.returncode}):\n{result.stderr[-4000:]}")

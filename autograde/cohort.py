@@ -1,0 +1,325 @@
+"""Autograde a whole class in parallel, safely: `python -m autograde.cohort ASSIGNMENT -j 2`.
+
+nbgrader grades one submission at a time, and its SQLite gradebook is not safe for concurrent writers.
+So each submission is graded by real `nbgrader autograde` in a scratch course of its own
+(grading/cohort/<assignment>/<student>/): a copy of the submission and of the gradebook as it was before
+grading. Only this process writes the course's gradebook: when a worker finishes, its grades are copied
+in and read back to check that none was lost, then its autograded notebooks are moved into place.
+
+Each submission runs under a wall-clock limit (--timeout) and a memory limit (--memory, on every process
+it starts, kernels included). A submission that breaks something (unreadable notebook, duplicated or
+renamed cells, a file over the size limit, a crash, a timeout) gets zero on what it broke and a message
+at the top of its feedback saying why; the others are graded as usual. Progress is saved after every
+submission in grading/cohort/<assignment>/results.json: run the command again to resume.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import nbformat
+from traitlets.config.loader import PyFileConfigLoader
+
+from .course import REPO, nbgrader_id
+
+COURSE_ID = "compresslab"
+
+
+class CohortCourse:
+    """The paths of an nbgrader course directory, read from its nbgrader_config.py."""
+
+    def __init__(self, root=REPO):
+        self.root = Path(root).resolve()
+        config = PyFileConfigLoader("nbgrader_config.py", str(self.root)).load_config()
+        course = config.CourseDirectory
+        self.config_file = self.root / "nbgrader_config.py"
+        self.source = self._path(course.source_directory)
+        self.release = self._path(course.release_directory)
+        self.submitted = self._path(course.submitted_directory)
+        self.autograded = self._path(course.autograded_directory)
+        self.db = Path(course.db_url.removeprefix("sqlite:///"))
+        self.db = self.db if self.db.is_absolute() else self.root / self.db
+        self.max_file_size = course.max_file_size * 1000       # bytes
+        self.grading = self.db.parent
+
+    def _path(self, value):
+        path = Path(value)
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def db_url(self):
+        return f"sqlite:///{self.db}"
+
+    def notebooks(self, assignment):
+        return sorted(p.stem for p in (self.source / assignment).glob("*.ipynb"))
+
+    def students(self, assignment):
+        return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checks and repairs before nbgrader sees a submission.
+
+def prepare_submission(course, assignment, submitted, dest):
+    """Copy one submission into `dest`, fixing what would make nbgrader crash; returns {notebook: [problems]}.
+
+    Unreadable notebooks are left out (nbgrader then scores them zero), later copies of duplicated cells
+    are dropped, cells whose grade_id is not one of the assignment's lose their nbgrader metadata (nbgrader
+    then puts the original grade cell back), and files over the size limit are not copied.
+    """
+    problems = {}
+    dest.mkdir(parents=True)
+    for path in sorted(submitted.rglob("*")):
+        if path.is_dir() or path.is_symlink():
+            continue
+        rel = path.relative_to(submitted)
+        size = path.stat().st_size
+        if size > course.max_file_size:
+            problems.setdefault("(files)", []).append(
+                f"{rel} is {size / 1e9:.1f} GB, over the {course.max_file_size / 1e6:.0f} MB limit per file: "
+                "it was not graded")
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix != ".ipynb" or rel.parent != Path("."):
+            shutil.copy(path, target)
+            continue
+        notes = _repair_notebook(path, target, _known_ids(course, assignment, path.stem))
+        if notes:
+            problems[path.stem] = notes
+    return problems
+
+
+def _known_ids(course, assignment, notebook):
+    source = course.source / assignment / f"{notebook}.ipynb"
+    if not source.exists():
+        return None
+    return {nbgrader_id(c) for c in nbformat.read(source, as_version=4).cells} - {None}
+
+
+def _repair_notebook(path, target, known_ids):
+    try:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+    except Exception as error:   # not JSON, not a notebook, a future format...
+        return [f"{path.name} is not a readable notebook ({type(error).__name__}: {str(error)[:200]}); "
+                "every cell of it scores zero. Submit the .ipynb file Jupyter saved."]
+    notes, seen, cells = [], set(), []
+    for cell in nb.cells:
+        cell_id = nbgrader_id(cell)
+        if cell_id is not None and known_ids is not None and cell_id not in known_ids:
+            notes.append(f"cell id '{cell_id}' is not one of this notebook's cells (was it renamed?): "
+                         "it was graded as a plain cell and the original cell was put back")
+            del cell.metadata["nbgrader"]
+        elif cell_id is not None and cell_id in seen:
+            notes.append(f"cell '{cell_id}' appears more than once: only its first copy was graded")
+            continue
+        seen.add(cell_id)
+        cells.append(cell)
+    nb.cells = cells
+    nbformat.write(nb, target)
+    return notes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One worker: real nbgrader in a scratch course, under limits.
+
+def _limits(memory_bytes):
+    def apply():
+        os.setsid()                                            # its own process group, killed as one
+        if memory_bytes:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+    return apply
+
+
+def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes):
+    """Grade one submission in its own scratch course; returns a result dict (never raises)."""
+    start = time.time()
+    scratch = scratch_root / student
+    shutil.rmtree(scratch, ignore_errors=True)
+    (scratch / "grading").mkdir(parents=True)
+    shutil.copy(template_db, scratch / "grading" / "gradebook.db")
+    (scratch / "nbgrader_config.py").write_text(
+        f"exec(open({str(course.config_file)!r}).read())\n"
+        f"c.CourseDirectory.root = {str(scratch)!r}\n"
+        f"c.CourseDirectory.source_directory = {str(course.source)!r}\n"
+        "c.CourseDirectory.submitted_directory = 'grading/submitted'\n"
+        "c.CourseDirectory.autograded_directory = 'grading/autograded'\n"
+        "c.CourseDirectory.db_url = 'sqlite:///grading/gradebook.db'\n")
+    problems = prepare_submission(course, assignment, course.submitted / student / assignment,
+                                  scratch / "grading" / "submitted" / student / assignment)
+    command = [str(Path(sys.executable).parent / "nbgrader"), "autograde", assignment,
+               "--student", student, "--create", "--force"]
+    log = scratch / "nbgrader.log"
+    status = "graded"
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT,
+                                   preexec_fn=_limits(memory_bytes), env=dict(os.environ))
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            status = "timeout"
+    reasons = {
+        "timeout": f"grading stopped after the {timeout:.0f} s limit per submission",
+        "graded": "nbgrader could not grade it",
+    }
+    graded_dir = scratch / "grading" / "autograded" / student / assignment
+    for notebook in course.notebooks(assignment):
+        if not (graded_dir / f"{notebook}.ipynb").exists():
+            problems.setdefault(notebook, []).append(
+                f"{notebook}.ipynb was not graded: {reasons[status]}{_log_reason(log, notebook)}; "
+                "its cells score zero")
+            if status == "graded":
+                status = "failed"
+    return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,
+                scratch=str(scratch))
+
+
+def _log_reason(log, notebook):
+    """The last error nbgrader logged about `notebook`, if any (e.g. 'Kernel died')."""
+    lines = [line for line in log.read_text(errors="replace").splitlines()
+             if "ERROR" in line or "Error" in line or "died" in line]
+    mentioning = [line for line in lines if notebook in line] or lines
+    return f" ({mentioning[-1].strip()[:300]})" if mentioning else ""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The single writer: grades, autograded notebooks and messages go into the course.
+
+def merge(course, assignment, result):
+    """Copy one worker's grades into the course gradebook, check them, and move its notebooks in place."""
+    from nbgrader.api import Gradebook, MissingEntry
+    student, scratch = result["student"], Path(result["scratch"])
+    scratch_db = f"sqlite:///{scratch / 'grading' / 'gradebook.db'}"
+    graded_dir = scratch / "grading" / "autograded" / student / assignment
+    expected = {}
+    with Gradebook(scratch_db, COURSE_ID) as src, Gradebook(course.db_url, COURSE_ID) as dst:
+        dst.update_or_create_student(student)
+        try:
+            timestamp = src.find_submission(assignment, student).timestamp
+        except MissingEntry:
+            timestamp = None
+        dst.update_or_create_submission(assignment, student, timestamp=timestamp)
+        for notebook in course.notebooks(assignment):
+            target = dst.find_submission_notebook(notebook, assignment, student)
+            graded = (graded_dir / f"{notebook}.ipynb").exists()
+            source = src.find_submission_notebook(notebook, assignment, student) if graded else None
+            grades = {g.name: g for g in source.grades} if source else {}
+            comments = {c.name: c for c in source.comments} if source else {}
+            for grade in target.grades:
+                if grade.name in grades:
+                    grade.auto_score = grades[grade.name].auto_score
+                    grade.needs_manual_grade = grades[grade.name].needs_manual_grade
+                else:                                         # the notebook could not be graded
+                    grade.auto_score, grade.needs_manual_grade = 0.0, False
+                expected[(notebook, grade.name)] = grade.auto_score
+            for comment in target.comments:
+                if comment.name in comments:
+                    comment.auto_comment = comments[comment.name].auto_comment
+            if source is not None:
+                target.flagged = source.flagged
+                target.late_submission_penalty = source.late_submission_penalty
+        dst.db.commit()
+    # Read back from a fresh connection: every grade the worker produced is in the course gradebook.
+    with Gradebook(course.db_url, COURSE_ID) as gb:
+        stored = {(nb.name, g.name): g.auto_score
+                  for nb in gb.find_submission(assignment, student).notebooks for g in nb.grades}
+    lost = {cell: score for cell, score in expected.items() if stored.get(cell) != score}
+    if lost:
+        raise RuntimeError(f"grades of {student} were not stored: {lost}")
+    _place_notebooks(course, assignment, result, graded_dir)
+
+
+def _place_notebooks(course, assignment, result, graded_dir):
+    """Move the autograded folder into the course; add a message cell to notebooks that had problems."""
+    student, problems = result["student"], result["problems"]
+    dest = course.autograded / student / assignment
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if graded_dir.exists():
+        shutil.move(str(graded_dir), dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    general = problems.get("(files)", [])
+    for notebook in course.notebooks(assignment):
+        path = dest / f"{notebook}.ipynb"
+        notes = general + problems.get(notebook, [])
+        if not path.exists():                     # give feedback on the released notebook, all zeros
+            release = course.release / assignment / f"{notebook}.ipynb"
+            shutil.copy(release if release.exists() else course.source / assignment / f"{notebook}.ipynb", path)
+        if notes:
+            nb = nbformat.read(path, as_version=4)
+            text = "**Message from the grader**\n\n" + "\n".join(f"- {note}" for note in notes)
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+            nbformat.write(nb, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+def _save(path, results):
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+
+
+def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
+        keep_scratch=False, quiet=False):
+    """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
+    course = CohortCourse(course_root)
+    work = course.grading / "cohort" / assignment
+    work.mkdir(parents=True, exist_ok=True)
+    state_file = work / "results.json"
+    results = json.loads(state_file.read_text()) if state_file.exists() and not force else {}
+    todo = [s for s in (students or course.students(assignment)) if s not in results]
+    template = work / "gradebook-template.db"
+    shutil.copy(course.db, template)          # the gradebook before this run: every worker starts from it
+    say = (lambda *a: None) if quiet else print
+    say(f"{assignment}: {len(todo)} submission(s) to grade with {jobs} worker(s), "
+        f"{len(results)} already done ({state_file})")
+    start = time.time()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(grade_one, course, assignment, s, work, template, timeout,
+                               int(memory_gb * 2**30)) for s in todo]
+        for future in as_completed(futures):
+            result = future.result()
+            try:
+                merge(course, assignment, result)
+            except Exception as error:            # keep going: one bad merge must not stop the class
+                result["status"], result["problems"]["(merge)"] = "failed", [f"{type(error).__name__}: {error}"]
+            if not keep_scratch:
+                shutil.rmtree(result["scratch"], ignore_errors=True)
+            results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
+            _save(state_file, results)
+            say(f"  {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
+                + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
+    elapsed = time.time() - start
+    counts = {status: sum(r["status"] == status for r in results.values()) for status in ("graded", "failed", "timeout")}
+    say(f"{assignment}: {counts['graded']} graded, {counts['failed']} failed, {counts['timeout']} timed out; "
+        f"this run {len(todo)} in {elapsed:.1f} s")
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("assignment")
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
+    parser.add_argument("--memory", type=float, default=4.0, help="GB of memory per submission (default 4)")
+    parser.add_argument("--course", default=str(REPO), help="the nbgrader course directory (default: the kit)")
+    parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    parser.add_argument("--force", action="store_true", help="regrade everyone, ignoring saved progress")
+    args = parser.parse_args(argv)
+    results = run(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student, args.force)
+    return 0 if all(r["status"] == "graded" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
