@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
-from .course import REPO, nbgrader_id
+from .course import BIN, REPO, nbgrader_id, tool_env
 
 COURSE_ID = "compresslab"
 
@@ -155,13 +155,13 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
         "c.CourseDirectory.db_url = 'sqlite:///grading/gradebook.db'\n")
     problems = prepare_submission(course, assignment, course.submitted / student / assignment,
                                   scratch / "grading" / "submitted" / student / assignment)
-    command = [str(Path(sys.executable).parent / "nbgrader"), "autograde", assignment,
+    command = [str(BIN / "nbgrader"), "autograde", assignment,
                "--student", student, "--create", "--force"]
     log = scratch / "nbgrader.log"
     status = "graded"
     with open(log, "w") as out:
         process = subprocess.Popen(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT,
-                                   preexec_fn=_limits(memory_bytes), env=dict(os.environ))
+                                   preexec_fn=_limits(memory_bytes), env=tool_env())
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -29,6 +29,14 @@ ASSIGNMENTS = {
     "kd": ("kd",),
 }
 
+BIN = Path(sys.executable).parent   # nbgrader, and the alembic it calls, live next to this Python
+
+
+def tool_env(**extra):
+    """This process's environment with the venv's bin/ first on PATH (nbgrader runs `alembic` from PATH)."""
+    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+
+
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
 
 
@@ -126,8 +134,8 @@ class Course:
 
     def nbgrader(self, *args, check=True, timeout=None, env=None, cwd=None):
         """Run the real `nbgrader` command in the course directory (or `cwd`); returns the CompletedProcess."""
-        command = [str(Path(sys.executable).parent / "nbgrader"), *map(str, args)]
-        environment = dict(os.environ, LAB_PROFILE=self.profile, **(env or {}))
+        command = [str(BIN / "nbgrader"), *map(str, args)]
+        environment = tool_env(LAB_PROFILE=self.profile, **(env or {}))
         result = subprocess.run(command, cwd=cwd or self.root, env=environment, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .course import ASSIGNMENTS, REPO, SOLUTIONS
+from .course import ASSIGNMENTS, BIN, REPO, SOLUTIONS, tool_env
 
 
 def generate(assignments=None, root=REPO):
@@ -20,8 +20,8 @@ def generate(assignments=None, root=REPO):
             raise SystemExit(f"{stray} exists: the solution notebooks were run in place. Remove it (it would be "
                              "released to students) and run the notebooks on a copy instead.")
         (Path(root) / "grading").mkdir(exist_ok=True)
-        command = [str(Path(sys.executable).parent / "nbgrader"), "generate_assignment", assignment, "--force"]
-        subprocess.run(command, cwd=root, check=True)
+        command = [str(BIN / "nbgrader"), "generate_assignment", assignment, "--force"]
+        subprocess.run(command, cwd=root, check=True, env=tool_env())
         print(f"labs/{assignment} regenerated from solutions/{assignment}")
 
 

@@ -1,0 +1,240 @@
+"""Cohort grading with real nbgrader: broken submissions never stop or corrupt the others.
+
+A small assignment written here ("toy": one TODO, one test cell for it, one test cell that loads a
+checkpoint with lib) is graded for a class of students, each breaking something else, in one parallel
+run of autograde.cohort. Each case is its own test below.
+"""
+import json
+import os
+import shutil
+
+import nbformat
+import pytest
+import torch
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from autograde import cohort
+from autograde.course import Course
+from lib.checkpoint import save_checkpoint
+from lib.models import VGG
+
+CFG = [4, 'M', 4, 'M', 4, 'M', 4, 'M']
+
+
+def cell(kind, grade_id, source, grade=False, solution=False, points=0):
+    make = new_code_cell if kind == "code" else new_markdown_cell
+    c = make(source)
+    c.metadata["nbgrader"] = {"grade_id": grade_id, "grade": grade, "solution": solution,
+                              "locked": not solution, "schema_version": 3}
+    if grade:
+        c.metadata["nbgrader"]["points"] = points
+    return c
+
+
+def toy_source():
+    return new_notebook(cells=[
+        cell("markdown", "intro", "# Toy assignment"),
+        cell("code", "setup", "import torch\nfrom lib.models import VGG\nfrom lib.checkpoint import load_into"),
+        cell("code", "add", "def add(a, b):\n    ### BEGIN SOLUTION\n    return a + b\n    ### END SOLUTION",
+             solution=True),
+        cell("code", "test_add", "assert add(1, 2) == 3\nassert add(-1, 1) == 0", grade=True, points=2),
+        cell("code", "test_model",
+             f"model = VGG({CFG!r}, num_classes=2)\nload_into(model, 'artifacts/model.pt')\n"
+             "assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 2)", grade=True, points=1),
+        cell("markdown", "why", "Why?\n\n=== BEGIN MARK SCHEME ===\nAnything.\n=== END MARK SCHEME ===",
+             grade=True, solution=True, points=1),
+    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+def good_work(folder):
+    nb = toy_source()
+    nb.cells[2].source = "def add(a, b):\n    return a + b"
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / "toy.ipynb")
+    torch.manual_seed(0)
+    save_checkpoint(folder / "artifacts" / "model.pt", VGG(CFG, num_classes=2))
+    return folder
+
+
+def with_answer(code):
+    def change(folder):
+        nb = nbformat.read(folder / "toy.ipynb", as_version=4)
+        nb.cells[2].source = code
+        nbformat.write(nb, folder / "toy.ipynb")
+    return change
+
+
+def edit_cells(edit):
+    def change(folder):
+        nb = nbformat.read(folder / "toy.ipynb", as_version=4)
+        nb.cells = edit(nb.cells)
+        nbformat.write(nb, folder / "toy.ipynb")
+    return change
+
+
+def corrupt_json(folder):
+    text = (folder / "toy.ipynb").read_text()
+    (folder / "toy.ipynb").write_text(text[:200])
+
+
+def rename_test_add(cells):
+    cells[3].metadata["nbgrader"]["grade_id"] = "my_test"
+    return cells
+
+
+def edit_locked(cells):
+    cells[3].source = "pass  # the student 'fixed' the test"
+    return cells
+
+
+def wrong_architecture(folder):
+    save_checkpoint(folder / "artifacts" / "model.pt", VGG([8, 'M', 8, 'M', 8, 'M', 8, 'M'], num_classes=2))
+
+
+def huge_file(folder):
+    with open(folder / "artifacts" / "huge.bin", "wb") as f:    # sparse: 2 GB, no disk used
+        f.truncate(2 * 10**9)
+
+
+CASES = {
+    "good": None,
+    "infinite_loop": with_answer("while True:\n    pass"),
+    "memory_bomb": with_answer("hog = bytearray(6 * 2**30)\ndef add(a, b):\n    return a + b"),
+    "crash": with_answer("import os\nos._exit(1)"),
+    "syntax_error": with_answer("def add(a, b)\n    return a + b"),
+    "corrupt_json": corrupt_json,
+    "deleted_cell": edit_cells(lambda cells: cells[:4] + cells[5:]),
+    "duplicated_cell": edit_cells(lambda cells: cells[:4] + [cells[3]] + cells[4:]),
+    "renamed_cell": edit_cells(rename_test_add),
+    "edited_locked_cell": edit_cells(edit_locked),
+    "missing_artifacts": lambda folder: shutil.rmtree(folder / "artifacts"),
+    "wrong_architecture": wrong_architecture,
+    "huge_file": huge_file,
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cohort")
+    (tmp / "solutions" / "toy").mkdir(parents=True)
+    nbformat.write(toy_source(), tmp / "solutions" / "toy" / "toy.ipynb")
+    course = Course(tmp / "course", solutions=tmp / "solutions", extra_config="c.Execute.timeout = 20\n")
+    course.generate("toy")
+    for student, change in CASES.items():
+        work = good_work(tmp / "work" / student)
+        if change is not None:
+            change(work)
+        course.submit(student, "toy", work)
+    results = cohort.run("toy", jobs=2, timeout=120, memory_gb=3, course_root=course.root, quiet=True)
+    scores = {s: course.scores("toy", s) for s in CASES}
+    return course, results, scores
+
+
+def points(scores, student):
+    return {name: score for (_, name), (score, _) in scores[student].items()}
+
+
+def message(course, student):
+    nb = nbformat.read(course.root / "grading" / "autograded" / student / "toy" / "toy.ipynb", as_version=4)
+    first = nb.cells[0].source
+    return first if first.startswith("**Message from the grader**") else ""
+
+
+def test_good_submission_gets_full_marks(graded):
+    _, results, scores = graded
+    assert results["good"]["status"] == "graded"
+    assert points(scores, "good") == {"test_add": 2, "test_model": 1}
+
+
+def test_every_submission_is_in_the_gradebook(graded):
+    _, results, scores = graded
+    assert set(results) == set(CASES)
+    assert all(set(points(scores, s)) == {"test_add", "test_model"} for s in CASES)
+
+
+@pytest.mark.parametrize("student", ["infinite_loop", "memory_bomb", "syntax_error"])
+def test_a_broken_answer_scores_zero_only_where_it_breaks(graded, student):
+    _, results, scores = graded
+    assert results[student]["status"] == "graded"
+    assert points(scores, student) == {"test_add": 0, "test_model": 1}
+
+
+def test_a_crashing_kernel_scores_zero_with_a_message(graded):
+    course, results, scores = graded
+    assert points(scores, "crash")["test_add"] == 0
+    if results["crash"]["status"] != "graded":                  # nbgrader gave up on the notebook
+        assert "was not graded" in message(course, "crash")
+
+
+def test_corrupt_notebook_scores_zero_with_a_message(graded):
+    course, results, scores = graded
+    assert results["corrupt_json"]["status"] == "failed"
+    assert points(scores, "corrupt_json") == {"test_add": 0, "test_model": 0}
+    assert "is not a readable notebook" in message(course, "corrupt_json")
+
+
+def test_deleted_grade_cell_is_put_back_and_graded(graded):
+    _, _, scores = graded
+    assert points(scores, "deleted_cell") == {"test_add": 2, "test_model": 1}
+
+
+def test_duplicated_grade_cell_is_graded_once_with_a_message(graded):
+    course, _, scores = graded
+    assert points(scores, "duplicated_cell") == {"test_add": 2, "test_model": 1}
+    assert "appears more than once" in message(course, "duplicated_cell")
+
+
+def test_renamed_cell_id_gets_the_original_cell_back(graded):
+    course, _, scores = graded
+    assert points(scores, "renamed_cell") == {"test_add": 2, "test_model": 1}
+    assert "'my_test' is not one of this notebook's cells" in message(course, "renamed_cell")
+
+
+def test_an_edited_locked_cell_is_restored_before_grading(graded):
+    _, _, scores = graded
+    assert points(scores, "edited_locked_cell") == {"test_add": 2, "test_model": 1}
+
+
+@pytest.mark.parametrize("student", ["missing_artifacts", "wrong_architecture"])
+def test_bad_artifacts_score_zero_on_the_cell_that_loads_them(graded, student):
+    course, _, scores = graded
+    assert points(scores, student) == {"test_add": 2, "test_model": 0}
+    nb = nbformat.read(course.root / "grading" / "autograded" / student / "toy" / "toy.ipynb", as_version=4)
+    error = "\n".join(o.get("evalue", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    expected = "no such checkpoint file" if student == "missing_artifacts" else "was saved from a model with cfg"
+    assert expected in error
+
+
+def test_a_huge_file_is_left_out_with_a_message(graded):
+    course, _, scores = graded
+    assert points(scores, "huge_file") == {"test_add": 2, "test_model": 1}
+    assert "over the 200 MB limit" in message(course, "huge_file")
+    assert not (course.root / "grading" / "autograded" / "huge_file" / "toy" / "artifacts" / "huge.bin").exists()
+
+
+def test_wall_clock_limit_and_resume(graded, tmp_path):
+    course, _, _ = graded
+    # Resume: a second run finds everyone done and grades nobody.
+    again = cohort.run("toy", jobs=1, course_root=course.root, quiet=True)
+    assert set(again) == set(CASES)
+    # A submission over the per-submission time limit is stopped, scores zero and says why.
+    state = course.root / "grading" / "cohort" / "toy" / "results.json"
+    results = json.loads(state.read_text())
+    del results["infinite_loop"]
+    state.write_text(json.dumps(results))
+    rerun = cohort.run("toy", jobs=1, timeout=8, course_root=course.root, quiet=True)
+    assert rerun["infinite_loop"]["status"] == "timeout"
+    assert points({"s": course.scores("toy", "infinite_loop")}, "s") == {"test_add": 0, "test_model": 0}
+    assert "8 s limit per submission" in message(course, "infinite_loop")
+    assert points({"s": course.scores("toy", "good")}, "s") == {"test_add": 2, "test_model": 1}
+
+
+def test_feedback_is_generated_for_everyone(graded):
+    course, _, _ = graded
+    course.nbgrader("generate_feedback", "toy", "--force")
+    for student in CASES:
+        html = course.root / "grading" / "feedback" / student / "toy" / "toy.html"
+        assert html.exists(), student
+    assert "is not a readable notebook" in (course.root / "grading" / "feedback" / "corrupt_json" / "toy" /
+                                            "toy.html").read_text()
+    assert os.path.getsize(course.root / "grading" / "gradebook.db") > 0
