@@ -1,0 +1,77 @@
+"""labs/ is what nbgrader generates from solutions/, and the student bundle carries no reference material."""
+import ast
+import json
+
+import pytest
+
+from autograde import release
+from autograde.course import ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course
+
+PRESENT = [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
+
+
+def comparable(path):
+    nb = json.loads(path.read_text())
+    return nb["cells"], nb["metadata"]
+
+
+@pytest.mark.parametrize("assignment", PRESENT)
+def test_labs_are_generated_from_solutions(assignment, tmp_path):
+    course = Course(tmp_path / "course", release=tmp_path / "release")
+    course.generate(assignment)
+    for name in ASSIGNMENTS[assignment]:
+        generated = tmp_path / "release" / assignment / f"{name}.ipynb"
+        committed = LABS / assignment / f"{name}.ipynb"
+        assert committed.exists(), f"{committed} is missing: run `make labs` and commit labs/"
+        assert comparable(generated) == comparable(committed), \
+            f"{committed} differs from what solutions/ generates: run `make labs` and commit labs/"
+
+
+def reference_lines():
+    """The code lines of every function in autograde/reference/ (docstrings and trivial lines left out)."""
+    lines = set()
+    for path in (REPO / "autograde" / "reference").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef):
+                body = node.body[1:] if ast.get_docstring(node) else node.body
+                for statement in body:
+                    text = ast.unparse(statement).splitlines()
+                    lines.update(line.strip() for line in text if len(line.strip()) > 25)
+    return lines
+
+
+def test_no_reference_code_in_lib_or_labs():
+    lines = reference_lines()
+    assert lines, "found no reference code to look for"
+    for folder in ("lib", "labs"):
+        for path in (REPO / folder).rglob("*"):
+            if path.suffix in (".py", ".ipynb"):
+                text = path.read_text()
+                if path.suffix == ".ipynb":
+                    text = "\n".join("".join(c["source"]) for c in json.loads(text)["cells"])
+                normalised = {line.strip() for line in text.splitlines()}
+                leaked = lines & normalised
+                assert not leaked, f"{path.relative_to(REPO)} contains reference code: {sorted(leaked)[:3]}"
+
+
+def test_student_bundle_is_complete_and_clean(tmp_path):
+    bundle = release.build(tmp_path)
+    for name in ("labs", "lib", "data", "environment.yml", "README.md", "pyproject.toml"):
+        assert (bundle / name).exists(), name
+    assert not (bundle / "autograde").exists() and not (bundle / "solutions").exists()
+    assert (tmp_path / "compresslab-student.zip").stat().st_size > 0
+    assert "nbgrader" not in (bundle / "pyproject.toml").read_text()
+
+
+def test_bundle_check_names_every_leak(tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "labs").mkdir(parents=True)
+    (bundle / "labs" / "a.py").write_text("x = 1\n### BEGIN SOLUTION\nx = 2\n### END SOLUTION\n")
+    (bundle / "labs" / "b.ipynb").write_text('{"source": "from autograde.checks import kd"}')
+    (bundle / "autograde").mkdir()
+    with pytest.raises(SystemExit) as error:
+        release.check(bundle)
+    message = str(error.value)
+    assert "labs/a.py: a solution region" in message and "labs/b.ipynb: use of the autograde package" in message
+    assert "autograde: a folder students must not get" in message
