@@ -7,13 +7,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import profile
+from .. import profile as lab_profile      # not "profile": that is the name of loaders()'s argument
 from . import check_sha256
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-DIGITS_FILE = profile.DATA_DIR / "digits" / "digits32.npz"
+DIGITS_FILE = lab_profile.DATA_DIR / "digits" / "digits32.npz"
 NUM_CLASSES = 10
 
 
@@ -26,7 +26,7 @@ def cifar10(train, root=None, download=True):
     from torchvision import datasets, transforms
     normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
     augment = [transforms.Pad(4), transforms.RandomCrop(32), transforms.RandomHorizontalFlip()] if train else []
-    return datasets.CIFAR10(str(root or profile.DATA_DIR / "cifar10"), train=train, download=download,
+    return datasets.CIFAR10(str(root or lab_profile.DATA_DIR / "cifar10"), train=train, download=download,
                             transform=transforms.Compose(augment + normalize))
 
 
@@ -60,14 +60,14 @@ class EmbeddedDigits(Dataset):
         return image, self.labels[i]
 
 
-def loaders(profile_name=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
+def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
     """{"train", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
 
     The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat.
     """
-    profile_name = profile_name or profile.name()
-    batch_size = batch_size or profile.config("vgg", profile_name)["batch_size"]
-    if profile_name == "quick":
+    profile = profile or lab_profile.name()
+    batch_size = batch_size or lab_profile.config("vgg", profile)["batch_size"]
+    if profile == "quick":
         train_set, test_set = EmbeddedDigits(train=True), EmbeddedDigits(train=False)
     else:
         train_set, test_set = cifar10(True, root, download), cifar10(False, root, download)
