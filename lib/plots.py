@@ -4,6 +4,7 @@ in a notebook the figure is shown inline as the cell's output.
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import torch
 
 from .slimming import gammas
 
@@ -48,4 +49,35 @@ def plot_lr(history, path=None):
     ax.set_xlabel("epoch")
     ax.set_ylabel("learning rate")
     ax.set_title("learning-rate schedule")
+    return _finish(fig, path)
+
+
+def plot_accuracy(history, title="accuracy", path=None):
+    """Training and validation accuracy (%) of one run per epoch, on one axes."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(history["epoch"], history["train_accuracy"], marker=".", label="train")
+    ax.plot(history["epoch"], history["val_accuracy"], marker=".", label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_frequency_responses(filter_sets, sample_rate, path=None):
+    """Magnitude responses (dB) of FIR filters, one panel per set: filter_sets is {label: (n, taps) tensor}."""
+    fig, axes = plt.subplots(1, len(filter_sets), figsize=(5 * len(filter_sets), 3.5), squeeze=False, sharey=True)
+    for ax, (label, filters) in zip(axes[0], filter_sets.items()):
+        filters = filters.detach().cpu().reshape(len(filters), -1)
+        spectrum = torch.fft.rfft(filters, n=4096).abs()
+        decibels = 20 * torch.log10(spectrum / spectrum.max(dim=1, keepdim=True).values + 1e-6)
+        hz = torch.fft.rfftfreq(4096, d=1 / sample_rate)
+        for row in decibels:
+            ax.plot(hz.numpy(), row.numpy(), linewidth=1)
+        ax.set_ylim(-60, 3)
+        ax.set_xlabel("frequency (Hz)")
+        ax.set_title(str(label))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("gain (dB)")
     return _finish(fig, path)

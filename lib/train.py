@@ -128,7 +128,7 @@ def evaluate(model, loader, device=None, progress=None):
 
 
 def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entropy_step,
-        seed=0, device=None, progress=None):
+        seed=0, device=None, progress=None, save_last=False):
     """Train `model` with SGD and a step schedule; return its History.
 
     loaders      dict with "train" and "val" or "test" (validation falls back to the test split)
@@ -136,6 +136,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
                  x0.1); any other keys are only recorded, so they tell runs apart
     save_path    where the best-validation checkpoint goes; its history goes next to it as .json.
                  At the end the model holds those best weights.
+    save_last    also save the last epoch's weights as <save_path stem>_last.pt (where the training ended,
+                 which differs from the best epoch when a run degrades)
     """
     seed_everything(seed)
     device = device or profile.device()
@@ -186,8 +188,16 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         if save_path is not None:
             history.save(Path(save_path).with_suffix(".json"))
 
+    if save_path is not None and save_last:
+        save_checkpoint(last_path(save_path), model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
     model.load_state_dict(best_state)
     return history
+
+
+def last_path(save_path):
+    """Where fit(..., save_last=True) puts the last epoch's weights: artifacts/run.pt -> artifacts/run_last.pt."""
+    save_path = Path(save_path)
+    return save_path.with_name(save_path.stem + "_last.pt")
 
 
 def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):

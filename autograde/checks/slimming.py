@@ -6,7 +6,8 @@ loaded with lib.checkpoint (weights_only=True) and evaluated on the test split, 
 against the checkpoints they belong to.
 
 Artifact names (fixed; the kd assignment reads some of them):
-    sparsity_<tag>.pt/.json     one run per lambda of profile "slimming" -> lambdas (tag -> s)
+    sparsity_<tag>.pt/.json     one run per lambda of profile "slimming" -> lambdas (tag -> s): best epoch
+    sparsity_<tag>_last.pt      the same run's last epoch
     pruned_<pct>.pt             the sparse model (tag `sparse_tag`) pruned by `pct` percent, before fine-tuning
     finetuned_<pct>.pt/.json    that pruned model after fine-tuning
 """
@@ -21,7 +22,7 @@ from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
 from lib.slimming import bn_layers, sparsity, zero_pruned_channels
-from lib.train import History, evaluate
+from lib.train import History, evaluate, last_path
 
 # A checkpoint re-evaluated here may differ from the accuracy its history recorded by a few test images
 # (another device, another BLAS): 1 point of accuracy is 3-4 of the 360 quick-profile test images.
@@ -139,8 +140,19 @@ def _record_at(history, meta, path):
     return records[0]
 
 
+def _check_record_sparsity(model, record, path, threshold):
+    found = sparsity(model, threshold)
+    assert abs(record["sparsity"] - found) < 1e-6, (
+        f"{path}: the history says sparsity {record['sparsity']:.4f} at epoch {record['epoch']}, but the "
+        f"checkpoint's gammas give {found:.4f}; the checkpoint and its history are from different runs")
+
+
 def check_sparsity_curves(artifacts="artifacts"):
-    """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints."""
+    """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints.
+
+    Both checkpoints of a run are cross-checked with its history: sparsity_<tag>.pt (best epoch) with the
+    record of its epoch, sparsity_<tag>_last.pt with the last record.
+    """
     lambdas = settings()["lambdas"]
     threshold = profile.config("sparsity_threshold")
     epochs = profile.config("vgg")["epochs"]
@@ -154,11 +166,15 @@ def check_sparsity_curves(artifacts="artifacts"):
         assert len(history) == epochs, (
             f"{path.with_suffix('.json')} has {len(history)} epochs, the profile trains {epochs}: "
             "re-run the training cell to the end")
-        record = _record_at(history, meta, path)
-        found = sparsity(model, threshold)
-        assert abs(record["sparsity"] - found) < 1e-6, (
-            f"{path}: the history says sparsity {record['sparsity']:.4f} at epoch {meta['epoch']}, but the "
-            f"checkpoint's gammas give {found:.4f}; the checkpoint and its history are from different runs")
+        _check_record_sparsity(model, _record_at(history, meta, path), path, threshold)
+        last = last_path(path)
+        try:
+            last_model, last_meta = load_model(last, VGG)
+        except CheckpointError as error:
+            raise AssertionError(f"{error} (fit_or_load(..., save_last=True) writes it)") from None
+        assert last_meta.get("epoch") == epochs, (
+            f"{last} holds epoch {last_meta.get('epoch')}, not the last one ({epochs}): re-run the training cell")
+        _check_record_sparsity(last_model, history.records[-1], last, threshold)
         finals.append((s, history["sparsity"][-1]))
     for (s_low, low), (s_high, high) in zip(finals, finals[1:]):
         assert high > low, (
