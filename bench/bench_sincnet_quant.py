@@ -1,0 +1,74 @@
+"""Speed of the sincnet_quant assignment in the quick profile: notebook wall time and autograde time.
+
+    .venv/bin/python bench/bench_sincnet_quant.py [--keep]
+
+1. Executes the reference work (release notebook + reference solutions) with autograde.course.make_student_work
+   in a temporary folder and prints the notebook's wall time (goal: under 5 minutes on 2 CPU cores) and the
+   test accuracies it reports.
+2. Submits that work to a temporary nbgrader course and times one real `nbgrader autograde` (grading mode:
+   the artifacts are loaded, nothing is retrained), with the scores.
+"""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from autograde.course import Course, make_student_work  # noqa: E402
+
+ASSIGNMENT = "sincnet_quant"
+
+
+def accuracies(work):
+    """Test accuracies of the three submitted checkpoints, re-evaluated (the reference quantizer for QAT)."""
+    from autograde.reference.sincnet_quant import STEQuantize
+    from lib.checkpoint import load_model
+    from lib.data import speech
+    from lib.models import SincNet
+    from lib.models.quant import QuantSincNet
+    from lib.train import evaluate
+    test = speech.loaders()["test"]
+    found = {}
+    for name, builder, kwargs in (("sincnet_float", SincNet, {}), ("sincnet_pruned", SincNet, {}),
+                                  ("sincnet_quant", QuantSincNet, {"quantizer": STEQuantize.apply})):
+        model, _ = load_model(work / "artifacts" / f"{name}.pt", builder, **kwargs)
+        found[name] = (model.cfg, evaluate(model.eval(), test, progress=False)[1])
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print it")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sincnet_quant_"))
+    print(f"{os.cpu_count()} CPUs; torch threads as the kernel chooses; load average {os.getloadavg()[0]:.1f} "
+          "(other processes inflate the times)")
+
+    start = time.time()
+    work = make_student_work(ASSIGNMENT, tmp / "work")
+    print(f"notebook sincnet_quant.ipynb (quick profile, reference solutions): {time.time() - start:6.1f} s")
+    for name, (cfg, accuracy) in accuracies(work).items():
+        print(f"  {name:<16} cfg {str(cfg):<26} test accuracy {accuracy:6.2f}%")
+
+    course = Course(tmp / "course")
+    course.generate(ASSIGNMENT)
+    course.submit("student", ASSIGNMENT, work)
+    start = time.time()
+    course.autograde(ASSIGNMENT, student="student")
+    print(f"autograde of one submission: {time.time() - start:6.1f} s")
+    for (notebook, cell), (score, max_score) in sorted(course.scores(ASSIGNMENT, "student").items()):
+        print(f"  {cell:<22} {score if score is not None else '-'} / {max_score}")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
+    if args.keep:
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

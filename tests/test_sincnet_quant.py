@@ -1,0 +1,285 @@
+"""The sincnet_quant assignment: its checks on the reference and on the mutants, the solution cells against
+autograde/reference/, the lib pieces it relies on (prune_sincnet, quantize_sincnet), and the checks of the
+trained models on the reference work's artifacts (the notebook executed once per session, shared with the
+grader self-test) and on tampered copies of them."""
+import json
+import shutil
+
+import nbformat
+import pytest
+import torch
+
+from autograde.checks import sincnet_quant as checks
+from autograde.course import SOLUTIONS, nbgrader_id, reference_code
+from autograde.mutants.sincnet_quant import MUTANTS
+from autograde.reference import slimming as reference_slimming
+from autograde.reference.sincnet_quant import STEQuantize
+from lib import profile
+from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from lib.models import SincNet
+from lib.models.quant import QuantSincNet, model_size_bytes, quantize_sincnet, quantized_layers
+from lib.slimming import bn_layers, prune_sincnet, zero_pruned_channels
+
+NOTEBOOK = SOLUTIONS / "sincnet_quant" / "sincnet_quant.ipynb"
+
+
+def solution_namespace(grade_id):
+    """The names defined by the solution notebook's cell `grade_id` (reference code, markers removed)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cell = next(c for c in nb.cells if nbgrader_id(c) == grade_id)
+    namespace = {}
+    exec(compile(reference_code(cell), f"<{grade_id}>", "exec"), namespace)
+    return namespace
+
+
+def mutant_class(mutant):
+    namespace = {}
+    exec(compile(mutant.code, f"<mutant {mutant.name}>", "exec"), namespace)
+    return namespace["STEQuantize"]
+
+
+# ------------------------------------------------------------------------------------------ STEQuantize
+
+def test_reference_passes():
+    checks.check_ste_quantize(STEQuantize)
+
+
+def test_solution_cell_passes_and_equals_the_reference():
+    student = solution_namespace("ste_quantize")["STEQuantize"]
+    checks.check_ste_quantize(student)
+    torch.manual_seed(0)
+    for bits in (2, 4, 8):
+        x = (torch.randn(300) * 2).requires_grad_(True)
+        y = x.detach().clone().requires_grad_(True)
+        lo, hi = torch.tensor(-1.5), torch.tensor(0.7)
+        a, b = student.apply(x, bits, lo, hi), STEQuantize.apply(y, bits, lo, hi)
+        assert torch.equal(a, b)
+        a.sum().backward()
+        b.sum().backward()
+        assert torch.equal(x.grad, y.grad)
+
+
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_fails(mutant):
+    with pytest.raises(AssertionError):
+        checks.check_ste_quantize(mutant_class(mutant))
+
+
+OTHER_CORRECT = {
+    "ctx attributes, clamp, lo + k * step": '''
+class STEQuantize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bits, lo, hi):
+        ctx.mask = (x >= lo) & (x <= hi)
+        step = (hi - lo) / (2 ** bits - 1)
+        return lo + torch.round((torch.clamp(x, lo, hi) - lo) / step) * step
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output * ctx.mask, None, None, None
+''',
+    "floor(x + 0.5), exclusive edges, where": '''
+class STEQuantize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, bits, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = float(lo), float(hi)
+        levels = 2 ** bits - 1
+        unit = (x.clamp(float(lo), float(hi)) - lo) / (hi - lo)
+        return torch.floor(unit * levels + 0.5) / levels * (hi - lo) + lo
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (x,) = ctx.saved_tensors
+        inside = (x > ctx.lo) & (x < ctx.hi)
+        return torch.where(inside, grad_output, torch.zeros_like(grad_output)), None, None, None
+''',
+}
+
+
+@pytest.mark.parametrize("name", OTHER_CORRECT)
+def test_other_correct_implementations_pass(name):
+    namespace = {"torch": torch}
+    exec(OTHER_CORRECT[name], namespace)
+    checks.check_ste_quantize(namespace["STEQuantize"])
+
+
+def test_blank_release_fails_with_a_message():
+    class Blank(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, bits, lo, hi):
+            raise NotImplementedError()
+
+    with pytest.raises(AssertionError, match="not implemented"):
+        checks.check_ste_quantize(Blank)
+
+
+# --------------------------------------------------------------------------------------- build_cfg_mask
+
+def random_sincnet(seed, width=0.25):
+    """A SincNet whose BN layers have random gammas, betas and running statistics (eval mode)."""
+    torch.manual_seed(seed)
+    model = SincNet(width=width)
+    with torch.no_grad():
+        for i, bn in enumerate(bn_layers(model)):
+            bn.weight.copy_(torch.randn(bn.num_features) * (0.1 + i % 3))
+            bn.bias.copy_(torch.randn(bn.num_features) * 0.1)
+            bn.running_mean.copy_(torch.randn(bn.num_features) * 0.1)
+            bn.running_var.copy_(torch.rand(bn.num_features) + 0.5)
+    return model.eval()
+
+
+def test_build_cfg_mask_cell_equals_the_slimming_reference():
+    student = solution_namespace("build_cfg_mask")["build_cfg_mask"]
+    for seed in range(3):
+        model = random_sincnet(seed)
+        for percent, min_channels in ((0.3, 2), (0.5, 4), (0.9, 3)):
+            cfg, mask = student(model, percent, min_channels)
+            expected_cfg, expected_mask = reference_slimming.build_cfg_mask(model, percent, min_channels)
+            assert cfg == expected_cfg and all(torch.equal(a, b) for a, b in zip(mask, expected_mask))
+            assert min(cfg) >= min_channels
+
+
+# -------------------------------------------------------------------------------------------- lib pieces
+
+@pytest.mark.parametrize("percent", [0.3, 0.6, 0.9])
+def test_prune_sincnet_keeps_the_outputs(percent):
+    model = random_sincnet(1)
+    cfg, cfg_mask = reference_slimming.build_cfg_mask(model, percent, 2)
+    pruned = prune_sincnet(model, cfg, cfg_mask).eval()
+    assert pruned.cfg == cfg
+    x = torch.randn(3, 1, 16000)
+    with torch.no_grad():
+        expected = zero_pruned_channels(model, cfg_mask).eval()(x)
+        assert torch.allclose(pruned(x), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_quantize_sincnet_copies_the_weights_and_passes_gradients():
+    model = random_sincnet(2)
+    identity = quantize_sincnet(model, lambda x, bits, lo, hi: x).eval()
+    x = torch.randn(2, 1, 16000)
+    with torch.no_grad():
+        assert torch.allclose(identity(x), model(x), atol=1e-4, rtol=1e-4)   # no rounding: the same network
+
+    qmodel = quantize_sincnet(model, STEQuantize.apply).train()
+    qmodel(x).sum().backward()
+    for layer in quantized_layers(qmodel):
+        weights = layer.effective_weight().detach()
+        assert torch.unique(weights).numel() <= 2 ** layer.bits
+        parameters = [layer.weight] if hasattr(layer, "weight") else [layer.low_hz_, layer.band_hz_]
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in parameters), type(layer).__name__
+
+
+def test_model_size_counts_quantized_weights_at_their_bits():
+    model = SincNet(width=0.25)
+    qmodel = quantize_sincnet(model, STEQuantize.apply)
+    assert model_size_bytes(model) == 4 * sum(p.numel() for p in model.parameters())
+    weight_bits = sum(m.weight.numel() * m.bits for m in quantized_layers(qmodel) if hasattr(m, "weight"))
+    other = sum(p.numel() for p in qmodel.parameters()) - sum(
+        m.weight.numel() for m in quantized_layers(qmodel) if hasattr(m, "weight"))
+    assert model_size_bytes(qmodel) == (weight_bits + 32 * other) // 8 < model_size_bytes(model) / 4
+
+
+# ------------------------------------------------------------------------ trained-model checks, artifacts
+
+@pytest.fixture(scope="module")
+def artifacts(reference_work):
+    return reference_work("sincnet_quant") / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    from lib.data import speech
+    return speech.loaders()
+
+
+def test_reference_artifacts_pass(artifacts, loaders):
+    checks.check_float_model(artifacts, loaders)
+    checks.check_pruned_model(artifacts, loaders)
+    checks.check_quantized_model(artifacts, loaders)
+
+
+def tampered(artifacts, tmp_path):
+    copy_dir = tmp_path / "artifacts"
+    shutil.copytree(artifacts, copy_dir)
+    return copy_dir
+
+
+def test_missing_artifacts_fail(tmp_path, loaders):
+    for check in (checks.check_float_model, checks.check_pruned_model, checks.check_quantized_model):
+        with pytest.raises(AssertionError, match="no such"):
+            check(tmp_path, loaders)
+
+
+def test_quantized_weights_written_into_data_fail(artifacts, tmp_path, loaders):
+    folder = tampered(artifacts, tmp_path)
+    path = folder / "sincnet_quant.pt"
+    qmodel, meta = load_model(path, QuantSincNet, quantizer=STEQuantize.apply)
+    with torch.no_grad():
+        for layer in quantized_layers(qmodel):
+            if hasattr(layer, "weight"):
+                layer.weight.copy_(layer.effective_weight())
+    save_checkpoint(path, qmodel, meta)
+    with pytest.raises(AssertionError, match="overwritten with quantized"):
+        checks.check_quantized_model(folder, loaders)
+
+
+def test_untrained_latent_weights_fail(artifacts, tmp_path, loaders):
+    """A QAT whose gradients never reached the weights: the latent weights are the pruned model's, shrunk by
+    weight decay; the check must see through the shrinking."""
+    folder = tampered(artifacts, tmp_path)
+    path = folder / "sincnet_quant.pt"
+    qmodel, meta = load_model(path, QuantSincNet, quantizer=STEQuantize.apply)
+    pruned, _ = load_model(folder / "sincnet_pruned.pt", SincNet)
+    start = quantize_sincnet(pruned, STEQuantize.apply)
+    with torch.no_grad():
+        for layer, original in zip(quantized_layers(qmodel), quantized_layers(start)):
+            if hasattr(layer, "weight"):
+                layer.weight.copy_(original.weight * 0.97)
+    save_checkpoint(path, qmodel, meta)
+    with pytest.raises(AssertionError, match="no gradient reached them"):
+        checks.check_quantized_model(folder, loaders)
+
+
+def test_wrong_pruned_cfg_fails(artifacts, tmp_path, loaders):
+    folder = tampered(artifacts, tmp_path)
+    float_model, _ = load_model(folder / "sincnet_float.pt", SincNet)
+    config = checks.settings()
+    cfg, cfg_mask = reference_slimming.build_cfg_mask(float_model, config["pruning_rate"] / 2, config["min_channels"])
+    save_checkpoint(folder / "sincnet_pruned.pt", prune_sincnet(float_model, cfg, cfg_mask),
+                    load_checkpoint(folder / "sincnet_pruned.pt")["meta"])
+    with pytest.raises(AssertionError, match="gives"):
+        checks.check_pruned_model(folder, loaders)
+
+
+def test_history_of_another_run_fails(artifacts, tmp_path, loaders):
+    folder = tampered(artifacts, tmp_path)
+    history = json.loads((folder / "sincnet_float.json").read_text())
+    history["config"]["epochs"] = 1
+    history["records"] = history["records"][:1]
+    (folder / "sincnet_float.json").write_text(json.dumps(history))
+    with pytest.raises(AssertionError, match="trained with"):
+        checks.check_float_model(folder, loaders)
+
+
+def test_checkpoint_of_another_epoch_fails(artifacts, tmp_path, loaders):
+    folder = tampered(artifacts, tmp_path)
+    history = json.loads((folder / "sincnet_pruned.json").read_text())
+    best = max(history["records"], key=lambda r: r["val_accuracy"])
+    best["val_accuracy"] = min(100.0, best["val_accuracy"] + 5 * checks.ACCURACY_TOLERANCE)
+    (folder / "sincnet_pruned.json").write_text(json.dumps(history))
+    with pytest.raises(AssertionError, match="different runs"):
+        checks.check_pruned_model(folder, loaders)
+
+
+def test_thresholds_sit_below_the_reference_accuracies(artifacts, loaders):
+    """The quick thresholds keep a margin under what the reference reaches (documented in lib/profile.py)."""
+    thresholds = profile.config("sincnet_quant", "quick")["thresholds"]
+    from lib.train import evaluate
+    for name, key, builder in (("sincnet_float", "float", SincNet), ("sincnet_pruned", "pruned", SincNet)):
+        model, _ = load_model(artifacts / f"{name}.pt", builder)
+        assert evaluate(model.eval(), loaders["test"], progress=False)[1] >= thresholds[key] + 2
+    qmodel, _ = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply)
+    assert evaluate(qmodel.eval(), loaders["test"], progress=False)[1] >= thresholds["quantized"] + 2
+    full = profile.config("sincnet_quant", "full")["thresholds"]
+    assert full["float"] >= 90 and full["quantized"] >= 85                 # issue 4, provisional
