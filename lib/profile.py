@@ -34,12 +34,13 @@ FULL = {
     # paper's grid. vggprune prunes the run `sparse_tag` by each of `percents`; train_prune_model fine-tunes
     # the pruned nets with the "vgg" setup for `finetune_epochs`. Accuracies (test %) are PROVISIONAL: derived
     # from the reference code's CIFAR-10 anchors (93.77 baseline, 93.30 sparsity-trained, 93.78 after 70%
-    # pruning + 160 fine-tune epochs) minus ~1 point, not yet measured with this kit on a GPU.
+    # pruning + 160 fine-tune epochs) minus ~1 point (90%: issue 3's 88.0), not yet measured with this kit
+    # on a GPU. min_channels as in the quick profile (no 512-wide layer may shrink to a bottleneck).
     "slimming": dict(
         lambdas={"s0": 0.0, "s1": 1e-4, "s2": 1e-2},
         sparse_tag="s1",
         percents=(0.5, 0.9),
-        min_channels=4,
+        min_channels=8,
         finetune_epochs=160,
         baseline_accuracy=92.5,
         sparse_accuracy=92.5,
@@ -64,9 +65,32 @@ FULL = {
 QUICK = {
     # 1/4 of VGG-19's channels on the embedded 32x32 digits; the schedule keeps the reference's shape.
     # Batch 32 gives the 1437 training images 45 steps per epoch. Measured (bench/bench_lib.py, 2 CPU
-    # cores): 2.6 s per epoch, 94-95% test accuracy after 15 epochs.
-    "vgg": dict(_VGG_FULL, width=0.25, epochs=15, batch_size=32),
+    # cores): 2.6 s per epoch, 94-95% test accuracy after 15 epochs at lr 0.1.
+    # lr 0.05 = the reference's 0.1 at batch 64 scaled to batch 32 (set by the slimming lab): it learns
+    # faster in the first epochs, 96.4% after 15 (seed 0, CPU), and under the L1 penalty it keeps its
+    # accuracy at sparsities where lr 0.1 loses it (50% sparsity at 92.5% vs 24% at 87.8%).
+    "vgg": dict(_VGG_FULL, width=0.25, epochs=15, batch_size=32, lr=0.05),
     "sparsity_threshold": 1e-2,
+    # Network slimming lab on the digits. Measured on 2 CPU cores with the "vgg" setup above (final sparsity /
+    # best test accuracy, seed 0; the sweep was a throwaway script running lib.train.fit + the reference
+    # update_bn): s=0 0.00/96.4, 2e-3 0.01/96.4, 3e-3 0.13/96.1, 4e-3 0.35/95.6, 5e-3 0.50/92.5,
+    # 6e-3 0.66/91.9, 8e-3 0.88/53.1, 1e-2 1.00/~10 (collapse: accuracy at chance). So the grid none /
+    # moderate / collapse is 0 / 5e-3 / 1e-2; 5e-3 over seeds 0, 1, 2: sparsity 0.50-0.54, 92.5-96.7%.
+    # min_channels 8: with 2 (or 4) the 90%-pruned net has 2-channel bottlenecks and fine-tunes to 45% (52%)
+    # in 10 epochs; with 8 to 81%, and to 87.5-92.2% in 15.
+    # Thresholds, measured -> threshold (margin): baseline 96.4/97.2/96.7 (seeds 0/1/2) -> 90;
+    # sparse (s1) 92.5/96.7/95.3, 95.6 in the reference notebook -> 85; fine-tuned 15 epochs,
+    # 50%: 97.5 (reference notebook), 98.6, 98.1 (seeds 1, 2) -> 90; 90%: 87.5, 92.2, 92.2 -> 75.
+    "slimming": dict(
+        lambdas={"s0": 0.0, "s1": 5e-3, "s2": 1e-2},
+        sparse_tag="s1",
+        percents=(0.5, 0.9),
+        min_channels=8,
+        finetune_epochs=15,
+        baseline_accuracy=90.0,
+        sparse_accuracy=85.0,
+        finetuned_accuracy={"50": 90.0, "90": 75.0},
+    ),
     # 10 epochs: the notebook sincnet_quant must run in < 5 min on 2 cores (31 steps/epoch, ~13 s of one core each).
     "sincnet": dict(
         width=0.25, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=1e-4,

@@ -41,9 +41,18 @@ def pct_tag(percent):
 
 # ----------------------------------------------------------------------------------------------- update_bn
 
+def _seeded(function):
+    """`function(seed, ...)` run under its own seed, leaving the caller's random state as it was."""
+    def seeded(seed, *args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return function(seed, *args, **kwargs)
+    return seeded
+
+
+@_seeded
 def _seeded_model(seed, cfg):
     """A small VGG whose BN gammas are random, signed, some exactly 0, and whose parameters all have a grad."""
-    torch.manual_seed(seed)
     model = VGG(cfg, num_classes=10)
     with torch.no_grad():
         for bn in bn_layers(model):
@@ -207,20 +216,20 @@ def check_sparsity_accuracy(artifacts="artifacts"):
 
 # ----------------------------------------------------------------------------------------- build_cfg_mask
 
+@_seeded
 def _gamma_set(seed, cfg=(12, 'M', 16, 10, 'M', 14, 8)):
     """A small VGG whose BN layers have very different |gamma| scales, negative gammas, ties and zeros.
 
     Layer 1's gammas are all tiny, so any threshold above them leaves it to the min_channels rule; the
     layers' scales differ so that a per-layer threshold gives another cfg than the global one.
     """
-    torch.manual_seed(seed)
     model = VGG(list(cfg), num_classes=10)
     scales = [1.0, 1e-3, 0.3, 2.0, 0.05]
     with torch.no_grad():
         for i, bn in enumerate(bn_layers(model)):
             g = torch.randn(bn.num_features) * scales[i % len(scales)]
             if i == 2:
-                g[:3] = g[3]           # ties
+                g[:3] = g.abs().min()  # ties, at the bottom so that no top-k has to break them
             if i == 3:
                 g[:2] = 0.0            # exact zeros
             bn.weight.copy_(g)
