@@ -81,3 +81,23 @@ def plot_frequency_responses(filter_sets, sample_rate, path=None):
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("gain (dB)")
     return _finish(fig, path)
+
+
+def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title=None, fmt="{:.1f}", path=None):
+    """A grid of numbers as coloured cells with the value written in each: values[i][j] is row i, column j."""
+    import numpy as np
+    grid = np.asarray(values, dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(col_labels) + 2.2), 0.8 * len(row_labels) + 1.6))
+    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
+    ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
+    middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, fmt.format(grid[i, j]), ha="center", va="center",
+                    color="black" if grid[i, j] > middle else "white")   # readable on dark and light cells
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    ax.set_title(title or "")
+    fig.colorbar(image, ax=ax)
+    return _finish(fig, path)

@@ -1,0 +1,96 @@
+"""Speed and results of the kd assignment in the quick profile on this machine.
+
+    .venv/bin/python bench/bench_kd.py [--slimming FOLDER]
+
+Executes the reference kd notebook as a student would (nbclient, in a temporary folder) and prints its wall
+time, the accuracies it reached (from its saved histories), then the time of `nbgrader autograde` on that
+submission (grading mode loads the artifacts instead of training) and its score.
+
+Without --slimming the notebook finds no slimming artifacts, so it trains its own teacher: the path CI runs.
+With --slimming FOLDER (an executed slimming work folder, e.g. from make_student_work("slimming", ...)) the
+kd folder is placed next to a copy of it, as labs/kd sits next to labs/slimming, and the notebook takes the
+teacher and the pruned + fine-tuned model from there.
+Goal (issue 5): the notebook under 4 minutes on 2 CPU cores. Other processes on the machine inflate the
+figures: the load average is printed before and after.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from autograde.course import Course, execute, fill_solutions  # noqa: E402
+from lib import profile  # noqa: E402
+from lib.train import History  # noqa: E402
+
+
+def load():
+    return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def best(artifacts, name):
+    return History.load(artifacts / f"{name}.json").best["val_accuracy"]
+
+
+def report(work):
+    """Print the accuracies the executed notebook reached (best epochs, test split)."""
+    artifacts = work / "artifacts"
+    kd = profile.config("kd", "quick")
+    cfg = json.loads((artifacts / "student_cfg.json").read_text())["cfg"]
+    teacher = "copied from the slimming artifacts" if "s" in History.load(artifacts / "teacher.json").config \
+        else "trained by the notebook"
+    print(f"  student cfg {cfg}; teacher {teacher}")
+    line = "  best test accuracy: " + ", ".join(
+        f"{name} {best(artifacts, name):.2f}%" for name in ("teacher", "student_scratch", "student_kd"))
+    if (artifacts / "finetuned_90.json").is_file():
+        line += f", pruned 90% + fine-tuned {best(artifacts, 'finetuned_90'):.2f}%"
+    print(line)
+    sweep = kd["sweep"]
+    print(f"  sweep ({sweep['epochs']} epochs):")
+    for T in sweep["T"]:
+        # the notebook reuses the main KD run for its own (T, alpha) when the budgets agree
+        names = [f"sweep/T{T}_alpha{a}" if (artifacts / f"sweep/T{T}_alpha{a}.json").is_file() else "student_kd"
+                 for a in sweep["alpha"]]
+        cells = "  ".join(f"alpha={a}: {best(artifacts, n):6.2f}" for a, n in zip(sweep["alpha"], names))
+        print(f"    T={T:<3} {cells}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slimming", type=Path, help="an executed slimming work folder to place kd next to")
+    args = parser.parse_args()
+    print(f"kd, quick profile: {os.cpu_count()} CPU cores, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), {load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.slimming:
+            shutil.copytree(args.slimming, tmp / "slimming")
+        work = tmp / "kd"
+        (path,) = fill_solutions("kd", work)
+        start = time.time()
+        execute(path, profile="quick")
+        elapsed = time.time() - start
+        print(f"  {path.name:<10} {elapsed:7.1f} s   (goal < 240 s)   {load()}")
+        report(work)
+
+        course = Course(tmp / "course")
+        course.generate("kd")
+        course.submit("bench", "kd", work)
+        start = time.time()
+        course.autograde("kd", student="bench")
+        elapsed = time.time() - start
+        scores = course.scores("kd", "bench")
+        auto = {key: value for key, value in scores.items() if value[0] is not None}
+        got, out_of = sum(v[0] for v in auto.values()), sum(v[1] for v in auto.values())
+        print(f"  autograde of one submission {elapsed:5.1f} s   auto-graded score {got:g} / {out_of:g}   {load()}")
+
+
+if __name__ == "__main__":
+    main()

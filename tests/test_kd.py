@@ -1,0 +1,222 @@
+"""The kd assignment: the reference kd_loss and its checks, the mutants, the distillation loop, the artifact checks.
+
+The reference work (the notebook executed in the quick profile) is shared with the grader self-test through
+the session fixture `reference_work`.
+"""
+import shutil
+
+import nbformat
+import pytest
+import torch
+import torch.nn.functional as F
+
+from autograde.checks import kd as checks
+from autograde.course import SOLUTIONS, execute, fill_solutions, nbgrader_id, reference_code
+from autograde.mutants.kd import MUTANTS
+from autograde.reference.kd import kd_loss
+from lib import profile
+from lib.checkpoint import save_checkpoint
+from lib.models import VGG
+from lib.train import History, distillation_step, fit
+
+
+def _solution_kd_loss():
+    """kd_loss as defined by the solution cell of solutions/kd/kd.ipynb."""
+    nb = nbformat.read(SOLUTIONS / "kd" / "kd.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if nbgrader_id(c) == "kd_loss")
+    namespace = {}
+    exec(reference_code(cell), namespace)
+    return namespace["kd_loss"]
+
+
+def _mutant_kd_loss(mutant):
+    namespace = {}
+    exec(mutant.code, namespace)
+    return namespace["kd_loss"]
+
+
+def test_reference_passes_the_checks():
+    checks.check_kd_loss(kd_loss)
+
+
+def test_solution_cell_passes_and_agrees_with_the_reference():
+    solution = _solution_kd_loss()
+    checks.check_kd_loss(solution)
+    torch.manual_seed(0)
+    s, t, y = torch.randn(16, 10) * 3, torch.randn(16, 10) * 3, torch.randint(0, 10, (16,))
+    for T, alpha in [(1, 0.5), (4, 0.9), (20, 1.0)]:
+        assert torch.allclose(solution(s, t, y, T, alpha), kd_loss(s, t, y, T, alpha))
+
+
+def test_hand_computed_example():
+    # one example, two classes, T = 2, alpha = 0.5, worked out on paper
+    s, t, y = torch.tensor([[0.0, 2.0]]), torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    p_s = torch.softmax(s / 2, 1)[0]
+    p_t = torch.softmax(t / 2, 1)[0]
+    kl = (p_t * (p_t / p_s).log()).sum()
+    ce = -torch.log_softmax(s, 1)[0, 0]
+    assert torch.isclose(kd_loss(s, t, y, 2.0, 0.5), 0.5 * 4 * kl + 0.5 * ce)
+
+
+def test_gradient_of_the_soft_term():
+    torch.manual_seed(1)
+    s = (torch.randn(4, 5) * 2).requires_grad_(True)
+    t = torch.randn(4, 5) * 2
+    kd_loss(s, t, torch.zeros(4, dtype=torch.long), 3.0, 1.0).backward()
+    expected = 3.0 * (torch.softmax(s.detach() / 3, 1) - torch.softmax(t / 3, 1)) / 4
+    assert torch.allclose(s.grad, expected, atol=1e-6)
+
+
+def test_there_are_the_four_required_mutants():
+    names = {m.name for m in MUTANTS}
+    assert {"missing T^2", "reversed KL", "softmax instead of log_softmax",
+            "'mean' reduction instead of 'batchmean'"} <= names
+    assert all(m.notebook == "kd" and m.cell == "kd_loss" and m.target == "test_kd_loss" for m in MUTANTS)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # the 'mean' mutant makes F.kl_div warn
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_every_mutant_fails_the_checks(mutant):
+    with pytest.raises(AssertionError):
+        checks.check_kd_loss(_mutant_kd_loss(mutant))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_mutant_messages_name_the_bug():
+    expected = {"missing T^2": r"T\^2", "reversed KL": "reversed", "softmax instead of log_softmax": "LOG-probabilities",
+                "'mean' reduction instead of 'batchmean'": "batchmean"}
+    for mutant in MUTANTS:
+        if mutant.name in expected:
+            with pytest.raises(AssertionError, match=expected[mutant.name]):
+                checks.check_kd_loss(_mutant_kd_loss(mutant))
+
+
+def test_distillation_step_leaves_the_teacher_untouched():
+    """The teacher is in eval mode, gets no gradient, and its BN running statistics do not move."""
+    torch.manual_seed(0)
+    teacher, student = VGG([4, 'M', 6], num_classes=10), VGG([3, 'M', 4], num_classes=10)
+    teacher.train()   # even a teacher left in training mode must not update its statistics
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    data = torch.utils.data.TensorDataset(torch.randn(32, 3, 4, 4), torch.randint(0, 10, (32,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    hp = dict(epochs=1, lr=0.1, momentum=0.9, weight_decay=0.0, milestones=())
+    fit(student, {"train": loader, "test": loader}, hp, step=distillation_step(teacher, kd_loss, 4.0, 0.9),
+        device=torch.device("cpu"), progress=False)
+    for k, v in teacher.state_dict().items():
+        assert torch.equal(v, before[k]), f"the teacher's {k} changed during distillation"
+    assert all(not p.requires_grad and p.grad is None for p in teacher.parameters())
+
+
+# ------------------------------------------------------------------------------- the submitted artifacts
+
+@pytest.fixture(scope="module")
+def reference_artifacts(reference_work):
+    return reference_work("kd") / "artifacts"
+
+
+@pytest.fixture
+def artifacts(reference_artifacts, tmp_path):
+    """A private copy of the reference artifacts, to break."""
+    return shutil.copytree(reference_artifacts, tmp_path / "artifacts")
+
+
+def test_reference_artifacts_pass(reference_artifacts):
+    checks.check_kd_student(reference_artifacts)
+    for name in ("teacher.pt", "student_cfg.json", "kd_vs_scratch.png", "sweep_heatmap.png"):
+        assert (reference_artifacts / name).is_file(), f"the notebook did not save {name}"
+
+
+def test_reference_kd_student_meets_the_profile(reference_artifacts):
+    """The documented calibration: the KD student beats the threshold; KD is not worse than scratch."""
+    config = profile.config("kd")
+    kd = History.load(reference_artifacts / "student_kd.json").best["val_accuracy"]
+    scratch = History.load(reference_artifacts / "student_scratch.json").best["val_accuracy"]
+    assert kd >= config["kd_accuracy"] and kd >= scratch - config["margin"]
+
+
+def test_missing_kd_student_fails(artifacts):
+    (artifacts / "student_kd.pt").unlink()
+    with pytest.raises(AssertionError, match="student_kd.pt"):
+        checks.check_kd_student(artifacts)
+
+
+def test_kd_history_without_t_and_alpha_fails(artifacts):
+    shutil.copyfile(artifacts / "student_scratch.json", artifacts / "student_kd.json")
+    with pytest.raises(AssertionError):
+        checks.check_kd_student(artifacts)
+
+
+def test_untrained_kd_student_with_a_copied_history_fails(artifacts):
+    """Printed or recorded numbers are not trusted: the checkpoint is evaluated."""
+    history = History.load(artifacts / "student_kd.json")
+    torch.manual_seed(0)
+    save_checkpoint(artifacts / "student_kd.pt", VGG(_cfg(artifacts)),
+                    meta=dict(epoch=history.best["epoch"]))
+    with pytest.raises(AssertionError, match="different runs|expected"):
+        checks.check_kd_student(artifacts)
+
+
+def test_kd_student_far_below_scratch_fails(artifacts, monkeypatch):
+    monkeypatch.setitem(profile.TABLES[profile.name()]["kd"], "margin", -100.0)
+    with pytest.raises(AssertionError, match="seed noise"):
+        checks.check_kd_student(artifacts)
+
+
+def _cfg(artifacts):
+    import json
+    return json.loads((artifacts / "student_cfg.json").read_text())["cfg"]
+
+
+# ----------------------------------------------------------------- the teacher and the slimming artifacts
+
+def _first_cells(folder, upto="student"):
+    """The reference kd notebook in `folder`, cut after the cell `upto` (setup, teacher, student: fast)."""
+    (path,) = fill_solutions("kd", folder)
+    nb = nbformat.read(path, as_version=4)
+    ids = [nbgrader_id(c) for c in nb.cells]
+    nb.cells = nb.cells[:ids.index(upto) + 1]
+    nbformat.write(nb, path)
+    return path
+
+
+def _fake_slimming(root, reference_artifacts):
+    """../slimming/artifacts as the slimming notebooks leave it: the lambda = 0 run and the 90% fine-tuned net."""
+    slimming = root / "slimming" / "artifacts"
+    slimming.mkdir(parents=True)
+    shutil.copyfile(reference_artifacts / "teacher.pt", slimming / "sparsity_s0.pt")
+    History(dict(profile.config("vgg"), s=0.0), History.load(reference_artifacts / "teacher.json").records).save(
+        slimming / "sparsity_s0.json")
+    torch.manual_seed(0)
+    pruned = VGG([5, 5, 'M', 7, 11, 'M', 10, 10, 13, 14, 'M', 6, 2, 2, 2, 'M', 2, 2, 2, 50])
+    save_checkpoint(slimming / "finetuned_90.pt", pruned, meta=dict(epoch=1))
+    History({"percent": 0.9}, [dict(epoch=1, val_accuracy=10.0)]).save(slimming / "finetuned_90.json")
+    return slimming
+
+
+def _outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_the_notebook_copies_teacher_and_pruned_model_from_slimming(reference_artifacts, tmp_path):
+    slimming = _fake_slimming(tmp_path, reference_artifacts)
+    path = _first_cells(tmp_path / "kd")
+    execute(path)
+    artifacts = tmp_path / "kd" / "artifacts"
+    assert "slimming assignment" in _outputs(path)
+    for name, source in (("teacher", "sparsity_s0"), ("finetuned_90", "finetuned_90")):
+        for suffix in (".pt", ".json"):
+            assert (artifacts / f"{name}{suffix}").read_bytes() == (slimming / f"{source}{suffix}").read_bytes()
+    assert (artifacts / "student_cfg.json").is_file()
+
+
+def test_grading_uses_only_the_submitted_artifacts(reference_artifacts, tmp_path, monkeypatch):
+    """Under nbgrader the notebook ignores ../slimming (another student's, or none) and loads its own teacher."""
+    _fake_slimming(tmp_path, reference_artifacts)
+    (tmp_path / "slimming" / "artifacts" / "sparsity_s0.pt").write_bytes(b"not a checkpoint")
+    path = _first_cells(tmp_path / "kd")
+    shutil.copytree(reference_artifacts, tmp_path / "kd" / "artifacts")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    execute(path)
+    assert "the submitted artifacts/teacher.pt" in _outputs(path)
+    assert not (tmp_path / "kd" / "artifacts" / "finetuned_90.pt").exists()
