@@ -146,6 +146,7 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "grading").mkdir(parents=True)
     shutil.copy(template_db, scratch / "grading" / "gradebook.db")
+    _forget_submission(scratch / "grading" / "gradebook.db", assignment, student)
     (scratch / "nbgrader_config.py").write_text(
         f"exec(open({str(course.config_file)!r}).read())\n"
         f"c.CourseDirectory.root = {str(scratch)!r}\n"
@@ -168,20 +169,31 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
             status = "timeout"
-    reasons = {
-        "timeout": f"grading stopped after the {timeout:.0f} s limit per submission",
-        "graded": "nbgrader could not grade it",
-    }
+    if status == "timeout":
+        reason = f"grading stopped after the {timeout:.0f} s limit per submission"
+        # nbgrader copies a notebook into autograded/ before running it: after a kill, none of them is graded.
+        shutil.rmtree(scratch / "grading" / "autograded", ignore_errors=True)
+    else:
+        reason = "nbgrader could not grade it"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
     for notebook in course.notebooks(assignment):
         if not (graded_dir / f"{notebook}.ipynb").exists():
             problems.setdefault(notebook, []).append(
-                f"{notebook}.ipynb was not graded: {reasons[status]}{_log_reason(log, notebook)}; "
-                "its cells score zero")
+                f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; its cells score zero")
             if status == "graded":
                 status = "failed"
     return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,
                 scratch=str(scratch))
+
+
+def _forget_submission(db, assignment, student):
+    """Remove an earlier grading of this submission from a scratch gradebook: only this run's grades count."""
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
+        try:
+            gb.remove_submission(assignment, student)
+        except MissingEntry:
+            pass
 
 
 def _log_reason(log, notebook):
@@ -211,8 +223,13 @@ def merge(course, assignment, result):
         dst.update_or_create_submission(assignment, student, timestamp=timestamp)
         for notebook in course.notebooks(assignment):
             target = dst.find_submission_notebook(notebook, assignment, student)
-            graded = (graded_dir / f"{notebook}.ipynb").exists()
-            source = src.find_submission_notebook(notebook, assignment, student) if graded else None
+            source = None
+            if (graded_dir / f"{notebook}.ipynb").exists():
+                try:
+                    source = src.find_submission_notebook(notebook, assignment, student)
+                except MissingEntry:                          # nbgrader stopped before grading it
+                    result["problems"].setdefault(notebook, []).append(
+                        f"{notebook}.ipynb was not graded: nbgrader stopped before grading it; its cells score zero")
             grades = {g.name: g for g in source.grades} if source else {}
             comments = {c.name: c for c in source.comments} if source else {}
             for grade in target.grades:

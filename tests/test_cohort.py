@@ -238,3 +238,25 @@ def test_feedback_is_generated_for_everyone(graded):
     assert "is not a readable notebook" in (course.root / "grading" / "feedback" / "corrupt_json" / "toy" /
                                             "toy.html").read_text()
     assert os.path.getsize(course.root / "grading" / "gradebook.db") > 0
+
+
+def test_every_unreadable_notebook_of_a_submission_is_reported(tmp_path):
+    """A two-notebook assignment whose both notebooks are corrupt: both score zero, both are named."""
+    def notebook(name):
+        return new_notebook(cells=[cell("code", f"test_{name}", "assert True", grade=True, points=1)],
+                            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                     "language": "python"}})
+    (tmp_path / "solutions" / "pair").mkdir(parents=True)
+    for name in ("one", "two"):
+        nbformat.write(notebook(name), tmp_path / "solutions" / "pair" / f"{name}.ipynb")
+    course = Course(tmp_path / "course", solutions=tmp_path / "solutions")
+    course.generate("pair")
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("one", "two"):
+        (work / f"{name}.ipynb").write_text('{"cells": [')
+    course.submit("broken", "pair", work)
+    results = cohort.run("pair", course_root=course.root, quiet=True)
+    assert results["broken"]["status"] == "failed"
+    assert set(results["broken"]["problems"]) == {"one", "two"}
+    assert points({"s": course.scores("pair", "broken")}, "s") == {"test_one": 0, "test_two": 0}
