@@ -39,9 +39,12 @@ c.OverwriteCells.add_missing_cells = True
 # Files autograde must take from the student, never from solutions/: whatever the notebooks wrote under
 # artifacts/ should an instructor have run the solution notebooks in place. (Adding "artifacts" to
 # CourseDirectory.ignore instead would also drop the students' own artifacts from their submissions.)
+# The kit's own solutions/ folder, found from this file (not from the working directory), so that courses
+# whose config loads this one (load_subconfig: the tests, the demo, the cohort runner) are protected too.
+KIT_SOURCE = Path(__file__).resolve().parent / "solutions"
 c.Autograde.exclude_overwriting = {
     folder.name: [str(path.relative_to(folder)) for path in folder.glob("artifacts/**/*") if path.is_file()]
-    for folder in Path(c.CourseDirectory.source_directory).glob("*") if folder.is_dir()
+    for folder in KIT_SOURCE.glob("*") if folder.is_dir()
 }
 
 # Late work loses 10% of its score per started day (autograde/late.py).

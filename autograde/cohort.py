@@ -10,21 +10,22 @@ Each submission runs under a wall-clock limit (--timeout) and a memory limit (--
 it starts, kernels included). A submission that breaks something (unreadable notebook, duplicated or
 renamed cells, a file over the size limit, a crash, a timeout) gets zero on what it broke and a message
 at the top of its feedback saying why; the others are graded as usual. Progress is saved after every
-submission in grading/cohort/<assignment>/results.json: run the command again to resume.
+submission in grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops
+every worker's nbgrader and kernel at once; the submissions being graded then are graded again on resume.
 """
 import argparse
 import json
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
+import psutil
 from traitlets.config.loader import PyFileConfigLoader
 
 from .course import BIN, REPO, nbgrader_id, tool_env
@@ -131,12 +132,28 @@ def _repair_notebook(path, target, known_ids):
 # ---------------------------------------------------------------------------------------------------------
 # One worker: real nbgrader in a scratch course, under limits.
 
-def _limits(memory_bytes):
-    def apply():
-        os.setsid()                                            # its own process group, killed as one
-        if memory_bytes:
-            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
-    return apply
+# Run as `python -c LIMITED arg...`: set the memory limit, then become nbgrader. (A preexec_fn would do the
+# same, but it is not safe in a process that runs threads, as this one does.)
+LIMITED = ("import os, resource, sys; limit = int(sys.argv[1]); "
+           "limit and resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)); os.execv(sys.argv[2], sys.argv[2:])")
+
+_running = set()                 # the nbgrader processes started by the workers, to stop them on Ctrl-C
+_stopping = threading.Event()    # set on Ctrl-C: workers start no new nbgrader
+
+
+def _kill(process):
+    """Kill nbgrader and everything it started (its kernels run in sessions of their own)."""
+    try:
+        nbgrader = psutil.Process(process.pid)
+        family = [nbgrader] + nbgrader.children(recursive=True)
+    except psutil.NoSuchProcess:
+        family = []
+    for proc in family:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    process.wait()
 
 
 def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes):
@@ -148,7 +165,7 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     shutil.copy(template_db, scratch / "grading" / "gradebook.db")
     _forget_submission(scratch / "grading" / "gradebook.db", assignment, student)
     (scratch / "nbgrader_config.py").write_text(
-        f"exec(open({str(course.config_file)!r}).read())\n"
+        f"load_subconfig('nbgrader_config.py', path={str(course.root)!r})\n"
         f"c.CourseDirectory.root = {str(scratch)!r}\n"
         f"c.CourseDirectory.source_directory = {str(course.source)!r}\n"
         "c.CourseDirectory.submitted_directory = 'grading/submitted'\n"
@@ -160,15 +177,21 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
                "--student", student, "--create", "--force"]
     log = scratch / "nbgrader.log"
     status = "graded"
+    if _stopping.is_set():
+        return dict(student=student, status="interrupted", scratch=str(scratch))
     with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=scratch, stdout=out, stderr=subprocess.STDOUT,
-                                   preexec_fn=_limits(memory_bytes), env=tool_env())
+        process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=tool_env())
+        _running.add(process)
+        if _stopping.is_set():                     # Ctrl-C came while it started
+            _kill(process)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+            _kill(process)
             status = "timeout"
+        finally:
+            _running.discard(process)
     if status == "timeout":
         reason = f"grading stopped after the {timeout:.0f} s limit per submission"
         # nbgrader copies a notebook into autograded/ before running it: after a kill, none of them is graded.
@@ -287,6 +310,20 @@ def _save(path, results):
     os.replace(tmp, path)
 
 
+def _record(course, assignment, result, results, state_file, keep_scratch, say):
+    """Merge one finished worker into the course and save the progress (the single writer's job)."""
+    try:
+        merge(course, assignment, result)
+    except Exception as error:            # keep going: one bad merge must not stop the class
+        result["status"], result["problems"]["(merge)"] = "failed", [f"{type(error).__name__}: {error}"]
+    if not keep_scratch:
+        shutil.rmtree(result["scratch"], ignore_errors=True)
+    results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
+    _save(state_file, results)
+    say(f"  {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
+        + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
+
+
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
         keep_scratch=False, quiet=False):
     """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
@@ -305,18 +342,19 @@ def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, studen
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [pool.submit(grade_one, course, assignment, s, work, template, timeout,
                                int(memory_gb * 2**30)) for s in todo]
-        for future in as_completed(futures):
-            result = future.result()
-            try:
-                merge(course, assignment, result)
-            except Exception as error:            # keep going: one bad merge must not stop the class
-                result["status"], result["problems"]["(merge)"] = "failed", [f"{type(error).__name__}: {error}"]
-            if not keep_scratch:
-                shutil.rmtree(result["scratch"], ignore_errors=True)
-            results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
-            _save(state_file, results)
-            say(f"  {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
-                + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
+        try:
+            for future in as_completed(futures):
+                _record(course, assignment, future.result(), results, state_file, keep_scratch, say)
+        except KeyboardInterrupt:               # Ctrl-C: stop every nbgrader now; what was merged stays saved
+            _stopping.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in list(_running):
+                _kill(process)
+            say(f"\ninterrupted: {len(results)} result(s) saved in {state_file}; run the command again to resume")
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            _stopping.clear()
     elapsed = time.time() - start
     counts = {status: sum(r["status"] == status for r in results.values()) for status in ("graded", "failed", "timeout")}
     say(f"{assignment}: {counts['graded']} graded, {counts['failed']} failed, {counts['timeout']} timed out; "
@@ -329,12 +367,16 @@ def main(argv=None):
     parser.add_argument("assignment")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
-    parser.add_argument("--memory", type=float, default=4.0, help="GB of memory per submission (default 4)")
+    parser.add_argument("--memory", type=float, default=4.0,
+                        help="GB of memory for each process of a submission, nbgrader and its kernel (default 4)")
     parser.add_argument("--course", default=str(REPO), help="the nbgrader course directory (default: the kit)")
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument("--force", action="store_true", help="regrade everyone, ignoring saved progress")
     args = parser.parse_args(argv)
-    results = run(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student, args.force)
+    try:
+        results = run(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student, args.force)
+    except KeyboardInterrupt:
+        return 130
     return 0 if all(r["status"] == "graded" for r in results.values()) else 1
 
 

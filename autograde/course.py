@@ -122,7 +122,7 @@ class Course:
         self.root.mkdir(parents=True, exist_ok=True)
         self.profile = profile
         (self.root / "nbgrader_config.py").write_text(
-            f"exec(open({str(REPO / 'nbgrader_config.py')!r}).read())\n"
+            f"load_subconfig('nbgrader_config.py', path={str(REPO)!r})\n"
             f"c.CourseDirectory.root = {str(self.root)!r}\n"
             f"c.CourseDirectory.source_directory = {str(Path(solutions).resolve())!r}\n"
             f"c.CourseDirectory.release_directory = {str(release)!r}\n"

@@ -23,13 +23,14 @@ import json
 import shutil
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
 
 from . import cohort
 from .course import ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, make_student_work, nbgrader_id
+from .labs import refuse_stray_artifacts
 
 STUDENTS = {
     "ada": ("Ada", "Reference"),
@@ -120,6 +121,7 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
 
     print("1. Regenerating the student releases labs/ from solutions/ (nbgrader generate_assignment)")
     for assignment in assignments():
+        refuse_stray_artifacts(assignment)                # labs/ is the kit's own release folder
         course.generate(assignment)
     for student, (first, last) in STUDENTS.items():
         course.nbgrader("db", "student", "add", student, "--first-name", first, "--last-name", last)
@@ -141,9 +143,10 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
             student.fetch(assignment)
         for s in ("ada", "ben", "cy", "eve"):
             students[s].submit(assignment, works[assignment][s])
-        due = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        course.nbgrader("db", "assignment", "add", assignment, "--duedate", due)
-        time.sleep(1.1)                                   # dee's timestamp is now after the due date
+        # The due date: the next whole second, after every on-time submission; dee submits once it has passed.
+        due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+        course.nbgrader("db", "assignment", "add", assignment, "--duedate", due.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        time.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.1)
         students["dee"].submit(assignment, works[assignment]["dee"])
         course.nbgrader("collect", assignment)
 

@@ -13,12 +13,17 @@ from pathlib import Path
 from .course import ASSIGNMENTS, BIN, REPO, SOLUTIONS, tool_env
 
 
+def refuse_stray_artifacts(assignment):
+    """Stop before releasing an assignment whose solution notebooks were run in place."""
+    stray = SOLUTIONS / assignment / "artifacts"
+    if stray.exists():
+        raise SystemExit(f"{stray} exists: the solution notebooks were run in place. Remove it (it would be "
+                         "released to students) and run the notebooks on a copy instead.")
+
+
 def generate(assignments=None, root=REPO):
     for assignment in assignments or [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]:
-        stray = SOLUTIONS / assignment / "artifacts"
-        if stray.exists():
-            raise SystemExit(f"{stray} exists: the solution notebooks were run in place. Remove it (it would be "
-                             "released to students) and run the notebooks on a copy instead.")
+        refuse_stray_artifacts(assignment)
         (Path(root) / "grading").mkdir(exist_ok=True)
         command = [str(BIN / "nbgrader"), "generate_assignment", assignment, "--force"]
         subprocess.run(command, cwd=root, check=True, env=tool_env())

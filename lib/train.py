@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import profile
-from .checkpoint import load_checkpoint, load_into, save_checkpoint
+from .checkpoint import keep_submitted, load_checkpoint, load_into, save_checkpoint
 from .slimming import sparsity
 
 FALLBACK_EPOCHS = 1   # grading a submission without matching artifacts: a short run, so the notebook still runs
@@ -59,6 +59,8 @@ class History:
 
     def save(self, path):
         path = Path(path)
+        if keep_submitted(path):
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"config": self.config, "records": self.records}, indent=1))
@@ -140,11 +142,14 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
                  which differs from the best epoch when a run degrades)
     """
     seed_everything(seed)
+    if getattr(loaders["train"], "generator", None) is not None:
+        loaders["train"].generator.manual_seed(seed)   # the same batches as any other run with this seed
     device = device or profile.device()
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
                                 weight_decay=hp["weight_decay"])
-    milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]})   # a short run may merge two
+    # A short run may merge two milestones; one at epoch 0 would lower the lr before training starts.
+    milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"] if "val" in loaders else loaders["test"]
     threshold = profile.config("sparsity_threshold")
@@ -206,7 +211,8 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
     The submitted checkpoint `save_path` and its history (.json) are used when the history's config
     equals `hp` and the checkpoint's cfg equals model.cfg. Otherwise grading trains a short fallback
     run (FALLBACK_EPOCHS) so that the rest of the notebook still runs; its accuracy will be low.
-    Returns the History; `model` holds the weights.
+    Returns the History; `model` holds the weights. While grading, files that were submitted are never
+    overwritten (lib.checkpoint.keep_submitted): the fallback run only fills in what is missing.
     """
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")

@@ -260,3 +260,43 @@ def test_every_unreadable_notebook_of_a_submission_is_reported(tmp_path):
     assert results["broken"]["status"] == "failed"
     assert set(results["broken"]["problems"]) == {"one", "two"}
     assert points({"s": course.scores("pair", "broken")}, "s") == {"test_one": 0, "test_two": 0}
+
+
+def test_ctrl_c_stops_every_worker_and_keeps_the_progress(tmp_path):
+    """SIGINT to `python -m autograde.cohort`: it exits at once, no nbgrader or kernel is left running, and
+    nothing half-graded is recorded (a rerun grades those submissions again)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    (tmp_path / "solutions" / "toy").mkdir(parents=True)
+    nbformat.write(toy_source(), tmp_path / "solutions" / "toy" / "toy.ipynb")
+    course = Course(tmp_path / "course", solutions=tmp_path / "solutions", extra_config="c.Execute.timeout = 120\n")
+    course.generate("toy")
+    for student in ("loop_a", "loop_b"):
+        work = good_work(tmp_path / "work" / student)
+        with_answer("while True:\n    pass")(work)
+        course.submit(student, "toy", work)
+    cohort_cli = subprocess.Popen([sys.executable, "-m", "autograde.cohort", "toy", "-j", "2",
+                                   "--course", str(course.root)], start_new_session=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    family = []
+    for _ in range(120):                       # wait until both submissions' kernels are running
+        family = psutil.Process(cohort_cli.pid).children(recursive=True)
+        if sum("ipykernel" in " ".join(p.cmdline()) for p in family if p.is_running()) >= 2:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the two kernels never started")
+    started = time.time()
+    cohort_cli.send_signal(signal.SIGINT)
+    output, _ = cohort_cli.communicate(timeout=30)
+    assert cohort_cli.returncode == 130, output
+    assert time.time() - started < 15
+    time.sleep(1)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], "left running"
+    assert "run the command again to resume" in output
+    state = course.root / "grading" / "cohort" / "toy" / "results.json"
+    assert not state.exists() or json.loads(state.read_text()) == {}

@@ -46,3 +46,13 @@ def test_demo_writes_csv_and_feedback(demo_run):
     for assignment in PRESENT:
         for student in demo.STUDENTS:
             assert list((root / "grading" / "feedback" / student / assignment).glob("*.html")), (student, assignment)
+
+
+@pytest.mark.skipif(not PRESENT, reason="no assignment in solutions/")
+def test_only_the_late_student_is_late(demo_run):
+    from nbgrader.api import Gradebook
+    root, _ = demo_run
+    with Gradebook(f"sqlite:///{root / 'grading' / 'gradebook.db'}", course_id="compresslab") as gb:
+        for assignment in PRESENT:
+            late = {s for s in demo.STUDENTS if gb.find_submission(assignment, s).total_seconds_late > 0}
+            assert late == {"dee"}, assignment

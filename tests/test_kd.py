@@ -146,6 +146,16 @@ def test_kd_history_without_t_and_alpha_fails(artifacts):
         checks.check_kd_student(artifacts)
 
 
+def test_kd_student_trained_with_another_alpha_fails(artifacts):
+    """alpha = 0 is training from scratch with extra steps: the KD run must use the profile's T and alpha."""
+    path = artifacts / "student_kd.json"
+    history = History.load(path)
+    history.config["alpha"] = 0.0
+    history.save(path)
+    with pytest.raises(AssertionError, match="alpha = 0.0"):
+        checks.check_kd_student(artifacts)
+
+
 def test_untrained_kd_student_with_a_copied_history_fails(artifacts):
     """Printed or recorded numbers are not trusted: the checkpoint is evaluated."""
     history = History.load(artifacts / "student_kd.json")

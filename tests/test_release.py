@@ -75,3 +75,21 @@ def test_bundle_check_names_every_leak(tmp_path):
     message = str(error.value)
     assert "labs/a.py: a solution region" in message and "labs/b.ipynb: use of the autograde package" in message
     assert "autograde: a folder students must not get" in message
+
+
+def test_autograde_never_copies_artifacts_from_solutions_over_a_submission(tmp_path):
+    """Should an instructor run a solution notebook in place, its artifacts/ must not replace the students':
+    every course (the kit's, the tests', the cohort's scratch ones) loads the kit's exclude_overwriting."""
+    from traitlets.config.loader import PyFileConfigLoader
+    assignment = next(a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir())
+    stray = SOLUTIONS / assignment / "artifacts" / "model.pt"
+    course = Course(tmp_path / "course")
+    stray.parent.mkdir()
+    try:
+        stray.write_bytes(b"reference weights")
+        config = PyFileConfigLoader("nbgrader_config.py", str(course.root)).load_config()
+    finally:
+        stray.unlink()
+        stray.parent.rmdir()
+    assert config.Autograde.exclude_overwriting[assignment] == ["artifacts/model.pt"]
+    assert config.CourseDirectory.max_file_size == 200_000        # the rest of the kit's config is loaded too

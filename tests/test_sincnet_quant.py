@@ -104,6 +104,31 @@ def test_other_correct_implementations_pass(name):
     checks.check_ste_quantize(namespace["STEQuantize"])
 
 
+class _Identity(torch.autograd.Function):
+    """Not a quantizer: returns x. Its weights keep all their distinct values."""
+    @staticmethod
+    def forward(ctx, x, bits, lo, hi):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, None, None, None
+
+
+class _Detached:
+    """Quantizes a detached copy: no gradient reaches the latent weights."""
+    @staticmethod
+    def apply(x, bits, lo, hi):
+        return STEQuantize.apply(x.detach(), bits, lo, hi)
+
+
+@pytest.mark.parametrize("quantizer, message", [(_Identity, "distinct weight values"),
+                                                (_Detached, "no gradient reaches")])
+def test_quantizer_is_also_checked_inside_lib_quantized_sincnet(quantizer, message):
+    with pytest.raises(AssertionError, match=message):
+        checks._check_in_quantized_model(quantizer)
+
+
 def test_blank_release_fails_with_a_message():
     class Blank(torch.autograd.Function):
         @staticmethod

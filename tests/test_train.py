@@ -73,6 +73,30 @@ def test_fit_is_deterministic_under_a_seed():
     assert first["train_loss"] == second["train_loss"] and first["val_accuracy"] == second["val_accuracy"]
 
 
+def test_runs_sharing_loaders_see_the_same_batches():
+    """A notebook trains several runs from one `loaders` dict: each run starts from the seed's data order."""
+    loaders = tiny_loaders()
+    first = train.fit(tiny_model(), loaders, HP, progress=False)
+    second = train.fit(tiny_model(), loaders, HP, progress=False)
+    assert first["train_loss"] == second["train_loss"]
+
+
+def test_a_one_epoch_run_trains_at_the_full_learning_rate():
+    history = train.fit(tiny_model(), tiny_loaders(), dict(HP, epochs=1), progress=False)
+    assert history["lr"] == [HP["lr"]]          # the 50% milestone of 1 epoch is epoch 0: not applied
+
+
+def test_grading_never_overwrites_submitted_artifacts(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path / "run.pt", tiny_model(seed=0))
+    (tmp_path / "run.json").write_text('{"config": {}, "records": []}')
+    submitted = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    train.fit(tiny_model(seed=1), tiny_loaders(), dict(HP, epochs=1), save_path=tmp_path / "run.pt",
+              save_last=True, progress=False)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in submitted} == submitted
+    assert (tmp_path / "run_last.pt").is_file()                 # what was missing is still written
+
+
 def test_fit_or_load_loads_matching_artifacts_when_grading(tmp_path, monkeypatch, capsys):
     trained = tiny_model()
     train.fit(trained, tiny_loaders(), HP, save_path=tmp_path / "run.pt", progress=False)

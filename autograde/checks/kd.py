@@ -211,7 +211,7 @@ def check_kd_student(artifacts="artifacts"):
     """The KD student reaches the profile's threshold and is not much worse than the scratch student.
 
     Both students must be the same network (cfg) trained with the same hyperparameters, the KD run's
-    differing only by its T and alpha.
+    differing only by its T and alpha, which must be the profile's (alpha = 0 would be scratch training).
     """
     config = settings()
     scratch, _, scratch_history = _load(artifacts, "student_scratch")
@@ -221,8 +221,9 @@ def check_kd_student(artifacts="artifacts"):
             f"{name} has cfg {model.cfg}, the profile's student is {config['student_cfg']}: train both students "
             "with the notebook's train_student (the same network in both runs)")
     for key in ("T", "alpha"):
-        assert key in kd_history.config, (
-            f"student_kd.json records no {key}: train it with the KD setup of the notebook (hp with T and alpha)")
+        assert kd_history.config.get(key) == config[key], (
+            f"student_kd.json records {key} = {kd_history.config.get(key)}, the profile's KD setup has {key} = "
+            f"{config[key]}: train it with the notebook's KD setup")
     common = {k: v for k, v in kd_history.config.items() if k not in ("T", "alpha")}
     assert common == scratch_history.config, (
         f"the scratch run was trained with {scratch_history.config} and the KD run with {kd_history.config}: "

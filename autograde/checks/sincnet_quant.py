@@ -158,8 +158,29 @@ def _check_backward(STEQuantize, bits, lo, hi, shape, seed):
         raise AssertionError(f"{call}: outside [lo, hi] the gradient must be 0 (the clipped output is flat)")
 
 
+def _check_in_quantized_model(STEQuantize):
+    """lib's quantized SincNet built with STEQuantize: each layer computes with at most 2**bits weight values,
+    and one training step's gradient reaches every latent weight."""
+    torch.manual_seed(0)
+    model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=STEQuantize.apply)
+    model(0.1 * torch.randn(2, 1, 16000)).logsumexp(1).sum().backward()
+    for i, layer in enumerate(quantized_layers(model)):
+        name = f"{type(layer).__name__} #{i} of lib's QuantSincNet ({layer.bits} bits)"
+        with torch.no_grad():
+            weight = layer.effective_weight()
+        levels = _distinct(weight, 1e-6 * weight.abs().max().item()).numel()
+        assert levels <= 2 ** layer.bits, (
+            f"with your STEQuantize, {name} computes with {levels} distinct weight values, more than "
+            f"2**{layer.bits}")
+        for pname, p in layer.named_parameters(recurse=False):
+            assert p.grad is not None and p.grad.abs().sum() > 0, (
+                f"with your STEQuantize, no gradient reaches the latent {pname} of {name}: quantize in forward "
+                "without detaching, and pass the gradient straight through in backward")
+
+
 def check_ste_quantize(STEQuantize):
-    """Forward: a uniform 2**bits-level grid on [lo, hi] with clipping; backward: straight through inside, 0 outside."""
+    """Forward: a uniform 2**bits-level grid on [lo, hi] with clipping; backward: straight through inside, 0 outside.
+    Then in lib's quantized SincNet: at most 2**bits weight values per layer, gradients reach the latent weights."""
     assert isinstance(STEQuantize, type) and issubclass(STEQuantize, torch.autograd.Function), (
         "STEQuantize must be a class deriving from torch.autograd.Function")
     ranges = [(-1.0, 1.0), (0.0, 3.5), (-0.3, 0.05)]
@@ -170,6 +191,7 @@ def check_ste_quantize(STEQuantize):
             _check_forward(STEQuantize, bits, lo, hi, shape, seed)
             _check_backward(STEQuantize, bits, lo, hi, shape, seed)
             seed += 1
+    _check_in_quantized_model(STEQuantize)
 
 
 # ----------------------------------------------------------------------------------------- trained models
@@ -259,8 +281,9 @@ def _changed_beyond_decay(before, after):
 
 
 def check_quantized_model(artifacts="artifacts", loaders=None):
-    """sincnet_quant.pt: QAT of the pruned model. Latent full-precision weights that training changed, effective
-    weights on at most 2**bits levels, and the profile's accuracy (computed with the reference quantizer)."""
+    """sincnet_quant.pt: QAT of the pruned model. Latent full-precision weights kept in the parameters (not
+    overwritten with quantized values) and changed by training, and the profile's accuracy (computed with the
+    reference quantizer). The student's quantizer itself is judged by check_ste_quantize, in its own cell."""
     loaders = loaders or speech.loaders()
     path = Path(artifacts) / f"{QUANT}.pt"
     pruned = _load_run(artifacts, PRUNED, SincNet)[0]
@@ -276,10 +299,6 @@ def check_quantized_model(artifacts="artifacts", loaders=None):
     for i, (old, layer) in enumerate(zip(start, trained)):
         name = f"{type(layer).__name__} #{i} ({layer.bits} bits)"
         latent = layer.weight.detach()
-        with torch.no_grad():
-            levels = _distinct(layer.effective_weight(), 1e-6 * latent.abs().max().item()).numel()
-        assert levels <= 2 ** layer.bits, (
-            f"{path}: {name} computes with {levels} distinct weight values, more than 2**{layer.bits}")
         if latent.numel() > 4 * 2 ** layer.bits:
             assert torch.unique(latent).numel() > 2 ** layer.bits, (
                 f"{path}: the latent weights of {name} take only {torch.unique(latent).numel()} values: they "
