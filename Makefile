@@ -16,7 +16,9 @@ export PYTHONUNBUFFERED := 1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV) || python3 -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV) || { \
+	  python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' && python3 -m venv $(VENV); } || { \
+	  echo "compresslab needs Python 3.11: install it, or run make PYTHON_BASE=/path/to/python3.11" >&2; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e .
 	@touch $(STAMP)
 

@@ -1,6 +1,6 @@
 """Speed and results of the kd assignment in the quick profile on this machine.
 
-    .venv/bin/python bench/bench_kd.py [--slimming FOLDER]
+    .venv/bin/python bench/bench_kd.py [--slimming FOLDER] [--keep FOLDER]
 
 Executes the reference kd notebook as a student would (nbclient, in a temporary folder) and prints its wall
 time, the accuracies it reached (from its saved histories), then the time of `nbgrader autograde` on that
@@ -65,6 +65,7 @@ def report(work):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--slimming", type=Path, help="an executed slimming work folder to place kd next to")
+    parser.add_argument("--keep", type=Path, help="copy the executed kd work folder here")
     args = parser.parse_args()
     print(f"kd, quick profile: {os.cpu_count()} CPU cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {load()}")
@@ -79,6 +80,8 @@ def main():
         elapsed = time.time() - start
         print(f"  {path.name:<10} {elapsed:7.1f} s   (goal < 240 s)   {load()}")
         report(work)
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
 
         course = Course(tmp / "course")
         course.generate("kd")

@@ -1,13 +1,16 @@
 """Speed of the slimming assignment in the quick profile on this machine.
 
-    .venv/bin/python bench/bench_slimming.py
+    .venv/bin/python bench/bench_slimming.py [--keep FOLDER]
 
 Prints the wall time of each reference notebook executed as a student would (in order, in a temporary
-folder, with nbclient), then the time of `nbgrader autograde` on that submission (grading mode loads the
-artifacts instead of training) and its score. Goal (issue 3): each notebook under 3 minutes on 2 CPU cores.
+folder, with nbclient), the accuracies and sparsities it reached (from its saved histories), then the time
+of `nbgrader autograde` on that submission (grading mode loads the artifacts instead of training) and its
+score. --keep copies the executed work to FOLDER (for bench_kd.py --slimming or bench_grading.py --reuse). Goal (issue 3): each notebook under 3 minutes on 2 CPU cores.
 Other processes on the machine inflate the figures: the load average is printed before and after.
 """
+import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -15,13 +18,32 @@ from pathlib import Path
 import torch
 
 from autograde.course import Course, execute, fill_solutions
+from lib import profile
+from lib.train import History
 
 
 def load():
     return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def report(artifacts):
+    """The accuracies (best epoch, test split) and final sparsities the executed notebooks saved."""
+    slim = profile.config("slimming", "quick")
+    for tag, s in slim["lambdas"].items():
+        history = History.load(artifacts / f"sparsity_{tag}.json")
+        print(f"  lambda {s:<7g} best test accuracy {history.best['val_accuracy']:6.2f}%   "
+              f"final sparsity {history['sparsity'][-1]:.2f}")
+    for percent in slim["percents"]:
+        tag = round(percent * 100)
+        history = History.load(artifacts / f"finetuned_{tag}.json")
+        print(f"  pruned {tag}% + {len(history)} fine-tune epochs: best test accuracy "
+              f"{history.best['val_accuracy']:6.2f}%")
+
+
 def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keep", type=Path, help="copy the executed work folder here")
+    args = parser.parse_args()
     print(f"slimming, quick profile: {os.cpu_count()} CPU cores, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), {load()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -35,6 +57,9 @@ def main():
             total += elapsed
             print(f"  {path.name:<26} {elapsed:7.1f} s   (goal < 180 s)")
         print(f"  {'all three notebooks':<26} {total:7.1f} s   {load()}")
+        report(work / "artifacts")
+        if args.keep:
+            shutil.copytree(work, args.keep, dirs_exist_ok=True)
 
         course = Course(tmp / "course")
         course.generate("slimming")

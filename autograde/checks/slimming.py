@@ -12,6 +12,7 @@ Artifact names (fixed; the kd assignment reads some of them):
     finetuned_<pct>.pt/.json    that pruned model after fine-tuning
 """
 import copy
+import json
 from pathlib import Path
 
 import torch
@@ -327,7 +328,8 @@ def check_pruned_models(artifacts="artifacts"):
 
 def finetune_hp(percent):
     """The fine-tuning hyperparameters of the model pruned by `percent` (what train_prune_model passes)."""
-    return dict(profile.config("vgg"), epochs=settings()["finetune_epochs"], percent=percent)
+    return dict(profile.config("vgg"), epochs=settings()["finetune_epochs"], lr=settings()["finetune_lr"],
+                percent=percent)
 
 
 def check_finetuned(artifacts="artifacts"):
@@ -345,10 +347,10 @@ def check_finetuned(artifacts="artifacts"):
             raise AssertionError(str(error)) from None
         assert list(model.cfg) == list(pruned_cfg), (
             f"{path} has cfg {model.cfg}, but pruned_{tag}.pt has {pruned_cfg}: fine-tune the pruned model")
-        epochs = config["finetune_epochs"]
-        assert history.config.get("percent") == percent and len(history) == epochs, (
-            f"{path.with_suffix('.json')} should be {epochs} epochs of fine-tuning with percent={percent}; "
-            f"found {len(history)} epochs with percent={history.config.get('percent')}")
+        expected = json.loads(json.dumps(finetune_hp(percent)))       # as the history stores it
+        assert history.config == expected and len(history) == expected["epochs"], (
+            f"{path.with_suffix('.json')} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
+            f"found {len(history)} epochs with {history.config}")
         accuracy = _checked_accuracy(model, _record_at(history, meta, path), path, test_loader)
         need = config["finetuned_accuracy"][tag]
         assert accuracy >= need, (
