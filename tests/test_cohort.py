@@ -154,9 +154,14 @@ def test_every_submission_is_in_the_gradebook(graded):
 
 @pytest.mark.parametrize("student", ["infinite_loop", "memory_bomb", "syntax_error"])
 def test_a_broken_answer_scores_zero_only_where_it_breaks(graded, student):
-    _, results, scores = graded
+    course, results, scores = graded
     assert results[student]["status"] == "graded"
     assert points(scores, student) == {"test_add": 0, "test_model": 1}
+    # The feedback shows the student why: the error is in the answer cell's output.
+    nb = nbformat.read(course.root / "grading" / "autograded" / student / "toy" / "toy.ipynb", as_version=4)
+    errors = [o.ename for o in nb.cells[2].outputs if o.output_type == "error"]
+    expected = {"infinite_loop": "CellTimeoutError", "memory_bomb": "MemoryError", "syntax_error": "SyntaxError"}
+    assert expected[student] in errors, errors
 
 
 def test_a_crashing_kernel_scores_zero_with_a_message(graded):
