@@ -21,11 +21,13 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
 import psutil
+from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
 from .course import BIN, REPO, nbgrader_id, tool_env
@@ -237,7 +239,11 @@ def merge(course, assignment, result):
     scratch_db = f"sqlite:///{scratch / 'grading' / 'gradebook.db'}"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
     expected = {}
-    with Gradebook(scratch_db, COURSE_ID) as src, Gradebook(course.db_url, COURSE_ID) as dst:
+    with Gradebook(scratch_db, COURSE_ID) as src, Gradebook(course.db_url, COURSE_ID) as dst, \
+            warnings.catch_warnings():
+        # nbgrader's own submission code trips SQLAlchemy's autoflush warning; it is harmless here (the grades
+        # are read back below), so the TA's console stays clean.
+        warnings.filterwarnings("ignore", category=SAWarning)
         dst.update_or_create_student(student)
         try:
             timestamp = src.find_submission(assignment, student).timestamp

@@ -1,10 +1,11 @@
 """Grader self-test with real nbgrader, for every assignment that exists in solutions/.
 
-One course per assignment, graded in one `nbgrader autograde` run: the reference work, the blank release
-and one submission per mutant. Then:
+One course per assignment: the reference work, the blank release and one submission per mutant, graded by
+the cohort runner (real `nbgrader autograde`, two submissions at a time), then the reference once more by
+plain `nbgrader autograde`. Then:
   - the reference gets every auto-graded point, and grading it a second time gives the same scores;
   - the blank release gets zero on every auto-graded cell (and the run completed);
-  - every mutant loses points in its target cell and nowhere else in its notebook.
+  - every mutant loses points in its target cell and nowhere else in the assignment.
 """
 import importlib
 import shutil
@@ -12,6 +13,7 @@ import shutil
 import nbformat
 import pytest
 
+from autograde import cohort
 from autograde.course import ASSIGNMENTS, LABS, SOLUTIONS, Course, nbgrader_id
 
 PRESENT = [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
@@ -44,7 +46,8 @@ def graded(request, reference_work, tmp_path_factory):
     mutants = {f"mutant{i}": m for i, m in enumerate(mutants_of(assignment))}
     for student, mutant in mutants.items():
         course.submit(student, assignment, plant(mutant, reference, tmp / student))
-    course.autograde(assignment)
+    results = cohort.run(assignment, jobs=2, course_root=course.root, quiet=True)
+    assert all(r["status"] == "graded" for r in results.values()), results
     scores = {student: course.scores(assignment, student) for student in ["reference", "blank", *mutants]}
     course.autograde(assignment, student="reference")
     scores["reference_again"] = course.scores(assignment, "reference")
@@ -79,5 +82,5 @@ def test_every_mutant_is_caught_where_it_is_targeted(graded):
         got = scores[student]
         assert got[target][0] < scores["reference"][target][0], f"mutant '{mutant.name}' is not caught by {target}"
         elsewhere = {cell: (got[cell], scores["reference"][cell]) for cell in got
-                     if cell[0] == mutant.notebook and cell != target and got[cell] != scores["reference"][cell]}
+                     if cell != target and got[cell] != scores["reference"][cell]}
         assert not elsewhere, f"mutant '{mutant.name}' also changes the scores of {elsewhere}"
