@@ -24,8 +24,8 @@ def mutants_of(assignment):
 
 
 def plant(mutant, reference, dest):
-    """A submission: the reference work's artifacts and the mutant's notebook with the wrong cell planted."""
-    shutil.copytree(reference, dest, ignore=shutil.ignore_patterns("*.ipynb"))
+    """A submission: the whole reference work (notebooks and artifacts) with the mutant's wrong cell planted."""
+    shutil.copytree(reference, dest)
     nb = nbformat.read(reference / f"{mutant.notebook}.ipynb", as_version=4)
     cells = [c for c in nb.cells if nbgrader_id(c) == mutant.cell]
     assert len(cells) == 1, f"{mutant.name}: no solution cell {mutant.cell} in {mutant.notebook}"
