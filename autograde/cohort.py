@@ -178,9 +178,9 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     command = [str(BIN / "nbgrader"), "autograde", assignment,
                "--student", student, "--create", "--force"]
     log = scratch / "nbgrader.log"
-    status = "graded"
     if _stopping.is_set():
         return dict(student=student, status="interrupted", scratch=str(scratch))
+    status = "graded"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=tool_env())

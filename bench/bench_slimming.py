@@ -5,7 +5,8 @@
 Prints the wall time of each reference notebook executed as a student would (in order, in a temporary
 folder, with nbclient), the accuracies and sparsities it reached (from its saved histories), then the time
 of `nbgrader autograde` on that submission (grading mode loads the artifacts instead of training) and its
-score. --keep copies the executed work to FOLDER (for bench_kd.py --slimming or bench_grading.py --reuse). Goal (issue 3): each notebook under 3 minutes on 2 CPU cores.
+score. --keep copies the executed work to FOLDER (for bench_kd.py --slimming or bench_grading.py --reuse).
+Goal (issue 3): each notebook under 3 minutes on 2 CPU cores.
 Other processes on the machine inflate the figures: the load average is printed before and after.
 """
 import argparse

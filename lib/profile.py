@@ -32,10 +32,10 @@ FULL = {
     "sparsity_threshold": 1e-2,
     # Network slimming lab (solutions/slimming). lambdas: run tag -> s of the L1 penalty, increasing; the
     # paper's grid. vggprune prunes the run `sparse_tag` by each of `percents`; train_prune_model fine-tunes
-    # the pruned nets with the "vgg" setup for `finetune_epochs` at `finetune_lr`. Accuracies (test %) are PROVISIONAL: derived
-    # from the reference code's CIFAR-10 anchors (93.77 baseline, 93.30 sparsity-trained, 93.78 after 70%
-    # pruning + 160 fine-tune epochs) minus ~1 point (90%: issue 3's 88.0), not yet measured with this kit
-    # on a GPU. min_channels as in the quick profile (no 512-wide layer may shrink to a bottleneck).
+    # the pruned nets with the "vgg" setup for `finetune_epochs` at `finetune_lr`. Accuracies (test %) are
+    # PROVISIONAL: derived from the reference code's CIFAR-10 anchors (93.77 baseline, 93.30 sparsity-trained,
+    # 93.78 after 70% pruning + 160 fine-tune epochs) minus ~1 point (90%: issue 3's 88.0), not yet measured
+    # with this kit on a GPU. min_channels as in the quick profile (no 512-wide layer may shrink to a bottleneck).
     "slimming": dict(
         lambdas={"s0": 0.0, "s1": 1e-4, "s2": 1e-2},
         sparse_tag="s1",

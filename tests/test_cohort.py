@@ -113,13 +113,19 @@ CASES = {
 }
 
 
+def toy_course(tmp, cell_timeout):
+    """A course under `tmp` whose only assignment is the toy one, generated; cells stop after `cell_timeout` s."""
+    (tmp / "solutions" / "toy").mkdir(parents=True)
+    nbformat.write(toy_source(), tmp / "solutions" / "toy" / "toy.ipynb")
+    course = Course(tmp / "course", solutions=tmp / "solutions", extra_config=f"c.Execute.timeout = {cell_timeout}\n")
+    course.generate("toy")
+    return course
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cohort")
-    (tmp / "solutions" / "toy").mkdir(parents=True)
-    nbformat.write(toy_source(), tmp / "solutions" / "toy" / "toy.ipynb")
-    course = Course(tmp / "course", solutions=tmp / "solutions", extra_config="c.Execute.timeout = 20\n")
-    course.generate("toy")
+    course = toy_course(tmp, cell_timeout=20)
     for student, change in CASES.items():
         work = good_work(tmp / "work" / student)
         if change is not None:
@@ -276,10 +282,7 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_progress(tmp_path):
     import time
 
     import psutil
-    (tmp_path / "solutions" / "toy").mkdir(parents=True)
-    nbformat.write(toy_source(), tmp_path / "solutions" / "toy" / "toy.ipynb")
-    course = Course(tmp_path / "course", solutions=tmp_path / "solutions", extra_config="c.Execute.timeout = 120\n")
-    course.generate("toy")
+    course = toy_course(tmp_path, cell_timeout=120)
     for student in ("loop_a", "loop_b"):
         work = good_work(tmp_path / "work" / student)
         with_answer("while True:\n    pass")(work)

@@ -12,7 +12,6 @@ Artifact names (fixed; the kd assignment reads some of them):
     finetuned_<pct>.pt/.json    that pruned model after fine-tuning
 """
 import copy
-import json
 from pathlib import Path
 
 import torch
@@ -347,7 +346,7 @@ def check_finetuned(artifacts="artifacts"):
             raise AssertionError(str(error)) from None
         assert list(model.cfg) == list(pruned_cfg), (
             f"{path} has cfg {model.cfg}, but pruned_{tag}.pt has {pruned_cfg}: fine-tune the pruned model")
-        expected = json.loads(json.dumps(finetune_hp(percent)))       # as the history stores it
+        expected = History(finetune_hp(percent)).config       # as the history stores it (tuples as lists)
         assert history.config == expected and len(history) == expected["epochs"], (
             f"{path.with_suffix('.json')} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
             f"found {len(history)} epochs with {history.config}")
