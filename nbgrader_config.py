@@ -51,4 +51,5 @@ c.Autograde.exclude_overwriting = {
 c.AssignLatePenalties.plugin_class = "autograde.late.PercentPerDay"
 
 # Collected submissions carry the student id they were submitted under, not a Unix account of theirs.
-c.CollectApp.check_owner = False
+# (The option lives on the exchange's collector; nbgrader's own warning calls it CollectApp.check_owner.)
+c.ExchangeCollect.check_owner = False

@@ -1,4 +1,4 @@
-"""Autograde a whole class in parallel, safely: `python -m autograde.cohort ASSIGNMENT -j 2`.
+"""Autograde a whole class in parallel, safely: `python -m autograde.cohort ASSIGNMENT [ASSIGNMENT ...] -j 2`.
 
 nbgrader grades one submission at a time, and its SQLite gradebook is not safe for concurrent writers.
 So each submission is graded by real `nbgrader autograde` in a scratch course of its own
@@ -7,7 +7,7 @@ grading. Only this process writes the course's gradebook: when a worker finishes
 in and read back to check that none was lost, then its autograded notebooks are moved into place.
 
 Each submission runs under a wall-clock limit (--timeout) and a memory limit (--memory, on every process
-it starts, kernels included). A submission that breaks something (unreadable notebook, duplicated or
+it starts, kernels included); its kernel gets its share of the cores (cores / workers torch threads). A submission that breaks something (unreadable notebook, duplicated or
 renamed cells, a file over the size limit, a crash, a timeout) gets zero on what it broke and a message
 at the top of its feedback saying why; the others are graded as usual. Progress is saved after every
 submission in grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops
@@ -158,8 +158,11 @@ def _kill(process):
     process.wait()
 
 
-def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes):
-    """Grade one submission in its own scratch course; returns a result dict (never raises)."""
+def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes, threads=None):
+    """Grade one submission in its own scratch course; returns a result dict (never raises).
+
+    threads: the OMP_NUM_THREADS of its kernel (torch's threads), None to leave it as it is.
+    """
     start = time.time()
     scratch = scratch_root / student
     shutil.rmtree(scratch, ignore_errors=True)
@@ -183,7 +186,8 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     status = "graded"
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=tool_env())
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                   env=tool_env(**({"OMP_NUM_THREADS": str(threads)} if threads else {})))
         _running.add(process)
         if _stopping.is_set():                     # Ctrl-C came while it started
             _kill(process)
@@ -326,51 +330,72 @@ def _record(course, assignment, result, results, state_file, keep_scratch, say):
         shutil.rmtree(result["scratch"], ignore_errors=True)
     results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
     _save(state_file, results)
-    say(f"  {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
+    say(f"  {assignment:<14} {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
         + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
 
 
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
         keep_scratch=False, quiet=False):
     """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
+    return run_many([assignment], jobs, timeout, memory_gb, course_root, students, force, keep_scratch,
+                    quiet)[assignment]
+
+
+def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
+             keep_scratch=False, quiet=False):
+    """Grade the submissions of several assignments with one pool of workers (none waits for an assignment's
+    last submission while another assignment has work left); returns {assignment: {student: result}}."""
     course = CohortCourse(course_root)
-    work = course.grading / "cohort" / assignment
-    work.mkdir(parents=True, exist_ok=True)
-    state_file = work / "results.json"
-    results = json.loads(state_file.read_text()) if state_file.exists() and not force else {}
-    todo = [s for s in (students or course.students(assignment)) if s not in results]
-    template = work / "gradebook-template.db"
-    shutil.copy(course.db, template)          # the gradebook before this run: every worker starts from it
     say = (lambda *a: None) if quiet else print
-    say(f"{assignment}: {len(todo)} submission(s) to grade with {jobs} worker(s), "
-        f"{len(results)} already done ({state_file})")
+    progress, todo = {}, []
+    for assignment in assignments:
+        work = course.grading / "cohort" / assignment
+        work.mkdir(parents=True, exist_ok=True)
+        state_file = work / "results.json"
+        results = json.loads(state_file.read_text()) if state_file.exists() and not force else {}
+        progress[assignment] = state_file, results
+        template = work / "gradebook-template.db"
+        shutil.copy(course.db, template)          # the gradebook before this run: every worker starts from it
+        mine = [s for s in (students or course.students(assignment)) if s not in results]
+        todo += [(assignment, student, work, template) for student in mine]
+        say(f"{assignment}: {len(mine)} submission(s) to grade with {jobs} worker(s), "
+            f"{len(results)} already done ({state_file})")
+    # Share the cores out between the workers: with more torch (OpenMP) threads than cores, all of them wait
+    # on each other and grading gets several times slower. An OMP_NUM_THREADS set by the TA wins.
+    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // jobs)
     start = time.time()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(grade_one, course, assignment, s, work, template, timeout,
-                               int(memory_gb * 2**30)) for s in todo]
+        futures = {pool.submit(grade_one, course, assignment, student, work, template, timeout,
+                               int(memory_gb * 2**30), threads): assignment
+                   for assignment, student, work, template in todo}
         try:
             for future in as_completed(futures):
+                assignment = futures[future]
+                state_file, results = progress[assignment]
                 _record(course, assignment, future.result(), results, state_file, keep_scratch, say)
         except KeyboardInterrupt:               # Ctrl-C: stop every nbgrader now; what was merged stays saved
             _stopping.set()
             pool.shutdown(wait=False, cancel_futures=True)
             for process in list(_running):
                 _kill(process)
-            say(f"\ninterrupted: {len(results)} result(s) saved in {state_file}; run the command again to resume")
+            say(f"\ninterrupted: the results so far are saved in {', '.join(str(f) for f, _ in progress.values())}; "
+                "run the command again to resume")
             raise
         finally:
             pool.shutdown(wait=True)
             _stopping.clear()
     elapsed = time.time() - start
-    counts = {status: sum(r["status"] == status for r in results.values()) for status in ("graded", "failed", "timeout")}
-    say(f"{assignment}: {counts['graded']} graded, {counts['failed']} failed, {counts['timeout']} timed out; "
-        f"this run {len(todo)} in {elapsed:.1f} s")
-    return results
+    for assignment, (_, results) in progress.items():
+        counts = {status: sum(r["status"] == status for r in results.values())
+                  for status in ("graded", "failed", "timeout")}
+        say(f"{assignment}: {counts['graded']} graded, {counts['failed']} failed, {counts['timeout']} timed out")
+    say(f"this run: {len(todo)} submission(s) in {elapsed:.1f} s")
+    return {assignment: results for assignment, (_, results) in progress.items()}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("assignment")
+    parser.add_argument("assignment", nargs="+", help="one or more assignments, graded with one pool of workers")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
     parser.add_argument("--memory", type=float, default=4.0,
@@ -380,10 +405,11 @@ def main(argv=None):
     parser.add_argument("--force", action="store_true", help="regrade everyone, ignoring saved progress")
     args = parser.parse_args(argv)
     try:
-        results = run(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student, args.force)
+        results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
+                           args.force)
     except KeyboardInterrupt:
         return 130
-    return 0 if all(r["status"] == "graded" for r in results.values()) else 1
+    return 0 if all(r["status"] == "graded" for done in results.values() for r in done.values()) else 1
 
 
 if __name__ == "__main__":

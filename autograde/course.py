@@ -31,10 +31,16 @@ ASSIGNMENTS = {
 
 BIN = Path(sys.executable).parent   # nbgrader, and the alembic it calls, live next to this Python
 
+# nbgrader's Gradebook runs the `alembic` command from PATH each time it opens a gradebook, in this process
+# as in the nbgrader commands it starts: put the venv's bin/ on PATH, even for a .venv/bin/python started
+# without activating the venv.
+if str(BIN) not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 def tool_env(**extra):
-    """This process's environment with the venv's bin/ first on PATH (nbgrader runs `alembic` from PATH)."""
-    return dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **extra)
+    """This process's environment (the venv's bin/ on PATH, see above) plus `extra`, for an nbgrader command."""
+    return dict(os.environ, **extra)
 
 
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
@@ -79,34 +85,30 @@ def fill_solutions(assignment, out_dir, replacements=None, labs=LABS, solutions=
     return paths
 
 
-def execute(notebook, timeout=900, profile="quick"):
+def execute(notebook, timeout=900, profile="quick", threads=None):
     """Run a notebook top to bottom in its own folder with nbclient (LAB_PROFILE=profile); save the outputs.
 
+    threads sets the kernel's OMP_NUM_THREADS (torch's threads); None leaves torch's default (every core).
     Raises nbclient's CellExecutionError on the first failing cell (the notebook is saved up to there).
     """
     from nbclient import NotebookClient
     notebook = Path(notebook)
     nb = nbformat.read(notebook, as_version=4)
-    old = os.environ.get("LAB_PROFILE")
-    os.environ["LAB_PROFILE"] = profile          # the kernel inherits this process's environment
+    kernel_env = tool_env(LAB_PROFILE=profile, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(notebook.parent)}}).execute()
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute(env=kernel_env)
     finally:
         nbformat.write(nb, notebook)
-        if old is None:
-            os.environ.pop("LAB_PROFILE", None)
-        else:
-            os.environ["LAB_PROFILE"] = old
     return nb
 
 
-def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick"):
+def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick", threads=None):
     """The folder a student would submit: the filled notebooks, executed in order, and their artifacts/."""
     paths = fill_solutions(assignment, out_dir, replacements)
     if run:
         for path in paths:
-            execute(path, profile=profile)
+            execute(path, profile=profile, threads=threads)
     return Path(out_dir)
 
 
@@ -126,6 +128,7 @@ class Course:
             f"c.CourseDirectory.root = {str(self.root)!r}\n"
             f"c.CourseDirectory.source_directory = {str(Path(solutions).resolve())!r}\n"
             f"c.CourseDirectory.release_directory = {str(release)!r}\n"
+            f"c.CourseDirectory.db_url = {self.gradebook_url!r}\n"
             f"c.Exchange.root = {str(self.root / 'grading' / 'exchange')!r}\n" + extra_config)
 
     @property

@@ -11,11 +11,12 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def reference_work(tmp_path_factory):
     from autograde.course import make_student_work
-    cache = {}
+    root, cache = tmp_path_factory.mktemp("reference"), {}
 
     def build(assignment):
+        # Side by side, as in a student's folder: kd, built after slimming, takes its teacher from there.
         if assignment not in cache:
-            cache[assignment] = make_student_work(assignment, tmp_path_factory.mktemp(f"reference_{assignment}"))
+            cache[assignment] = make_student_work(assignment, root / assignment)
         return cache[assignment]
 
     return build
