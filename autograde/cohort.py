@@ -7,11 +7,13 @@ grading. Only this process writes the course's gradebook: when a worker finishes
 in and read back to check that none was lost, then its autograded notebooks are moved into place.
 
 Each submission runs under a wall-clock limit (--timeout) and a memory limit (--memory, on every process
-it starts, kernels included); its kernel gets its share of the cores (cores / workers torch threads). A submission that breaks something (unreadable notebook, duplicated or
-renamed cells, a file over the size limit, a crash, a timeout) gets zero on what it broke and a message
-at the top of its feedback saying why; the others are graded as usual. Progress is saved after every
-submission in grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops
-every worker's nbgrader and kernel at once; the submissions being graded then are graded again on resume.
+it starts, kernels included); its kernel gets its share of the cores (cores / workers torch threads).
+A submission that breaks something (unreadable notebook, duplicated or renamed cells, a file over the size
+limit, a crash, a timeout) gets zero on what it broke and a message at the top of its feedback saying why;
+the others are graded as usual. Progress is saved after every submission in
+grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops every worker's
+nbgrader and kernel at once; the submissions being graded then are graded again on resume. Several
+assignments given at once share one pool of workers.
 """
 import argparse
 import json

@@ -134,15 +134,17 @@ QUICK = {
                         pruned=75.0,       # 82.14 - 7
                         quantized=55.0),   # 70.48 - 15
     ),
-    # Knowledge-distillation lab (solutions/kd). Teacher: the slimming lab's lambda = 0 VGG-19 (96.39% here),
+    # Knowledge-distillation lab (solutions/kd). Teacher: the slimming lab's lambda = 0 VGG-19 (94-97.5% here),
     # or the same run ("vgg") trained by the notebook. Student: `student_cfg`, a 5-conv VGG with the parameter
     # count of the slimming lab's 90%-pruned VGG-19 (14,562 vs 13,811 for its reference cfg [8, 8, 'M', 8, 9,
     # 'M', 11, 10, 8, 10, 'M', 8, 8, 8, 8, 'M', 8, 8, 8, 48]). Not that pruned cfg itself: from random weights
     # such 16 thin layers train slowly and erratically (a near-identical cfg, 20 epochs, seeds 0-2: scratch
-    # 90.3/79.7/85.3%, KD T=4 a=0.9 71.4/82.8/68.9%), while this one trains reliably. Every student run uses `student` (same seed, data
-    # order, augmentation); KD with T and alpha; `sweep` trains the T x alpha grid (teacher logits cached,
-    # `cache_teacher`: all runs see the same batches, so each after the first costs what a scratch run costs).
-    # Calibration: a /tmp copy of the notebook's training loop (1 torch thread), teacher 96.39%, the best test
+    # 90.3/79.7/85.3%, KD T=4 a=0.9 71.4/82.8/68.9%), while this one trains reliably. Every student run
+    # uses `student` (same seed, data order, augmentation); KD with T and alpha; `sweep` trains the T x alpha
+    # grid (teacher logits cached, `cache_teacher`: all runs see the same batches, so each after the first
+    # costs what a scratch run costs).
+    # Calibration: a /tmp copy of the notebook's training loop (1 torch thread), teacher 96.39% (15 epochs;
+    # `make demo` with the 12-epoch teacher, 97.5% on 1 thread: scratch 95.3%, KD 97.2%), the best test
     # accuracy of 20-epoch runs for seeds 0-4:
     #   scratch          95.28 96.67 95.28 96.67 97.50   mean 96.3, std 1.0
     #   KD T=4 a=0.5     96.67 95.83 95.56 96.67 96.67   mean 96.3, std 0.5

@@ -225,7 +225,8 @@ def test_grading_uses_only_the_submitted_artifacts(reference_artifacts, tmp_path
     _fake_slimming(tmp_path, reference_artifacts)
     (tmp_path / "slimming" / "artifacts" / "sparsity_s0.pt").write_bytes(b"not a checkpoint")
     path = _first_cells(tmp_path / "kd")
-    shutil.copytree(reference_artifacts, tmp_path / "kd" / "artifacts")
+    # a submission without the pruned net: grading must not fetch it from ../slimming either
+    shutil.copytree(reference_artifacts, tmp_path / "kd" / "artifacts", ignore=shutil.ignore_patterns("finetuned_90.*"))
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     execute(path)
     assert "the submitted artifacts/teacher.pt" in _outputs(path)
