@@ -152,10 +152,10 @@ def build_references(root, reuse):
     """
     works = {a: Path(reuse[a]) for a in assignments() if a in reuse}
     todo = [a for a in assignments() if a not in works]
-    first = [a for a in todo if a not in RUN_AFTER]
-    threads = max(1, (os.cpu_count() or 1) // max(1, len(first)))
+    side_by_side = [a for a in todo if a not in RUN_AFTER]
+    threads = max(1, (os.cpu_count() or 1) // max(1, len(side_by_side)))
 
-    def build(assignment, threads=None):
+    def build(assignment, threads):
         # one string per print: two threads print at once
         print(f"  running the reference {assignment} notebooks (quick profile)...\n", end="", flush=True)
         start = time.time()
@@ -163,11 +163,11 @@ def build_references(root, reuse):
         print(f"  ... {assignment} done in {time.time() - start:.0f} s\n", end="", flush=True)
         return work
 
-    with ThreadPoolExecutor(max_workers=max(1, len(first))) as pool:
-        works.update(zip(first, pool.map(lambda a: build(a, threads), first)))
+    with ThreadPoolExecutor(max_workers=max(1, len(side_by_side))) as pool:
+        works.update(zip(side_by_side, pool.map(lambda a: build(a, threads), side_by_side)))
     for assignment in todo:
         if assignment not in works:
-            works[assignment] = build(assignment)
+            works[assignment] = build(assignment, threads=None)   # every core
     return works
 
 

@@ -56,3 +56,31 @@ def test_only_the_late_student_is_late(demo_run):
         for assignment in PRESENT:
             late = {s for s in demo.STUDENTS if gb.find_submission(assignment, s).total_seconds_late > 0}
             assert late == {"dee"}, assignment
+
+
+def test_references_are_built_side_by_side_then_kd(tmp_path, monkeypatch):
+    """The scheduling of `make demo`'s reference builds (the builds themselves replaced by a recorder:
+    the real ones take minutes and run in the demo above and in the benches)."""
+    import os
+    import threading
+    import time
+    calls, lock = [], threading.Lock()
+
+    def record(assignment, out_dir, threads=None):
+        with lock:
+            calls.append(("start", assignment, threads))
+        time.sleep(0.2)
+        with lock:
+            calls.append(("end", assignment, threads))
+        return out_dir
+
+    monkeypatch.setattr(demo, "make_student_work", record)
+    monkeypatch.setattr(demo, "assignments", lambda: ["slimming", "sincnet_quant", "kd"])
+    works = demo.build_references(tmp_path, reuse={})
+    assert set(works) == {"slimming", "sincnet_quant", "kd"}
+    half = max(1, (os.cpu_count() or 1) // 2)
+    assert calls[:2] == [("start", "slimming", half), ("start", "sincnet_quant", half)] or \
+        calls[:2] == [("start", "sincnet_quant", half), ("start", "slimming", half)], calls   # at once
+    assert calls[-2:] == [("start", "kd", None), ("end", "kd", None)], calls               # after, every core
+    reused = demo.build_references(tmp_path, reuse={"slimming": tmp_path / "given"})
+    assert reused["slimming"] == tmp_path / "given"
