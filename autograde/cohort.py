@@ -207,10 +207,14 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     else:
         reason = "nbgrader could not grade it"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
+    copied_dir = scratch / "grading" / "submitted" / student / assignment
     for notebook in course.notebooks(assignment):
         if not (graded_dir / f"{notebook}.ipynb").exists():
-            problems.setdefault(notebook, []).append(
-                f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; its cells score zero")
+            left_out = (course.submitted / student / assignment / f"{notebook}.ipynb").exists() and \
+                not (copied_dir / f"{notebook}.ipynb").exists()
+            if not left_out:              # an unreadable notebook left out already has its message
+                problems.setdefault(notebook, []).append(
+                    f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; its cells score zero")
             if status == "graded":
                 status = "failed"
     return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,

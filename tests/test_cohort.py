@@ -270,6 +270,8 @@ def test_every_unreadable_notebook_of_a_submission_is_reported(tmp_path):
     results = cohort.run("pair", course_root=course.root, quiet=True)
     assert results["broken"]["status"] == "failed"
     assert set(results["broken"]["problems"]) == {"one", "two"}
+    assert all(len(notes) == 1 and "is not a readable notebook" in notes[0]   # one message each, the cause
+               for notes in results["broken"]["problems"].values()), results["broken"]["problems"]
     assert points({"s": course.scores("pair", "broken")}, "s") == {"test_one": 0, "test_two": 0}
 
 
