@@ -32,7 +32,7 @@ import psutil
 from sqlalchemy.exc import SAWarning
 from traitlets.config.loader import PyFileConfigLoader
 
-from .course import BIN, REPO, nbgrader_id, tool_env
+from .course import BIN, REPO, cores_per_worker, nbgrader_id, tool_env
 
 COURSE_ID = "compresslab"
 
@@ -189,7 +189,7 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env=tool_env(**({"OMP_NUM_THREADS": str(threads)} if threads else {})))
+                                   env=tool_env(threads))
         _running.add(process)
         if _stopping.is_set():                     # Ctrl-C came while it started
             _kill(process)
@@ -366,9 +366,9 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
         todo += [(assignment, student, work, template) for student in mine]
         say(f"{assignment}: {len(mine)} submission(s) to grade with {jobs} worker(s), "
             f"{len(results)} already done ({state_file})")
-    # Share the cores out between the workers: with more torch (OpenMP) threads than cores, all of them wait
-    # on each other and grading gets several times slower. An OMP_NUM_THREADS set by the TA wins.
-    threads = None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 1) // jobs)
+    # Share the cores out between the workers (oversubscribed, grading gets several times slower); an
+    # OMP_NUM_THREADS set by the TA wins.
+    threads = None if "OMP_NUM_THREADS" in os.environ else cores_per_worker(jobs)
     start = time.time()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_one, course, assignment, student, work, template, timeout,

@@ -38,9 +38,18 @@ if str(BIN) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def tool_env(**extra):
-    """This process's environment (the venv's bin/ on PATH, see above) plus `extra`, for an nbgrader command."""
-    return dict(os.environ, **extra)
+def tool_env(threads=None, **extra):
+    """This process's environment (the venv's bin/ on PATH, see above) plus `extra`, for a command or kernel.
+
+    threads sets OMP_NUM_THREADS (torch's threads); None leaves it as it is.
+    """
+    return dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **extra)
+
+
+def cores_per_worker(workers):
+    """Torch threads for each of `workers` processes running at once: the cores shared out between them
+    (with more OpenMP threads than cores, every one of them waits on the others)."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
@@ -94,7 +103,7 @@ def execute(notebook, timeout=900, profile="quick", threads=None):
     from nbclient import NotebookClient
     notebook = Path(notebook)
     nb = nbformat.read(notebook, as_version=4)
-    kernel_env = tool_env(LAB_PROFILE=profile, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    kernel_env = tool_env(threads, LAB_PROFILE=profile)
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}}).execute(env=kernel_env)

@@ -24,7 +24,6 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -37,7 +36,8 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from . import cohort
 from .cohort import COURSE_ID
-from .course import ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, make_student_work, nbgrader_id
+from .course import (ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, cores_per_worker, make_student_work,
+                     nbgrader_id)
 from .labs import refuse_stray_artifacts
 
 STUDENTS = {
@@ -153,7 +153,7 @@ def build_references(root, reuse):
     works = {a: Path(reuse[a]) for a in assignments() if a in reuse}
     todo = [a for a in assignments() if a not in works]
     side_by_side = [a for a in todo if a not in RUN_AFTER]
-    threads = max(1, (os.cpu_count() or 1) // max(1, len(side_by_side)))
+    threads = cores_per_worker(len(side_by_side))
 
     def build(assignment, threads):
         # one string per print: two threads print at once
