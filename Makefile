@@ -3,6 +3,7 @@
 #   make demo      the course pipeline end to end on a demo class (quick profile, offline, CPU)
 #   make release   the student bundle under dist/
 #   make bench     speed figures of the kit on this machine
+#   make system-packages   bubblewrap (the grading sandbox), with apt-get, as root (CI does this)
 
 PYTHON_BASE ?= python3.11
 VENV := .venv
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test demo release bench labs clean
+.PHONY: setup test demo release bench labs clean system-packages
 
 setup: $(STAMP)
 
@@ -36,6 +37,14 @@ labs: $(STAMP)
 
 bench: $(STAMP)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done
+
+# The grading sandbox runs students' kernels under bubblewrap (`bwrap`). Without it the cohort runner stops
+# and names the package (or grades with --no-sandbox, recorded per submission).
+system-packages:
+	@command -v bwrap >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap; \
+	  else echo "install the package 'bubblewrap' (it provides bwrap, the grading sandbox)" >&2; exit 1; fi; }
 
 clean:
 	rm -rf grading dist .pytest_cache

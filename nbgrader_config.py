@@ -53,3 +53,11 @@ c.AssignLatePenalties.plugin_class = "autograde.late.PercentPerDay"
 # Collected submissions carry the student id they were submitted under, not a Unix account of theirs.
 # (The option lives on the exchange's collector; nbgrader's own warning calls it CollectApp.check_owner.)
 c.ExchangeCollect.check_owner = False
+
+# Feedback is a web page each student opens: what students wrote (markdown answers, cell outputs) is cleaned
+# of scripts and active HTML before it is rendered (nbconvert's SanitizeHTML, with bleach).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "nbconvert.preprocessors.sanitize.SanitizeHTML",
+]

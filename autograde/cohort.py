@@ -30,44 +30,10 @@ from pathlib import Path
 import nbformat
 import psutil
 from sqlalchemy.exc import SAWarning
-from traitlets.config.loader import PyFileConfigLoader
 
-from .course import BIN, REPO, cores_per_worker, nbgrader_id, tool_env
-
-COURSE_ID = "compresslab"
-
-
-class CohortCourse:
-    """The paths of an nbgrader course directory, read from its nbgrader_config.py."""
-
-    def __init__(self, root=REPO):
-        self.root = Path(root).resolve()
-        config = PyFileConfigLoader("nbgrader_config.py", str(self.root)).load_config()
-        course = config.CourseDirectory
-        self.config_file = self.root / "nbgrader_config.py"
-        self.source = self._path(course.source_directory)
-        self.release = self._path(course.release_directory)
-        self.submitted = self._path(course.submitted_directory)
-        self.autograded = self._path(course.autograded_directory)
-        self.db = Path(course.db_url.removeprefix("sqlite:///"))
-        self.db = self.db if self.db.is_absolute() else self.root / self.db
-        self.max_file_size = course.max_file_size * 1000       # bytes
-        self.grading = self.db.parent
-
-    def _path(self, value):
-        path = Path(value)
-        return path if path.is_absolute() else self.root / path
-
-    @property
-    def db_url(self):
-        return f"sqlite:///{self.db}"
-
-    def notebooks(self, assignment):
-        return sorted(p.stem for p in (self.source / assignment).glob("*.ipynb"))
-
-    def students(self, assignment):
-        return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
-
+from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
+from .referee import AUTOGRADE_PREPROCESSORS
+from .sandbox import SandboxUnavailable, bwrap
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks and repairs before nbgrader sees a submission.
@@ -160,24 +126,31 @@ def _kill(process):
     process.wait()
 
 
-def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes, threads=None):
+def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes, threads=None,
+              sandbox=True):
     """Grade one submission in its own scratch course; returns a result dict (never raises).
 
     threads: the OMP_NUM_THREADS of its kernel (torch's threads), None to leave it as it is.
+    sandbox: run the student's kernel in the bubblewrap sandbox (False: --no-sandbox, recorded in the result).
+    The scores are the referee's (autograde.referee), decided in this trusted nbgrader process.
     """
     start = time.time()
     scratch = scratch_root / student
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "grading").mkdir(parents=True)
     shutil.copy(template_db, scratch / "grading" / "gradebook.db")
-    _forget_submission(scratch / "grading" / "gradebook.db", assignment, student)
-    (scratch / "nbgrader_config.py").write_text(
-        f"load_subconfig('nbgrader_config.py', path={str(course.root)!r})\n"
-        f"c.CourseDirectory.root = {str(scratch)!r}\n"
-        f"c.CourseDirectory.source_directory = {str(course.source)!r}\n"
-        "c.CourseDirectory.submitted_directory = 'grading/submitted'\n"
-        "c.CourseDirectory.autograded_directory = 'grading/autograded'\n"
-        "c.CourseDirectory.db_url = 'sqlite:///grading/gradebook.db'\n")
+    _forget_submission(course, scratch / "grading" / "gradebook.db", assignment, student)
+    course_config(scratch, base=course.root, **{
+        "CourseDirectory.root": str(scratch),
+        "CourseDirectory.source_directory": str(course.source),
+        "CourseDirectory.submitted_directory": "grading/submitted",
+        "CourseDirectory.autograded_directory": "grading/autograded",
+        "CourseDirectory.db_url": f"sqlite:///{scratch / 'grading' / 'gradebook.db'}",
+        # the trusted pipeline: kernel in the sandbox, scores from the referee (autograde.referee)
+        "Autograde.autograde_preprocessors": AUTOGRADE_PREPROCESSORS,
+        "SandboxedExecute.sandbox": bool(sandbox),
+        "SandboxedExecute.threads": str(threads or ""),
+        "Referee.report": str(scratch / "referee.json")})
     problems = prepare_submission(course, assignment, course.submitted / student / assignment,
                                   scratch / "grading" / "submitted" / student / assignment)
     command = [str(BIN / "nbgrader"), "autograde", assignment,
@@ -217,14 +190,18 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
                     f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; its cells score zero")
             if status == "graded":
                 status = "failed"
+    report = json.loads((scratch / "referee.json").read_text()) if (scratch / "referee.json").is_file() else {}
     return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,
+                sandbox=bool(sandbox),
+                verdicts_disagree=sorted({c for found in report.values() for c in found["disagree"]}),
+                unrefereed=sorted({c for found in report.values() for c in found["unrefereed"]}),
                 scratch=str(scratch))
 
 
-def _forget_submission(db, assignment, student):
+def _forget_submission(course, db, assignment, student):
     """Remove an earlier grading of this submission from a scratch gradebook: only this run's grades count."""
     from nbgrader.api import Gradebook, MissingEntry
-    with Gradebook(f"sqlite:///{db}", COURSE_ID) as gb:
+    with Gradebook(f"sqlite:///{db}", course.course_id) as gb:
         try:
             gb.remove_submission(assignment, student)
         except MissingEntry:
@@ -249,7 +226,7 @@ def merge(course, assignment, result):
     scratch_db = f"sqlite:///{scratch / 'grading' / 'gradebook.db'}"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
     expected = {}
-    with Gradebook(scratch_db, COURSE_ID) as src, Gradebook(course.db_url, COURSE_ID) as dst, \
+    with Gradebook(scratch_db, course.course_id) as src, Gradebook(course.db_url, course.course_id) as dst, \
             warnings.catch_warnings():
         # nbgrader's own submission code trips SQLAlchemy's autoflush warning; it is harmless here (the grades
         # are read back below), so the TA's console stays clean.
@@ -286,7 +263,7 @@ def merge(course, assignment, result):
                 target.late_submission_penalty = source.late_submission_penalty
         dst.db.commit()
     # Read back from a fresh connection: every grade the worker produced is in the course gradebook.
-    with Gradebook(course.db_url, COURSE_ID) as gb:
+    with Gradebook(course.db_url, course.course_id) as gb:
         stored = {(nb.name, g.name): g.auto_score
                   for nb in gb.find_submission(assignment, student).notebooks for g in nb.grades}
     lost = {cell: score for cell, score in expected.items() if stored.get(cell) != score}
@@ -341,17 +318,23 @@ def _record(course, assignment, result, results, state_file, keep_scratch, say):
 
 
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-        keep_scratch=False, quiet=False):
+        keep_scratch=False, quiet=False, sandbox=True):
     """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
     return run_many([assignment], jobs, timeout, memory_gb, course_root, students, force, keep_scratch,
-                    quiet)[assignment]
+                    quiet, sandbox)[assignment]
 
 
 def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-             keep_scratch=False, quiet=False):
+             keep_scratch=False, quiet=False, sandbox=True):
     """Grade the submissions of several assignments with one pool of workers (none waits for an assignment's
-    last submission while another assignment has work left); returns {assignment: {student: result}}."""
-    course = CohortCourse(course_root)
+    last submission while another assignment has work left); returns {assignment: {student: result}}.
+
+    sandbox=False grades without the bubblewrap sandbox (recorded per submission); with sandbox=True and no
+    bwrap installed, it raises SandboxUnavailable before grading anyone.
+    """
+    if sandbox:
+        bwrap()
+    course = Course.open(course_root)
     say = (lambda *a: None) if quiet else print
     progress, todo = {}, []
     for assignment in assignments:
@@ -372,7 +355,7 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     start = time.time()
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(grade_one, course, assignment, student, work, template, timeout,
-                               int(memory_gb * 2**30), threads): assignment
+                               int(memory_gb * 2**30), threads, sandbox): assignment
                    for assignment, student, work, template in todo}
         try:
             for future in as_completed(futures):
@@ -391,12 +374,43 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
             pool.shutdown(wait=True)
             _stopping.clear()
     elapsed = time.time() - start
-    for assignment, (_, results) in progress.items():
+    for assignment, (state_file, results) in progress.items():
+        _mark_similar(course, assignment, results)
+        _save(state_file, results)
         counts = {status: sum(r["status"] == status for r in results.values())
                   for status in ("graded", "failed", "timeout")}
         say(f"{assignment}: {counts['graded']} graded, {counts['failed']} failed, {counts['timeout']} timed out")
+        for student, result in sorted(results.items()):
+            for flag in _flags(result):
+                say(f"  {student}: {flag}")
     say(f"this run: {len(todo)} submission(s) in {elapsed:.1f} s")
     return {assignment: results for assignment, (_, results) in progress.items()}
+
+
+def _flags(result):
+    """What the TA must look at in one submission's result, as sentences."""
+    flags = []
+    if not result.get("sandbox", True):
+        flags.append("graded WITHOUT the sandbox (--no-sandbox)")
+    for cell in result.get("verdicts_disagree", []):
+        flags.append(f"{cell}: verdicts disagree: possible tampering (the notebook's own test passed, the "
+                     "referee found the condition it asserts broken)")
+    if result.get("similar_to"):
+        flags.append(f"checkpoints identical or nearly identical to those of {', '.join(result['similar_to'])}")
+    if result.get("unrefereed"):
+        flags.append(f"cells scored from the notebook's own outputs (no referee verdict): "
+                     f"{', '.join(result['unrefereed'])}")
+    return flags
+
+
+def _mark_similar(course, assignment, results):
+    """Record in each result the other students whose submitted checkpoints are (nearly) the same."""
+    from .integrity import similar_submissions
+    folders = {student: course.submitted / student / assignment for student in results
+               if (course.submitted / student / assignment).is_dir()}
+    similar = similar_submissions(folders)
+    for student, result in results.items():
+        result["similar_to"] = similar.get(student, [])
 
 
 def main(argv=None):
@@ -409,10 +423,16 @@ def main(argv=None):
     parser.add_argument("--course", default=str(REPO), help="the nbgrader course directory (default: the kit)")
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument("--force", action="store_true", help="regrade everyone, ignoring saved progress")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run students' kernels without the bubblewrap sandbox (recorded per submission): "
+                             "their code can then read and write whatever your user can")
     args = parser.parse_args(argv)
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
-                           args.force)
+                           args.force, sandbox=not args.no_sandbox)
+    except SandboxUnavailable as error:
+        print(f"autograde.cohort: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return 0 if all(r["status"] == "graded" for done in results.values() for r in done.values()) else 1

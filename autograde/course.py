@@ -2,6 +2,7 @@
 
     work = make_student_work("kd", tmp / "ref")             # release notebooks + reference code, executed
     course = Course(tmp / "course")                          # an nbgrader course directory using solutions/
+    course = Course.open(REPO)                               # an existing course (here the kit itself)
     course.generate("kd")
     course.submit("alice", "kd", work)
     course.autograde("kd")
@@ -121,28 +122,72 @@ def make_student_work(assignment, out_dir, replacements=None, run=True, profile=
     return Path(out_dir)
 
 
-class Course:
-    """An nbgrader course directory at `root` whose source is the kit's solutions/ folder.
+def course_config(root, base=REPO, **settings):
+    """Write `root`/nbgrader_config.py: the course at `base`'s configuration, then `settings`.
 
-    Its nbgrader_config.py loads the kit's own configuration and only moves the folders under `root`,
-    so the tests and the demo grade with exactly what a TA gets.
+    settings: "Class.trait" -> value (e.g. {"CourseDirectory.db_url": ...}), written as Python literals. Every
+    course the kit makes (the tests', the demo's, each scratch course of the cohort runner) is configured this
+    way, so each grades with exactly what a TA gets plus what it names.
+    """
+    lines = [f"load_subconfig('nbgrader_config.py', path={str(base)!r})"]
+    lines += [f"c.{name} = {value!r}" for name, value in settings.items()]
+    Path(root, "nbgrader_config.py").write_text("\n".join(lines) + "\n")
+
+
+class Course:
+    """An nbgrader course directory: its folders and gradebook, as its nbgrader_config.py sets them.
+
+    Course.open(root) reads an existing course (the kit itself, a TA's course); Course(root, ...) makes a new
+    one whose source is the kit's solutions/ (or `solutions`) and whose other folders lie under `root`, with
+    the kit's configuration otherwise: the tests and the demo grade with exactly what a TA gets.
     """
 
-    def __init__(self, root, solutions=SOLUTIONS, release="release", profile="quick", extra_config=""):
-        self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.profile = profile
-        (self.root / "nbgrader_config.py").write_text(
-            f"load_subconfig('nbgrader_config.py', path={str(REPO)!r})\n"
-            f"c.CourseDirectory.root = {str(self.root)!r}\n"
-            f"c.CourseDirectory.source_directory = {str(Path(solutions).resolve())!r}\n"
-            f"c.CourseDirectory.release_directory = {str(release)!r}\n"
-            f"c.CourseDirectory.db_url = {self.gradebook_url!r}\n"
-            f"c.Exchange.root = {str(self.root / 'grading' / 'exchange')!r}\n" + extra_config)
+    def __init__(self, root, solutions=SOLUTIONS, release="release", profile="quick", extra_config=None):
+        root = Path(root).resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        course_config(root, **{
+            "CourseDirectory.root": str(root),
+            "CourseDirectory.source_directory": str(Path(solutions).resolve()),
+            "CourseDirectory.release_directory": str(release),
+            "CourseDirectory.db_url": f"sqlite:///{root / 'grading' / 'gradebook.db'}",
+            "Exchange.root": str(root / "grading" / "exchange"),
+            **(extra_config or {})})
+        self._read(root, profile)
+
+    @classmethod
+    def open(cls, root=REPO, profile=None):
+        course = cls.__new__(cls)
+        course._read(Path(root).resolve(), profile or os.environ.get("LAB_PROFILE", "quick"))
+        return course
+
+    def _read(self, root, profile):
+        from traitlets.config.loader import PyFileConfigLoader
+        self.root, self.profile = root, profile
+        folders = PyFileConfigLoader("nbgrader_config.py", str(root)).load_config().CourseDirectory
+        self.course_id = folders.course_id                      # the kit's: "compresslab"
+        self.source = self._path(folders.source_directory)
+        self.release = self._path(folders.release_directory)
+        self.submitted = self._path(folders.submitted_directory)
+        self.autograded = self._path(folders.autograded_directory)
+        self.db = self._path(folders.db_url.removeprefix("sqlite:///"))
+        self.max_file_size = folders.max_file_size * 1000       # bytes
+        self.grading = self.db.parent                           # nbgrader's working folders
+
+    def _path(self, value):
+        path = Path(value)
+        return path if path.is_absolute() else self.root / path
 
     @property
     def gradebook_url(self):
-        return f"sqlite:///{self.root / 'grading' / 'gradebook.db'}"
+        return f"sqlite:///{self.db}"
+
+    db_url = gradebook_url
+
+    def notebooks(self, assignment):
+        return sorted(p.stem for p in (self.source / assignment).glob("*.ipynb"))
+
+    def students(self, assignment):
+        return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
 
     def nbgrader(self, *args, check=True, timeout=None, env=None, cwd=None):
         """Run the real `nbgrader` command in the course directory (or `cwd`); returns the CompletedProcess."""
@@ -155,12 +200,12 @@ class Course:
         return result
 
     def generate(self, assignment):
-        (self.root / "grading").mkdir(exist_ok=True)
+        self.grading.mkdir(parents=True, exist_ok=True)
         self.nbgrader("generate_assignment", assignment, "--force")
 
     def submit(self, student, assignment, folder, timestamp=None):
-        """Put `folder` where `nbgrader collect` would: grading/submitted/<student>/<assignment>/."""
-        dest = self.root / "grading" / "submitted" / student / assignment
+        """Put `folder` where `nbgrader collect` would: <submitted>/<student>/<assignment>/."""
+        dest = self.submitted / student / assignment
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
@@ -177,7 +222,7 @@ class Course:
     def scores(self, assignment, student):
         """{(notebook, grade_id): (auto_score, max_score)} of the auto-graded (code) cells of a submission."""
         from nbgrader.api import Gradebook
-        with Gradebook(self.gradebook_url, course_id="compresslab") as gb:
+        with Gradebook(self.gradebook_url, course_id=self.course_id) as gb:
             submission = gb.find_submission(assignment, student)
             return {(nb.name, grade.name): (grade.auto_score, grade.max_score)
                     for nb in submission.notebooks for grade in nb.grades if grade.cell.cell_type == "code"}

@@ -2,7 +2,8 @@
 
     python -m autograde.demo [--jobs 2] [--reuse ASSIGNMENT=FOLDER ...]
 
-1. regenerates the student releases labs/ from solutions/ (nbgrader generate_assignment);
+1. generates the student releases from solutions/ into the demo course's own release/ folder (nbgrader
+   generate_assignment; the kit's committed labs/ is left as it is);
 2. creates five students in the gradebook of a demo course under grading/demo/:
      ada  submits the reference work (the notebooks run in the quick profile, and their artifacts)
      ben  submits the release untouched
@@ -35,7 +36,6 @@ import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import cohort
-from .cohort import COURSE_ID
 from .course import (ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, cores_per_worker, make_student_work,
                      nbgrader_id)
 from .labs import refuse_stray_artifacts
@@ -88,10 +88,11 @@ class Student:
         from nbgrader.exchange import ExchangeFactory
         from traitlets.config import Config
         self.id = student_id
+        self.course_id = Course.open(root).course_id
         self.home = root / "home" / student_id
         self.home.mkdir(parents=True, exist_ok=True)
         self.config = Config()
-        self.config.CourseDirectory.course_id = COURSE_ID
+        self.config.CourseDirectory.course_id = self.course_id
         self.config.CourseDirectory.student_id = student_id        # what `nbgrader submit --student` sets
         self.config.Exchange.root = str(root / "grading" / "exchange")
         self.config.Exchange.cache = str(self.home / ".nbgrader_cache")
@@ -108,11 +109,11 @@ class Student:
 
     def fetch(self, assignment):
         self._run(self.exchange.FetchAssignment, assignment)
-        return self.home / COURSE_ID / assignment
+        return self.home / self.course_id / assignment
 
     def submit(self, assignment, work):
         """Replace the fetched notebooks with `work` (a folder), then submit them under the student's id."""
-        folder = self.home / COURSE_ID / assignment
+        folder = self.home / self.course_id / assignment
         if work is not None:
             for path in folder.glob("*.ipynb"):
                 path.unlink()
@@ -175,15 +176,14 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
     reuse = dict(reuse or {})
     root = Path(root).resolve()
     shutil.rmtree(root, ignore_errors=True)
-    Course(root, release=LABS)                            # writes the demo course's nbgrader_config.py
-    (root / "grading").mkdir()                            # where its gradebook goes
+    Course(root).grading.mkdir()                          # the demo course's config, and its gradebook's folder
     api = instructor(root)
     started = time.time()
     print(f"Demo course in {root}")
 
-    print("1. Regenerating the student releases labs/ from solutions/ (nbgrader generate_assignment)")
+    print("1. Generating the student releases from solutions/ (nbgrader generate_assignment)")
     for assignment in assignments():
-        refuse_stray_artifacts(assignment)                # labs/ is the kit's own release folder
+        refuse_stray_artifacts(assignment)                # what students get must not hold the reference's artifacts
         check(api.generate_assignment(assignment, force=True), f"generate_assignment {assignment}")
     with api.gradebook as gb:
         for student, (first, last) in STUDENTS.items():

@@ -72,5 +72,19 @@ def _copy_weights(model, ckpt, path):
 def load_model(path, model_class, **kwargs):
     """Build `model_class(cfg=<the checkpoint's cfg>, **kwargs)` and load the weights: (model, meta)."""
     ckpt = load_checkpoint(path)
+    # Size the network on the "meta" device first (no memory): a cfg that does not fit the stored weights is
+    # refused before it is built, however large it says the network is.
+    try:
+        with torch.device("meta"):
+            shape = model_class(cfg=ckpt["cfg"], **kwargs)
+    except Exception as error:
+        raise CheckpointError(f"{path}: its cfg {str(ckpt['cfg'])[:200]} does not build a {model_class.__name__} "
+                              f"({type(error).__name__}: {error})") from None
+    stored = sum(t.numel() for t in ckpt["state_dict"].values() if isinstance(t, torch.Tensor))
+    needed = sum(t.numel() for t in shape.state_dict().values())
+    if stored != needed:
+        raise CheckpointError(f"{path}: its cfg {str(ckpt['cfg'])[:200]} makes a {model_class.__name__} of "
+                              f"{needed:,} values, but the checkpoint stores {stored:,}: it was not saved from "
+                              "that network; re-run the cell that saves it")
     model = model_class(cfg=ckpt["cfg"], **kwargs)
     return model, _copy_weights(model, ckpt, path)

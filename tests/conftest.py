@@ -20,3 +20,24 @@ def reference_work(tmp_path_factory):
         return cache[assignment]
 
     return build
+
+
+def _git_status():
+    import subprocess
+    from pathlib import Path
+    result = subprocess.run(["git", "status", "--porcelain"], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def working_tree_left_as_found():
+    """The suite writes only under temporary or git-ignored folders: `git status` is the same after it.
+
+    (It fails the run at its very end, as an error in the teardown of the last test.)
+    """
+    before = _git_status()
+    yield
+    after = _git_status()
+    assert before is None or after == before, (
+        f"the test run changed the repository's files (git status --porcelain):\nbefore:\n{before}\nafter:\n{after}")

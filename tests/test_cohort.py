@@ -117,7 +117,7 @@ def toy_course(tmp, cell_timeout):
     """A course under `tmp` whose only assignment is the toy one, generated; cells stop after `cell_timeout` s."""
     (tmp / "solutions" / "toy").mkdir(parents=True)
     nbformat.write(toy_source(), tmp / "solutions" / "toy" / "toy.ipynb")
-    course = Course(tmp / "course", solutions=tmp / "solutions", extra_config=f"c.Execute.timeout = {cell_timeout}\n")
+    course = Course(tmp / "course", solutions=tmp / "solutions", extra_config={"Execute.timeout": cell_timeout})
     course.generate("toy")
     return course
 

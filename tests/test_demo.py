@@ -52,7 +52,8 @@ def test_demo_writes_csv_and_feedback(demo_run):
 def test_only_the_late_student_is_late(demo_run):
     from nbgrader.api import Gradebook
     root, _ = demo_run
-    with Gradebook(f"sqlite:///{root / 'grading' / 'gradebook.db'}", course_id="compresslab") as gb:
+    course = Course.open(root)
+    with Gradebook(course.gradebook_url, course_id=course.course_id) as gb:
         for assignment in PRESENT:
             late = {s for s in demo.STUDENTS if gb.find_submission(assignment, s).total_seconds_late > 0}
             assert late == {"dee"}, assignment

@@ -3,16 +3,20 @@
 The reference work (the notebook executed in the quick profile) is shared with the grader self-test through
 the session fixture `reference_work`.
 """
+import io
+import random
 import shutil
+import sys
 
 import nbformat
 import pytest
 import torch
-import torch.nn.functional as F
 
 from autograde.checks import kd as checks
+from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, execute, fill_solutions, nbgrader_id, reference_code
 from autograde.mutants.kd import MUTANTS
+from autograde.probes import kd as probes
 from autograde.reference.kd import kd_loss
 from lib import profile
 from lib.checkpoint import save_checkpoint
@@ -89,6 +93,108 @@ def test_mutant_messages_name_the_bug():
         if mutant.name in expected:
             with pytest.raises(AssertionError, match=expected[mutant.name]):
                 checks.check_kd_loss(_mutant_kd_loss(mutant))
+
+
+# ----------------------------------------------------------------------------------- probe and judge
+# round_trip, tamperings, same_plain_data and Liar: the record helpers of tests/test_slimming.py.
+
+SEEDS = (0, 1, 12345)
+HINTS = {"missing T^2": r"T\^2", "reversed KL": "reversed", "softmax instead of log_softmax": "LOG-probabilities",
+         "'mean' reduction instead of 'batchmean'": "batchmean",
+         "student logits detached in the soft term": "gradient of kd_loss w.r.t. the student logits"}
+
+
+def probed(kd_loss, seed):
+    from test_slimming import round_trip
+    return round_trip(probes.probe_kd_loss(kd_loss, seed))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_passes_the_judge(seed):
+    checks.judge_kd_loss(probed(kd_loss, seed), seed)
+
+
+def test_every_mutant_has_a_hint():
+    assert {m.name for m in MUTANTS} == set(HINTS)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # the 'mean' mutant makes F.kl_div warn
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_fails_the_judge_with_its_hint(mutant, seed):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        checks.judge_kd_loss(probed(_mutant_kd_loss(mutant), seed), seed)
+
+
+def test_a_mutant_that_fails_the_visible_test_is_marked():
+    mutant = next(m for m in MUTANTS if m.name == "softmax instead of log_softmax")
+    with pytest.raises(VisibleCheckFailed, match="student == teacher"):
+        checks.judge_kd_loss(probed(_mutant_kd_loss(mutant), 0), 0)
+
+
+def test_record_is_plain_data_of_a_few_hundred_kb():
+    from test_slimming import round_trip, same_plain_data
+    record = probes.probe_kd_loss(kd_loss, 7)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    assert buffer.tell() < 2**20
+    assert same_plain_data(record, round_trip(record))
+
+
+def test_probe_leaves_the_callers_random_state_alone():
+    def noisy(*args):
+        random.random()
+        torch.rand(3)
+        return kd_loss(*args)
+
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
+    probes.probe_kd_loss(noisy, 3)
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+
+
+def _liar_kd_loss(*args):
+    from test_slimming import Liar
+    return kd_loss(*args).as_subclass(Liar)
+
+
+def _exits(*args):
+    sys.exit(3)
+
+
+def _blank(*args):
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("student", [
+    lambda *args: kd_loss(*args).item(), lambda *args: [kd_loss(*args)], lambda *args: "0.5",
+    lambda *args: kd_loss(*args).reshape(1), lambda *args: kd_loss(*args) * float("nan"),
+    lambda *args: kd_loss(*args).detach(), lambda s, t, y, T, alpha: 1 / 0, _exits, _blank, "not a function"],
+    ids=["float", "list", "str", "1-d", "nan", "detached", "raises", "exits", "blank", "str instead"])
+def test_kd_loss_of_any_kind_gets_an_assertion_error(student):
+    with pytest.raises(AssertionError):
+        checks.judge_kd_loss(probed(student, 0), 0)
+
+
+def test_a_tensor_subclass_is_read_for_its_value():
+    """A subclass that shows zeros when detached: the probe copies its real values, which are right."""
+    checks.judge_kd_loss(probed(_liar_kd_loss, 0), 0)
+
+
+def test_tampered_records_give_assertion_errors():
+    from test_slimming import tamperings
+    record = probed(kd_loss, 0)
+    for tampered in tamperings(record, random.Random(3), count=60):
+        try:
+            checks.judge_kd_loss(tampered, 0)
+        except AssertionError:
+            pass
+    first = record["experiments"][0]
+    for change in ({"loss": {"type": "Tensor", "tensor": "0.5"}}, {"loss": dict(first["loss"], tensor=torch.ones(3))},
+                   {}, {"loss": None}):
+        with pytest.raises(AssertionError):
+            checks.judge_kd_loss(dict(record, experiments=[change] + record["experiments"][1:]), 0)
+    with pytest.raises(AssertionError):
+        checks.judge_kd_loss(dict(record, experiments=record["experiments"][:-1]), 0)
 
 
 def test_distillation_step_leaves_the_teacher_untouched():

@@ -2,16 +2,21 @@
 autograde/reference/, the lib pieces it relies on (prune_sincnet, quantize_sincnet), and the checks of the
 trained models on the reference work's artifacts (the notebook executed once per session, shared with the
 grader self-test) and on tampered copies of them."""
+import io
 import json
+import random
 import shutil
+import sys
 
 import nbformat
 import pytest
 import torch
 
 from autograde.checks import sincnet_quant as checks
+from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
 from autograde.mutants.sincnet_quant import MUTANTS
+from autograde.probes import sincnet_quant as probes
 from autograde.reference import slimming as reference_slimming
 from autograde.reference.sincnet_quant import STEQuantize
 from lib import profile
@@ -126,7 +131,7 @@ class _Detached:
                                                 (_Detached, "no gradient reaches")])
 def test_quantizer_is_also_checked_inside_lib_quantized_sincnet(quantizer, message):
     with pytest.raises(AssertionError, match=message):
-        checks._check_in_quantized_model(quantizer)
+        checks.judge_in_quantized_model(probes.probe_in_quantized_model(quantizer.apply))
 
 
 def test_blank_release_fails_with_a_message():
@@ -137,6 +142,138 @@ def test_blank_release_fails_with_a_message():
 
     with pytest.raises(AssertionError, match="not implemented"):
         checks.check_ste_quantize(Blank)
+
+
+# ----------------------------------------------------------------------------------- probe and judge
+# round_trip, tamperings, same_plain_data and Liar: the record helpers of tests/test_slimming.py.
+
+SEEDS = (0, 1, 12345)
+
+# The part of its hint each mutant must get (the hidden one, also when the visible test fails first).
+HINTS = {"identity backward everywhere (no zero outside the range)": r"outside \[lo, hi\] too",
+         "2**b + 1 levels (step = (hi - lo) / 2**bits)": r"instead of 2\*\*bits",
+         "no clipping": "clip x to", "gradient blocked (zero everywhere)": "straight-through estimator",
+         "floor instead of round": "do not truncate"}
+
+
+def probed(STEQuantize, seed):
+    from test_slimming import round_trip
+    return round_trip(probes.probe_ste_quantize(STEQuantize, seed))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_passes_the_judge(seed):
+    checks.judge_ste_quantize(probed(STEQuantize, seed), seed)
+
+
+def test_every_mutant_has_a_hint():
+    assert {m.name for m in MUTANTS} == set(HINTS)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_mutant_fails_the_judge_with_its_hint(mutant, seed):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        checks.judge_ste_quantize(probed(mutant_class(mutant), seed), seed)
+
+
+def test_a_mutant_that_fails_the_visible_test_is_marked():
+    mutant = next(m for m in MUTANTS if m.name == "no clipping")
+    with pytest.raises(VisibleCheckFailed, match="four levels"):
+        checks.judge_ste_quantize(probed(mutant_class(mutant), 0), 0)
+
+
+def test_record_is_plain_data_of_a_few_hundred_kb():
+    from test_slimming import round_trip, same_plain_data
+    record = probes.probe_ste_quantize(STEQuantize, 7)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    assert buffer.tell() < 2**20
+    assert same_plain_data(record, round_trip(record))
+
+
+def test_probe_leaves_the_callers_random_state_alone():
+    class Noisy(STEQuantize):
+        @staticmethod
+        def forward(ctx, x, bits, lo, hi):
+            random.random()
+            torch.rand(3)
+            return STEQuantize.forward(ctx, x, bits, lo, hi)
+
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
+    probes.probe_ste_quantize(Noisy, 3)
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+
+
+def _forward_returning(make):
+    """An STEQuantize whose forward returns make(x) and whose backward passes the gradient through."""
+    class Returning(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, bits, lo, hi):
+            return make(x)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output, None, None, None
+    return Returning
+
+
+class _RaisesInBackward(STEQuantize):
+    @staticmethod
+    def backward(ctx, grad_output):
+        raise ValueError("oops")
+
+
+class _ExitsInForward(STEQuantize):
+    @staticmethod
+    def forward(ctx, x, bits, lo, hi):
+        sys.exit(3)
+
+
+class _NotAFunction:
+    apply = STEQuantize.apply
+
+
+def _liar_quantizer():
+    from test_slimming import Liar
+
+    class LiarOutput(torch.autograd.Function):
+        """Quantizes right, but returns a tensor subclass that shows zeros when detached."""
+        @staticmethod
+        def forward(ctx, x, bits, lo, hi):
+            return STEQuantize.apply(x, bits, lo, hi).as_subclass(Liar)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return grad_output, None, None, None
+    return LiarOutput
+
+
+@pytest.mark.parametrize("quantizer", [
+    _forward_returning(lambda x: "levels"), _forward_returning(lambda x: [1.0, 2.0]),
+    _forward_returning(lambda x: x.sum()), _forward_returning(lambda x: x.double()), _RaisesInBackward,
+    _ExitsInForward, _NotAFunction, "not a class", _liar_quantizer()], ids=str)
+def test_quantizer_of_any_kind_gets_an_assertion_error(quantizer):
+    with pytest.raises(AssertionError):
+        checks.judge_ste_quantize(probed(quantizer, 0), 0)
+
+
+def test_tampered_records_give_assertion_errors():
+    from test_slimming import tamperings
+    record = probed(STEQuantize, 0)
+    for tampered in tamperings(record, random.Random(2), count=60):
+        try:
+            checks.judge_ste_quantize(tampered, 0)
+        except AssertionError:
+            pass
+    case = record["cases"][0]
+    for change in (dict(case, x_after="x"), dict(case, forward=dict(case["forward"], tensor=torch.zeros(3))),
+                   dict(case, backward={"grad": torch.zeros(2, 2)}), {"forward": case["forward"]}):
+        with pytest.raises(AssertionError):
+            checks.judge_ste_quantize(dict(record, cases=[change] + record["cases"][1:]), 0)
+    for model in ({"layers": []}, {"layers": record["model"]["layers"][:1] * len(record["model"]["layers"])}):
+        with pytest.raises(AssertionError):
+            checks.judge_ste_quantize(dict(record, model=model), 0)
 
 
 # --------------------------------------------------------------------------------------- build_cfg_mask

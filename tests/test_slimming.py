@@ -2,15 +2,23 @@
 and the lib.slimming helpers the notebooks rely on (prune_vgg's invariant, cfg/mask validation, the error
 for a checkpoint of another cfg). Fast: no training; artifacts are fabricated in a temporary folder.
 """
+import ast
 import copy
+import io
+import random
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
 from autograde.checks import slimming as checks
+from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
 from autograde.mutants.slimming import MUTANTS
+from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
 from lib.checkpoint import CheckpointError, load_into, save_checkpoint
@@ -135,6 +143,29 @@ def test_update_bn_messages_name_the_mistake():
                         ("sign(0) taken as +1", "exactly 0")):
         with pytest.raises(AssertionError, match=words):
             checks.check_update_bn(by_name[name])
+
+
+def test_accuracy_below_the_threshold_fails_the_visible_test_too(artifacts):
+    """The fabricated runs' histories record ~10%: the notebook's own test_sparsity_accuracy fails on them."""
+    with pytest.raises(VisibleCheckFailed, match="at least"):
+        checks.check_sparsity_accuracy(artifacts)
+
+
+@pytest.mark.parametrize("same_settings", [True, False])
+def test_the_visible_test_is_judged_only_on_what_the_notebook_loaded(artifacts, tmp_path, no_thresholds,
+                                                                      same_settings):
+    """A history below the threshold fails the notebook's own test only if fit_or_load would have loaded it;
+    trained with other settings, the notebook ran a fallback instead: a plain AssertionError, not tampering."""
+    folder = _copy(artifacts, tmp_path)
+    history = History.load(folder / "sparsity_s0.json")
+    for record in history.records:
+        record["val_accuracy"] = -5.0
+    if not same_settings:
+        history.config["lr"] = 123.0
+    history.save(folder / "sparsity_s0.json")
+    with pytest.raises(AssertionError) as failure:
+        checks.check_sparsity_accuracy(folder)
+    assert isinstance(failure.value, VisibleCheckFailed) == same_settings, failure.value
 
 
 def test_update_bn_in_training_pulls_gammas_down():
@@ -325,3 +356,314 @@ def test_profiles_have_the_same_slimming_keys():
         assert s == sorted(s) and s[0] == 0.0 and "s0" in config["lambdas"]
         assert config["sparse_tag"] in config["lambdas"]
         assert set(config["finetuned_accuracy"]) == {checks.pct_tag(p) for p in config["percents"]}
+
+
+# ------------------------------------------------------------------------------------------ probes, judges
+
+SEEDS = (0, 1, 12345)
+PROBES = Path(probes.__file__).parent
+
+
+def round_trip(record):
+    """The record as the referee reads it back: torch.save, then torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def probed_update_bn(update_bn, seed):
+    return round_trip(probes.probe_update_bn(update_bn, seed))
+
+
+def probed_cfg_mask(build_cfg_mask, seed, artifacts):
+    return round_trip(probes.probe_build_cfg_mask(build_cfg_mask, seed, artifacts=artifacts))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_passes_the_judges(seed, artifacts):
+    checks.judge_update_bn(probed_update_bn(reference.update_bn, seed), seed)
+    checks.judge_build_cfg_mask(probed_cfg_mask(reference.build_cfg_mask, seed, artifacts), seed, artifacts)
+
+
+# The part of its hint each mutant must get (the hidden one, also when the visible test fails first).
+HINTS = {"wrong sign": "sign is wrong", "L2 instead of L1 (s * gamma)": "L2 penalty",
+         "only the first BN layer": "not changed", "overwrites the gradient": "overwritten",
+         "sign(0) taken as +1": "exactly 0", "penalty on the BN biases too": "BN shift",
+         "per-layer threshold": "one value for the whole network", ">= instead of >": "strictly greater",
+         "min_channels ignored": "at least min_channels",
+         "percent of kept channels instead of pruned": "percent is the fraction pruned"}
+
+
+def test_every_mutant_has_a_hint():
+    assert {m.name for m in MUTANTS} == set(HINTS)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.cell == "update_bn"], ids=lambda m: m.name)
+def test_update_bn_mutants_fail_the_judge_with_their_hint(mutant, seed):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        checks.judge_update_bn(probed_update_bn(_mutant(mutant), seed), seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.cell == "build_cfg_mask"], ids=lambda m: m.name)
+def test_build_cfg_mask_mutants_fail_the_judge_with_their_hint(mutant, seed, artifacts):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        checks.judge_build_cfg_mask(probed_cfg_mask(_mutant(mutant), seed, artifacts), seed, artifacts)
+
+
+def _old_update_bn_model(seed, cfg):
+    """The input of check_update_bn before the probes: random gammas with two zeros and random gradients,
+    but the BN biases as VGG initialises them, all 0."""
+    torch.manual_seed(seed)
+    model = VGG(cfg, num_classes=10)
+    with torch.no_grad():
+        for bn in bn_layers(model):
+            g = torch.randn(bn.num_features) * 0.5
+            g[torch.randperm(bn.num_features)[:2]] = 0.0
+            bn.weight.copy_(g)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    return model
+
+
+def test_penalty_on_the_biases_was_a_blind_spot():
+    """The mutant adds s * sign(beta) to the BN biases' gradients: with the old inputs' zero biases that adds
+    nothing, so it passed; the probe's biases are non-zero, and the judge names the mistake."""
+    mutant = _mutant(next(m for m in MUTANTS if m.name == "penalty on the BN biases too"))
+    for seed, cfg in enumerate([[6, 'M', 8, 8, 'M', 5], [4, 4, 'M', 7], [3, 'M', 5, 'M', 6, 'M', 9]]):
+        for s in (1e-4, 1e-2, 0.5):
+            got, want = _old_update_bn_model(seed, cfg), _old_update_bn_model(seed, cfg)
+            mutant(got, s)
+            reference.update_bn(want, s)
+            assert all(torch.equal(a.grad, b.grad) for a, b in zip(got.parameters(), want.parameters()))
+    for seed in SEEDS:
+        with pytest.raises(AssertionError, match="not a BatchNorm scale factor") as failure:
+            checks.judge_update_bn(probed_update_bn(mutant, seed), seed)
+        assert not isinstance(failure.value, VisibleCheckFailed)      # the visible test cannot see it either
+
+
+def same_plain_data(a, b):
+    if isinstance(a, torch.Tensor):
+        return type(b) is torch.Tensor and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_plain_data(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(same_plain_data, a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_records_are_plain_data_of_a_few_hundred_kb(artifacts):
+    for record in (probes.probe_update_bn(reference.update_bn, 7),
+                   probes.probe_build_cfg_mask(reference.build_cfg_mask, 7, artifacts=artifacts)):
+        buffer = io.BytesIO()
+        torch.save(record, buffer)
+        assert buffer.tell() < 2**20
+        assert same_plain_data(record, round_trip(record))
+
+
+def test_probes_leave_the_callers_random_state_alone(artifacts):
+    def noisy_update_bn(model, s):            # a student's function may draw random numbers too
+        random.random()
+        torch.rand(3)
+        reference.update_bn(model, s)
+
+    def noisy_cfg_mask(model, percent, min_channels):
+        random.random()
+        torch.rand(3)
+        return reference.build_cfg_mask(model, percent, min_channels)
+
+    torch_state, python_state = torch.get_rng_state(), random.getstate()
+    probes.probe_update_bn(noisy_update_bn, 3)
+    probes.probe_build_cfg_mask(noisy_cfg_mask, 3, artifacts=artifacts)
+    assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state
+
+
+def test_probes_are_deterministic_in_the_seed(artifacts):
+    assert same_plain_data(probes.probe_update_bn(reference.update_bn, 5),
+                            probes.probe_update_bn(reference.update_bn, 5))
+    one = probes.probe_build_cfg_mask(reference.build_cfg_mask, 5, artifacts=artifacts)
+    assert same_plain_data(one, probes.probe_build_cfg_mask(reference.build_cfg_mask, 5, artifacts=artifacts))
+    assert not same_plain_data(one, probes.probe_build_cfg_mask(reference.build_cfg_mask, 6, artifacts=artifacts))
+
+
+class Liar(torch.Tensor):
+    """A tensor subclass that reports zeros to anyone who detaches or clones it."""
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        result = super().__torch_function__(func, types, args, kwargs or {})
+        return torch.zeros(3) if func in (torch.Tensor.detach, torch.Tensor.clone) else result
+
+
+def _update_bn_raises(model, s):
+    raise ValueError("oops")
+
+
+def _update_bn_blank(model, s):
+    raise NotImplementedError()
+
+
+def _update_bn_exits(model, s):
+    sys.exit(3)
+
+
+def _update_bn_drops_grads(model, s):
+    for p in model.parameters():
+        p.grad = None
+
+
+def _update_bn_subclass_grads(model, s):
+    reference.update_bn(model, s)
+    for bn in bn_layers(model):
+        bn.weight.grad = bn.weight.grad.as_subclass(Liar)
+
+
+def _update_bn_breaks_the_model(model, s):
+    model.named_parameters = None
+
+
+@pytest.mark.parametrize("update_bn", [_update_bn_raises, _update_bn_blank, _update_bn_exits, _update_bn_drops_grads,
+                                       _update_bn_breaks_the_model, "not a function"])
+def test_update_bn_of_any_kind_gets_an_assertion_error(update_bn):
+    with pytest.raises(AssertionError):
+        checks.judge_update_bn(probed_update_bn(update_bn, 0), 0)
+
+
+def test_blank_update_bn_is_named():
+    with pytest.raises(AssertionError, match="not implemented"):
+        checks.judge_update_bn(probed_update_bn(_update_bn_blank, 0), 0)
+
+
+def test_a_tensor_subclass_is_read_for_its_values():
+    """Right values in a tensor subclass pass (the probe copies the data, past the subclass's lies)."""
+    checks.judge_update_bn(probed_update_bn(_update_bn_subclass_grads, 0), 0)
+
+
+def _cfg_mask_of(result):
+    return lambda model, percent, min_channels: result
+
+
+@pytest.mark.parametrize("build_cfg_mask", [
+    _cfg_mask_of(None), _cfg_mask_of(("abc", object())), _cfg_mask_of(([1, 'M', 2], "masks")),
+    _cfg_mask_of(([1.5, None, 'M'], [torch.ones(2)])), _cfg_mask_of([[1, 'M', 2], [torch.ones(4)] * 2]),
+    _cfg_mask_of(([torch.tensor(1), 'M', Liar(torch.ones(2))], [Liar(torch.ones(4))] * 2)),
+    lambda model, percent, min_channels: 1 / 0])
+def test_build_cfg_mask_of_any_kind_gets_an_assertion_error(build_cfg_mask, artifacts):
+    with pytest.raises(AssertionError):
+        checks.judge_build_cfg_mask(probed_cfg_mask(build_cfg_mask, 0, artifacts), 0, artifacts)
+
+
+def tamperings(record, rng, count=40):
+    """`count` copies of `record`, each with one entry somewhere removed, or replaced by a string, None, a
+    tensor of another shape, or a list."""
+    def paths(value, path=()):
+        yield path
+        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+            value, (list, tuple)) else ()
+        for key, child in children:
+            yield from paths(child, path + (key,))
+
+    def replaced(value, path, new):
+        if not path:
+            return new
+        key, rest = path[0], path[1:]
+        if isinstance(value, dict):
+            copy_ = dict(value)
+            if new is DELETE and not rest:
+                del copy_[key]
+            else:
+                copy_[key] = replaced(value[key], rest, new)
+            return copy_
+        items = list(value)
+        if new is DELETE and not rest:
+            del items[key]
+        else:
+            items[key] = replaced(items[key], rest, new)
+        return type(value)(items)
+
+    chosen = rng.sample(list(paths(record)), min(count, sum(1 for _ in paths(record))))
+    for i, path in enumerate(chosen):
+        new = [DELETE, "a string", None, torch.zeros(2, 3, 5), [1, 2]][i % 5]
+        yield replaced(record, path, new)
+
+
+DELETE = object()
+
+
+def test_tampered_update_bn_records_give_assertion_errors():
+    record = probed_update_bn(reference.update_bn, 0)
+    for tampered in tamperings(record, random.Random(0)):
+        try:
+            checks.judge_update_bn(tampered, 0)
+        except AssertionError:
+            pass
+    for tampered in ({}, {"visible": record["visible"]}, "a string", {"error": "NameError: update_bn"},
+                     dict(record, cases=record["cases"][:-1])):
+        with pytest.raises(AssertionError):
+            checks.judge_update_bn(tampered, 0)
+    grads = record["cases"][0]["grads"]
+    name = next(iter(grads))
+    for value in ("a string", torch.zeros(7, 7, 7), None):
+        case = dict(record["cases"][0], grads=dict(grads, **{name: value}))
+        with pytest.raises(AssertionError):
+            checks.judge_update_bn(dict(record, cases=[case] + record["cases"][1:]), 0)
+
+
+def test_tampered_cfg_mask_records_give_assertion_errors(artifacts):
+    record = probed_cfg_mask(reference.build_cfg_mask, 0, artifacts)
+    for tampered in tamperings(record, random.Random(1)):
+        try:
+            checks.judge_build_cfg_mask(tampered, 0, artifacts)
+        except AssertionError:
+            pass
+    first = record["sets"][0]
+    for change in (dict(first, cfg="[1, 'M', 2]"), dict(first, masks=[torch.ones(3, 3)] * len(first["masks"])),
+                   dict(first, cfg=[torch.tensor(1)] * len(first["cfg"])), {"is_tuple": True}):
+        with pytest.raises(AssertionError):
+            checks.judge_build_cfg_mask(dict(record, sets=[change] + record["sets"][1:]), 0, artifacts)
+
+
+def test_the_judge_reads_the_checkpoint_from_its_own_folder(artifacts, tmp_path):
+    """The probe ran build_cfg_mask on a copy of the sparse model that was tampered with (all gammas equal):
+    what it recorded does not match the reference on the grader's copy."""
+    folder = _copy(artifacts, tmp_path)
+    path, _, _ = probes.sparse_checkpoint(folder)
+    model = VGG(cfg=torch.load(path, weights_only=True)["cfg"])
+    load_into(model, path)
+    with torch.no_grad():
+        for bn in bn_layers(model):
+            bn.weight.fill_(1.0)
+    save_checkpoint(path, model)
+    record = probed_cfg_mask(reference.build_cfg_mask, 0, folder)
+    with pytest.raises(AssertionError, match=str(probes.sparse_checkpoint(artifacts)[0])):
+        checks.judge_build_cfg_mask(record, 0, artifacts)
+
+
+def test_probes_import_only_the_standard_library_torch_lib_and_themselves():
+    allowed = set(sys.stdlib_module_names) | {"torch", "lib"}
+    for path in sorted(PROBES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue        # a relative import: inside autograde/probes
+            for name in names:
+                assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_probes_work_as_the_top_level_package_the_sandbox_mounts(tmp_path):
+    """Inside the sandbox autograde/probes is the package `probes`, and `autograde` cannot be imported."""
+    (tmp_path / "probes").symlink_to(PROBES)
+    code = ("import sys; sys.modules['autograde'] = None\n"
+            "import probes.slimming, probes.sincnet_quant, probes.kd\n"
+            "from lib.slimming import bn_layers\n"
+            "record = probes.slimming.probe_update_bn(lambda m, s: None, 0)\n"
+            "print(len(record['cases']))")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(len(probes.update_bn_cases(0)))

@@ -152,6 +152,17 @@ def test_unreadable_or_foreign_checkpoints_give_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "evil.pt")
 
 
+def test_a_cfg_that_does_not_fit_the_weights_is_refused_before_it_is_built(tmp_path):
+    # A hostile checkpoint: a few bytes of weights, a cfg for a network of ~10^12 values (terabytes).
+    torch.save({"cfg": [200_000] * 16, "state_dict": {"w": torch.zeros(3)}, "meta": {}}, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError, match=r"huge.pt: its cfg .* makes a VGG of [\d,]+ values, but the "
+                                              r"checkpoint stores 3"):
+        load_model(tmp_path / "huge.pt", VGG)
+    torch.save({"cfg": ["x"], "state_dict": {}, "meta": {}}, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match=r"odd.pt: its cfg \['x'\] does not build a VGG"):
+        load_model(tmp_path / "odd.pt", VGG)
+
+
 def test_history_load_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.json"):
         train.History.load(tmp_path / "nope.json")

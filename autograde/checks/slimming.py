@@ -1,9 +1,17 @@
 """Hidden checks of the slimming assignment (sparsity_train, vggprune, train_prune_model).
 
-Each function raises AssertionError with a message meant for the student, or returns quietly. They take the
-student's function or the folder of the submitted artifacts and never trust printed numbers: checkpoints are
-loaded with lib.checkpoint (weights_only=True) and evaluated on the test split, histories are cross-checked
-against the checkpoints they belong to.
+Each function raises AssertionError with a message meant for the student, or returns quietly; a condition that
+the notebook's own (visible) test asserts raises its subclass VisibleCheckFailed (autograde.checks.common).
+
+The TODO functions are judged in two steps, so that the verdict never runs in the student's process: a probe
+(autograde.probes.slimming) calls the student's function on inputs drawn from a seed and records what came out
+as plain data; judge_update_bn / judge_build_cfg_mask regenerate the inputs from the seed and compare the
+record with autograde.reference. check_update_bn / check_build_cfg_mask do both in one process (the plain
+nbgrader path of the notebooks' hidden tests).
+
+The artifact checks take the folder of the submitted artifacts and never trust printed numbers: checkpoints
+are loaded with lib.checkpoint (weights_only=True) and evaluated on the test split, histories are
+cross-checked against the checkpoints they belong to.
 
 Artifact names (fixed; the kd assignment reads some of them):
     sparsity_<tag>.pt/.json     one run per lambda of profile "slimming" -> lambdas (tag -> s): best epoch
@@ -16,17 +24,17 @@ from pathlib import Path
 
 import torch
 
+from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, entries, failed_call, field,
+                                     judge_in_order, length_field, load_history, load_run, loaded_as_submitted,
+                                     probe_record, raise_if_failed, record_at, visible)
+from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
 from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
 from lib.slimming import bn_layers, sparsity, zero_pruned_channels
-from lib.train import History, evaluate, last_path
-
-# A checkpoint re-evaluated here may differ from the accuracy its history recorded by a few test images
-# (another device, another BLAS): 1 point of accuracy is 3-4 of the 360 quick-profile test images.
-ACCURACY_TOLERANCE = 1.0
+from lib.train import History, last_path
 
 
 def settings():
@@ -41,27 +49,32 @@ def pct_tag(percent):
 
 # ----------------------------------------------------------------------------------------------- update_bn
 
-def _seeded(function):
-    """`function(seed, ...)` run under its own seed, leaving the caller's random state as it was."""
-    def seeded(seed, *args, **kwargs):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return function(seed, *args, **kwargs)
-    return seeded
+UPDATE_BN = "update_bn"   # names the function in the messages about an unreadable record
 
 
-@_seeded
-def _seeded_model(seed, cfg):
-    """A small VGG whose BN gammas are random, signed, some exactly 0, and whose parameters all have a grad."""
-    model = VGG(cfg, num_classes=10)
-    with torch.no_grad():
-        for bn in bn_layers(model):
-            g = torch.randn(bn.num_features) * 0.5
-            g[torch.randperm(bn.num_features)[:2]] = 0.0   # sign(0) = 0: no push on an exact 0
-            bn.weight.copy_(g)
-    for p in model.parameters():
-        p.grad = torch.randn_like(p)   # an existing gradient, as after loss.backward()
-    return model
+def check_update_bn(update_bn, seed=0):
+    """update_bn(model, s) must add s * sign(gamma) to each BN gamma's gradient and change nothing else."""
+    judge_update_bn(probes.probe_update_bn(update_bn, seed), seed)
+
+
+def judge_update_bn(record, seed):
+    """Decide update_bn from the record of probes.probe_update_bn(update_bn, seed): the notebook's visible
+    test first (VisibleCheckFailed), then every seeded model of probes.update_bn_cases(seed).
+    Raises AssertionError with a message for the student, or returns None."""
+    record = probe_record(record, UPDATE_BN)
+
+    def hidden():
+        cases = probes.update_bn_cases(seed)
+        for (model_seed, cfg, s), result in zip(cases, entries(record, "cases", UPDATE_BN, len(cases))):
+            _judge_update_bn_case(result, lambda: probes.update_bn_model(model_seed, cfg), s)
+
+    judge_in_order(lambda: _judge_visible_update_bn(field(record, "visible", UPDATE_BN)), hidden)
+
+
+def _bn_names(model):
+    """[(gamma's name, beta's name), ...] of the BN layers of `model`, in order."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [(names[id(bn.weight)], names[id(bn.bias)]) for bn in bn_layers(model)]
 
 
 def _grads(model):
@@ -72,43 +85,67 @@ def _params(model):
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def check_update_bn(update_bn):
-    """update_bn(model, s) must add s * sign(gamma) to each BN gamma's gradient and change nothing else."""
-    cfgs = [[6, 'M', 8, 8, 'M', 5], [4, 4, 'M', 7], [3, 'M', 5, 'M', 6, 'M', 9]]
-    for seed, cfg in enumerate(cfgs):
-        for s in (1e-4, 1e-2, 0.5):
-            model = _seeded_model(seed, cfg)
-            grads_before, params_before = _grads(model), _params(model)
-            expected = _seeded_model(seed, cfg)
-            reference.update_bn(expected, s)
-            expected_grads = _grads(expected)
-            update_bn(model, s)
-            bn_names = {name for name, p in model.named_parameters()
-                        if any(p is bn.weight for bn in bn_layers(model))}
-            for name, p in model.named_parameters():
-                assert p.grad is not None, f"update_bn removed the gradient of {name} (set .grad to None)"
-                assert torch.equal(p.detach(), params_before[name]), (
-                    f"update_bn changed the parameter values of {name}: it must only change gradients "
-                    "(the optimizer step updates the weights)")
-                if name not in bn_names:
-                    assert torch.equal(p.grad, grads_before[name]), (
-                        f"update_bn changed the gradient of {name}, which is not a BatchNorm scale factor "
-                        "(only the BN weights, the gammas, get the L1 penalty)")
-                    continue
-                if torch.allclose(p.grad, expected_grads[name], rtol=1e-5, atol=1e-7):
-                    continue
-                _explain_update_bn(name, p, grads_before[name], s)
-    # s = 0 is the baseline run: nothing may change.
-    model = _seeded_model(0, cfgs[0])
-    before = _grads(model)
-    update_bn(model, 0.0)
-    for name, g in _grads(model).items():
-        assert torch.equal(g, before[name]), f"update_bn(model, 0) changed the gradient of {name}"
+def _recorded_grad(grads, name, like):
+    """The recorded gradient of parameter `name` (shaped and typed like `like`), or None if it was removed."""
+    if field(grads, name, UPDATE_BN) is None:
+        return None
+    return as_tensor(grads[name], UPDATE_BN, like.shape, like.dtype)
 
 
-def _explain_update_bn(name, p, grad_before, s):
-    """Raise an AssertionError that says how the BN gradient differs from grad + s * sign(gamma)."""
-    gamma, got = p.detach(), p.grad.detach()
+def _judge_visible_update_bn(result):
+    """The asserts of the notebook's test_update_bn, on the probe's run of its model with s = 0.1."""
+    error = failed_call(result)
+    visible(error is None, f"update_bn(model, {probes.VISIBLE_UPDATE_BN_S}) of the visible test raised {error}")
+    model = probes.visible_update_bn_model()
+    grads = field(result, "grads", UPDATE_BN, dict)
+    ones = {name: torch.ones_like(p) for name, p in model.named_parameters()}
+    (gamma0, _), (gamma1, _) = _bn_names(model)
+    for i, name, want in ((0, gamma0, [1.1, 0.9, 1.0, 1.1]), (1, gamma1, [0.9, 1.1, 1.1])):
+        got = _recorded_grad(grads, name, ones[name])
+        visible(got is not None and torch.allclose(got, torch.tensor(want)),
+                f"layer {i}: expected grad + 0.1 * sign(gamma) = {want}")
+    for _, beta in _bn_names(model):
+        got = _recorded_grad(grads, beta, ones[beta])
+        visible(got is not None and torch.equal(got, ones[beta]), "the BN shifts (bias) get no penalty")
+    got = _recorded_grad(grads, "classifier.weight", ones["classifier.weight"])
+    visible(got is not None and torch.equal(got, ones["classifier.weight"]),
+            "only the BN scale factors' gradients change")
+
+
+def _judge_update_bn_case(result, make_model, s):
+    """update_bn(model, s) on one seeded model: gradients of the gammas = grad + s * sign(gamma), and no other
+    gradient and no parameter value changed. make_model() regenerates the probe's input, before the call."""
+    raise_if_failed(result, f"update_bn(model, s={s:g})")
+    grads, params = field(result, "grads", UPDATE_BN, dict), field(result, "params", UPDATE_BN, dict)
+    model = make_model()
+    grads_before, params_before = _grads(model), _params(model)
+    expected = make_model()                 # a fresh copy: deepcopy would not copy the gradients
+    reference.update_bn(expected, s)
+    expected_grads = _grads(expected)
+    gamma_names = {gamma for gamma, _ in _bn_names(model)}
+    beta_names = {beta for _, beta in _bn_names(model)}
+    for name, before in params_before.items():
+        assert name in params, (f"after update_bn(model, s={s:g}) the model has no parameter {name}: update_bn "
+                                "must only change gradients")
+        value = as_tensor(params[name], UPDATE_BN, before.shape, before.dtype)
+        grad = _recorded_grad(grads, name, before)
+        assert grad is not None, f"update_bn removed the gradient of {name} (set .grad to None)"
+        assert torch.equal(value, before), (
+            f"update_bn changed the parameter values of {name}: it must only change gradients "
+            "(the optimizer step updates the weights)")
+        if s == 0:   # the baseline run: nothing may change
+            assert torch.equal(grad, grads_before[name]), f"update_bn(model, 0) changed the gradient of {name}"
+        elif name not in gamma_names:
+            shift = " It is a BN shift (bias): the shifts get no penalty." if name in beta_names else ""
+            assert torch.equal(grad, grads_before[name]), (
+                f"update_bn changed the gradient of {name}, which is not a BatchNorm scale factor "
+                f"(only the BN weights, the gammas, get the L1 penalty).{shift}")
+        elif not torch.allclose(grad, expected_grads[name], rtol=1e-5, atol=1e-7):
+            _explain_update_bn(name, before, grad, grads_before[name], s)
+
+
+def _explain_update_bn(name, gamma, got, grad_before, s):
+    """Raise an AssertionError that says how the BN gradient `got` differs from grad_before + s * sign(gamma)."""
     added = got - grad_before
     sign = torch.sign(gamma)
     hints = [
@@ -130,23 +167,13 @@ def _explain_update_bn(name, p, grad_before, s):
 
 # ------------------------------------------------------------------------------------------ sparsity runs
 
+def _run_path(artifacts, tag):
+    return Path(artifacts) / f"sparsity_{tag}.pt"
+
+
 def _load_run(artifacts, tag):
     """(VGG with the checkpoint's weights, its meta, its History) of the run `sparsity_<tag>`."""
-    path = Path(artifacts) / f"sparsity_{tag}.pt"
-    try:
-        model, meta = load_model(path, VGG)
-        history = History.load(path.with_suffix(".json"))
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
-        raise AssertionError(f"{error}") from None
-    return model, meta, history
-
-
-def _record_at(history, meta, path):
-    """The history record of the epoch whose weights the checkpoint holds."""
-    assert "epoch" in meta, f"{path} has no epoch in its meta: save it with lib.train.fit / fit_or_load"
-    records = [r for r in history.records if r["epoch"] == meta["epoch"]]
-    assert records, f"{path} was saved at epoch {meta['epoch']}, but its history has no record of that epoch"
-    return records[0]
+    return load_run(_run_path(artifacts, tag), VGG)
 
 
 def _check_record_sparsity(model, record, path, threshold):
@@ -156,26 +183,60 @@ def _check_record_sparsity(model, record, path, threshold):
         f"checkpoint's gammas give {found:.4f}; the checkpoint and its history are from different runs")
 
 
+def _submitted_run(artifacts, tag):
+    """The History of the run `sparsity_<tag>` when sparsity_train's fit_or_load loads it while grading
+    (same hyperparameters, the profile's VGG), else None: the notebook then trained a fallback run."""
+    hp = dict(profile.config("vgg"), s=settings()["lambdas"][tag])
+    path = _run_path(artifacts, tag)
+    if not loaded_as_submitted(path, hp, VGG(width=hp["width"]).cfg):
+        return None
+    return load_history(path.with_suffix(".json"))
+
+
+def _visible_sparsity_curves(artifacts):
+    """test_sparsity_curves' own assert, on the submitted histories: the final sparsity grows with lambda."""
+    lambdas = settings()["lambdas"]
+    finals = []
+    for tag in sorted(lambdas, key=lambdas.get):
+        history = _submitted_run(artifacts, tag)
+        final, _ = _last_value(history, "sparsity")
+        if final is None:
+            return          # not what the notebook's test saw: the hidden checks below say what is wrong
+        finals.append(final)
+    visible(all(a < b for a, b in zip(finals, finals[1:])), f"final sparsity should grow with lambda: {finals}")
+
+
+def _last_value(history, key):
+    """(history[key][-1], None), or (None, why) for a missing history or a record without `key`."""
+    if history is None:
+        return None, "no history"
+    try:
+        return float(history.records[-1][key]), None
+    except (IndexError, KeyError, TypeError, ValueError) as error:
+        return None, str(error)
+
+
 def check_sparsity_curves(artifacts="artifacts"):
     """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints.
 
     Both checkpoints of a run are cross-checked with its history: sparsity_<tag>.pt (best epoch) with the
     record of its epoch, sparsity_<tag>_last.pt with the last record.
     """
+    _visible_sparsity_curves(artifacts)
     lambdas = settings()["lambdas"]
     threshold = profile.config("sparsity_threshold")
     epochs = profile.config("vgg")["epochs"]
     finals = []
     for tag, s in sorted(lambdas.items(), key=lambda item: item[1]):
         model, meta, history = _load_run(artifacts, tag)
-        path = Path(artifacts) / f"sparsity_{tag}.pt"
+        path = _run_path(artifacts, tag)
         assert history.config.get("s") == s, (
             f"{path.with_suffix('.json')} was trained with s={history.config.get('s')}, the run '{tag}' needs "
             f"s={s} (profile section 'slimming', lambdas)")
         assert len(history) == epochs, (
             f"{path.with_suffix('.json')} has {len(history)} epochs, the profile trains {epochs}: "
             "re-run the training cell to the end")
-        _check_record_sparsity(model, _record_at(history, meta, path), path, threshold)
+        _check_record_sparsity(model, record_at(history, meta, path), path, threshold)
         last = last_path(path)
         try:
             last_model, last_meta = load_model(last, VGG)
@@ -191,24 +252,25 @@ def check_sparsity_curves(artifacts="artifacts"):
             f"{low:.3f}; check that update_bn is passed to the training (after_backward) with each run's s")
 
 
-def _checked_accuracy(model, history_record, path, test_loader):
-    """Test accuracy of `model`, after checking it against the accuracy its history recorded."""
-    _, accuracy = evaluate(model, test_loader, device=torch.device("cpu"), progress=False)
-    recorded = history_record["val_accuracy"]
-    assert abs(accuracy - recorded) <= ACCURACY_TOLERANCE, (
-        f"{path} evaluates to {accuracy:.2f}% on the test split, but its history recorded {recorded:.2f}% "
-        "for that epoch: the checkpoint and its history are from different runs")
-    return accuracy
+def _accuracy_runs():
+    """(tag, profile key of its threshold) of the runs test_sparsity_accuracy grades."""
+    return (("s0", "baseline_accuracy"), (settings()["sparse_tag"], "sparse_accuracy"))
 
 
 def check_sparsity_accuracy(artifacts="artifacts"):
     """The baseline (lambda=0) and the sparse model that vggprune prunes reach the profile's accuracy."""
     config = settings()
+    for tag, key in _accuracy_runs():   # the notebook's own test, on the submitted histories
+        accuracy = best_accuracy(_submitted_run(artifacts, tag))
+        if accuracy is not None:
+            visible(accuracy >= config[key],
+                    f"run {tag}: {accuracy:.2f}% test accuracy, at least {config[key]}% expected")
     test_loader = images.loaders()["test"]
-    for tag, key in (("s0", "baseline_accuracy"), (config["sparse_tag"], "sparse_accuracy")):
+    for tag, key in _accuracy_runs():
         model, meta, history = _load_run(artifacts, tag)
-        path = Path(artifacts) / f"sparsity_{tag}.pt"
-        accuracy = _checked_accuracy(model, _record_at(history, meta, path), path, test_loader)
+        path = _run_path(artifacts, tag)
+        record = record_at(history, meta, path)
+        accuracy = checked_accuracy(model, test_loader, record["val_accuracy"], path)
         assert accuracy >= config[key], (
             f"{path} reaches {accuracy:.2f}% test accuracy; at least {config[key]}% is expected "
             f"(profile {profile.name()}, {key})")
@@ -216,40 +278,91 @@ def check_sparsity_accuracy(artifacts="artifacts"):
 
 # ----------------------------------------------------------------------------------------- build_cfg_mask
 
-@_seeded
-def _gamma_set(seed, cfg=(12, 'M', 16, 10, 'M', 14, 8)):
-    """A small VGG whose BN layers have very different |gamma| scales, negative gammas, ties and zeros.
-
-    Layer 1's gammas are all tiny, so any threshold above them leaves it to the min_channels rule; the
-    layers' scales differ so that a per-layer threshold gives another cfg than the global one.
-    """
-    model = VGG(list(cfg), num_classes=10)
-    scales = [1.0, 1e-3, 0.3, 2.0, 0.05]
-    with torch.no_grad():
-        for i, bn in enumerate(bn_layers(model)):
-            g = torch.randn(bn.num_features) * scales[i % len(scales)]
-            if i == 2:
-                g[:3] = g.abs().min()  # ties, at the bottom so that no top-k has to break them
-            if i == 3:
-                g[:2] = 0.0            # exact zeros
-            bn.weight.copy_(g)
-    return model
+BUILD_CFG_MASK = "build_cfg_mask"
 
 
-def _compare_cfg_mask(build_cfg_mask, model, percent, min_channels, where):
-    expected_cfg, expected_mask = reference.build_cfg_mask(copy.deepcopy(model), percent, min_channels)
-    result = build_cfg_mask(copy.deepcopy(model), percent, min_channels)
-    assert isinstance(result, tuple) and len(result) == 2, "build_cfg_mask must return a pair (cfg, cfg_mask)"
-    cfg, cfg_mask = result
+def check_build_cfg_mask(build_cfg_mask, artifacts="artifacts", seed=0):
+    """cfg and cfg_mask equal the reference's on seeded gamma sets and on the student's sparse checkpoint."""
+    judge_build_cfg_mask(probes.probe_build_cfg_mask(build_cfg_mask, seed, artifacts=artifacts), seed, artifacts)
+
+
+def judge_build_cfg_mask(record, seed, artifacts="artifacts"):
+    """Decide build_cfg_mask from the record of probes.probe_build_cfg_mask(build_cfg_mask, seed, ...): the
+    notebook's visible test first (VisibleCheckFailed), then the gamma sets of probes.cfg_mask_cases(seed),
+    then the sparse checkpoint in `artifacts` (this trusted copy, not the probe's). AssertionError or None."""
+    record = probe_record(record, BUILD_CFG_MASK)
+    calls = probes.VISIBLE_CFG_MASK_CALLS
+    judge_in_order(lambda: _judge_visible_cfg_mask(entries(record, "visible", BUILD_CFG_MASK, len(calls))),
+                   lambda: _judge_hidden_cfg_mask(record, seed, artifacts))
+
+
+def _judge_hidden_cfg_mask(record, seed, artifacts):
+    """The hidden part of judge_build_cfg_mask: the seeded gamma sets, then the sparse checkpoint."""
+    models = [probes.gamma_set(seed, i) for i in range(len(probes.GAMMA_SET_CFGS))]
+    cases = probes.cfg_mask_cases(seed)
+    for (i, percent, min_channels), result in zip(cases, entries(record, "sets", BUILD_CFG_MASK, len(cases))):
+        _compare_cfg_mask(result, models[i], percent, min_channels, f"seeded gamma set {i}")
+    path, percents, min_channels = probes.sparse_checkpoint(artifacts)
+    try:
+        model, _ = load_model(path, VGG)
+    except CheckpointError as error:
+        raise AssertionError(str(error)) from None
+    results = field(record, "checkpoint", BUILD_CFG_MASK)
+    error = failed_call(results)
+    assert error is None, f"{path} could not be loaded in your notebook's folder while grading: {error}"
+    for percent, result in zip(percents, entries(record, "checkpoint", BUILD_CFG_MASK, len(percents))):
+        _compare_cfg_mask(result, model, percent, min_channels, str(path))
+
+
+def _visible_pair(result, percent, min_channels):
+    """(cfg, masks) of one visible call; VisibleCheckFailed when it raised or gave no pair to unpack."""
+    error = failed_call(result)
+    visible(error is None, f"build_cfg_mask(model, {percent}, {min_channels}) of the visible test raised {error}")
+    visible(length_field(result, "length", BUILD_CFG_MASK) == 2,
+            "build_cfg_mask must return the pair (cfg, cfg_mask)")
+    cfg, masks = _recorded_cfg(result), field(result, "masks", BUILD_CFG_MASK, (list, tuple))
+    # A mask the probe could not read as a tensor would have failed m.tolist() in the notebook, or not: it is
+    # left to the hidden checks, so that VisibleCheckFailed only says what the notebook's test must have seen.
+    assert all(failed_call(m) is None for m in masks), "build_cfg_mask's cfg_mask is not a list of tensors"
+    return cfg, [as_tensor(m, BUILD_CFG_MASK).tolist() for m in masks]
+
+
+def _judge_visible_cfg_mask(results):
+    """The asserts of the notebook's test_build_cfg_mask, on the probe's calls of its two cases."""
+    (first, (p1, m1)), (second, (p2, m2)) = zip(results, probes.VISIBLE_CFG_MASK_CALLS)
+    cfg, masks = _visible_pair(first, p1, m1)
+    visible(cfg == [1, 'M', 2], f"expected cfg [1, 'M', 2] (keep |gamma| > 0.3), got {cfg}")
+    visible(masks == [[0, 0, 0, 1], [0, 0, 1, 1]], f"wrong cfg_mask {masks}")
+    cfg, masks = _visible_pair(second, p2, m2)
+    visible(cfg == [2, 'M', 2], f"with min_channels=2 every layer keeps 2 channels: expected [2, 'M', 2], got {cfg}")
+    visible(len(masks) > 0 and masks[0] == [0, 0, 1, 1], "min_channels keeps the layer's largest |gamma|")
+
+
+def _recorded_cfg(result):
+    """The recorded cfg: a list of ints and strs ('M'); AssertionError for anything else."""
+    cfg = field(result, "cfg", BUILD_CFG_MASK, (list, tuple))
+    for v in cfg:
+        assert type(v) in (int, str), f"{BUILD_CFG_MASK}: the grader could not read your cfg entry {v!r}"
+    return list(cfg)
+
+
+def _compare_cfg_mask(result, model, percent, min_channels, where):
+    """The student's (cfg, cfg_mask) recorded in `result` equals the reference's on `model`."""
     call = f"build_cfg_mask(model, percent={percent}, min_channels={min_channels}) on {where}"
+    raise_if_failed(result, call)
+    expected_cfg, expected_mask = reference.build_cfg_mask(copy.deepcopy(model), percent, min_channels)
+    is_pair = field(result, "is_tuple", BUILD_CFG_MASK) is True and length_field(result, "length", BUILD_CFG_MASK) == 2
+    assert is_pair, "build_cfg_mask must return a pair (cfg, cfg_mask)"
+    cfg, cfg_mask = _recorded_cfg(result), field(result, "masks", BUILD_CFG_MASK, (list, tuple))
     assert len(cfg_mask) == len(expected_mask), (
         f"{call}: cfg_mask has {len(cfg_mask)} masks, expected one per BN layer ({len(expected_mask)})")
-    cfg = [v if v == 'M' else int(v) for v in cfg]
     if cfg != expected_cfg:
         hint = _hint_cfg(model, percent, min_channels, cfg)
         raise AssertionError(f"{call}: cfg {cfg}, expected {expected_cfg}.{hint}")
     for i, (mask, expected) in enumerate(zip(cfg_mask, expected_mask)):
-        mask = torch.as_tensor(mask).detach().cpu().float().flatten()
+        error = failed_call(mask)
+        assert error is None, f"{call}: cfg_mask[{i}] is not a tensor of 0/1 values ({error})"
+        mask = as_tensor(mask, BUILD_CFG_MASK, dtype=torch.float32)
         assert mask.shape == expected.shape and torch.equal(mask, expected), (
             f"{call}: cfg_mask[{i}] keeps channels {mask.nonzero().flatten().tolist()}, expected "
             f"{expected.nonzero().flatten().tolist()} (the channels with the largest |gamma|)")
@@ -260,6 +373,8 @@ def _hint_cfg(model, percent, min_channels, cfg):
     g = torch.sort(torch.cat([bn.weight.detach().abs() for bn in bn_layers(model)])).values
     threshold = g[min(int(len(g) * percent), len(g) - 1)]
     ints = [v for v in cfg if v != 'M']
+    if not all(isinstance(v, int) for v in ints):
+        return " cfg holds ints (kept channels per layer) and 'M' (max-pool) only."
     layers = bn_layers(model)
     if ints == [int((bn.weight.detach().abs() >= threshold).sum().clamp(min=min_channels)) for bn in layers]:
         return " Keep a channel only when |gamma| is strictly greater than the threshold (>, not >=)."
@@ -269,23 +384,6 @@ def _hint_cfg(model, percent, min_channels, cfg):
         return " A layer with no channel left cuts the network in two: apply the min_channels rule."
     return (" The threshold is one value for the whole network: sort all |gamma| of all BN layers together "
             "and take the one at index int(total * percent); percent is the fraction pruned.")
-
-
-def check_build_cfg_mask(build_cfg_mask, artifacts="artifacts"):
-    """cfg and cfg_mask equal the reference's on seeded gamma sets and on the student's sparse checkpoint."""
-    for seed in range(3):
-        model = _gamma_set(seed)
-        for percent in (0.5, 0.9):
-            for min_channels in (1, 3):
-                _compare_cfg_mask(build_cfg_mask, model, percent, min_channels, f"seeded gamma set {seed}")
-    config = settings()
-    path = Path(artifacts) / f"sparsity_{config['sparse_tag']}.pt"
-    try:
-        model, _ = load_model(path, VGG)
-    except CheckpointError as error:
-        raise AssertionError(str(error)) from None
-    for percent in config["percents"]:
-        _compare_cfg_mask(build_cfg_mask, model, percent, config["min_channels"], str(path))
 
 
 # ------------------------------------------------------------------------------------ pruned / fine-tuned
@@ -298,9 +396,21 @@ def _sparse_model(artifacts):
         raise AssertionError(str(error)) from None
 
 
+def _visible_pruned_models(artifacts):
+    """test_pruned_models' own assert: every pruned checkpoint keeps at least one channel per layer."""
+    for percent in settings()["percents"]:
+        path = Path(artifacts) / f"pruned_{pct_tag(percent)}.pt"
+        try:
+            cfg = load_checkpoint(path)["cfg"]
+        except CheckpointError:
+            continue        # the notebook's test failed to load it too; the hidden check says so
+        visible(all(v == 'M' or v >= 1 for v in cfg), f"pruned_{pct_tag(percent)}.pt has a layer with no channel")
+
+
 def check_pruned_models(artifacts="artifacts"):
     """pruned_<pct>.pt: the reference cfg of the student's sparse model, and the same outputs as that model
     with the pruned channels zeroed (prune_vgg's invariant), on a batch of test images."""
+    _visible_pruned_models(artifacts)
     config = settings()
     sparse = _sparse_model(artifacts).eval()
     inputs, _ = next(iter(images.loaders()["test"]))
@@ -331,8 +441,22 @@ def finetune_hp(percent):
                 percent=percent)
 
 
+def _visible_finetuned(artifacts):
+    """test_finetuned_accuracy's own assert, on the submitted histories: each fine-tuned net's best accuracy."""
+    for percent in settings()["percents"]:
+        tag = pct_tag(percent)
+        path = Path(artifacts) / f"finetuned_{tag}.pt"
+        if not loaded_as_submitted(path, finetune_hp(percent)):
+            continue        # the notebook fine-tuned a fallback run: its test saw that one
+        accuracy, need = best_accuracy(load_history(path.with_suffix(".json"))), settings()["finetuned_accuracy"][tag]
+        if accuracy is not None:
+            visible(accuracy >= need,
+                    f"{percent:.0%} pruned: {accuracy:.2f}% after fine-tuning, at least {need}% expected")
+
+
 def check_finetuned(artifacts="artifacts"):
     """finetuned_<pct>.pt: fine-tuned from pruned_<pct>.pt (same cfg, complete history) to the profile's accuracy."""
+    _visible_finetuned(artifacts)
     config = settings()
     test_loader = images.loaders()["test"]
     for percent in config["percents"]:
@@ -340,17 +464,17 @@ def check_finetuned(artifacts="artifacts"):
         path = Path(artifacts) / f"finetuned_{tag}.pt"
         try:
             pruned_cfg = load_checkpoint(Path(artifacts) / f"pruned_{tag}.pt")["cfg"]
-            model, meta = load_model(path, VGG)
-            history = History.load(path.with_suffix(".json"))
-        except (CheckpointError, FileNotFoundError, ValueError) as error:
+        except CheckpointError as error:
             raise AssertionError(str(error)) from None
+        model, meta, history = load_run(path, VGG)
         assert list(model.cfg) == list(pruned_cfg), (
             f"{path} has cfg {model.cfg}, but pruned_{tag}.pt has {pruned_cfg}: fine-tune the pruned model")
         expected = History(finetune_hp(percent)).config       # as the history stores it (tuples as lists)
         assert history.config == expected and len(history) == expected["epochs"], (
             f"{path.with_suffix('.json')} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
             f"found {len(history)} epochs with {history.config}")
-        accuracy = _checked_accuracy(model, _record_at(history, meta, path), path, test_loader)
+        record = record_at(history, meta, path)
+        accuracy = checked_accuracy(model, test_loader, record["val_accuracy"], path)
         need = config["finetuned_accuracy"][tag]
         assert accuracy >= need, (
             f"{path} reaches {accuracy:.2f}% test accuracy after fine-tuning; at least {need}% is expected "

@@ -57,6 +57,10 @@ MUTANTS = [
     _update_bn("overwrites the gradient", "bn.weight.grad = s * torch.sign(bn.weight.detach())"),
     _update_bn("sign(0) taken as +1",
                "bn.weight.grad.add_(s * torch.where(bn.weight.detach() >= 0, 1.0, -1.0))"),
+    # Passes the visible test and the checks before the probes: there every BN bias was 0, and sign(0) = 0.
+    _update_bn("penalty on the BN biases too",
+               "bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))\n"
+               "        bn.bias.grad.add_(s * torch.sign(bn.bias.detach()))"),
     _build_cfg_mask("per-layer threshold",
                     threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"),
     _build_cfg_mask(">= instead of >", compare=">="),

@@ -1,0 +1,212 @@
+"""What the check modules share: the visible-check failure, reading a probe's record, loading a run.
+
+Two kinds of failure. A judge or an artifact check first re-evaluates the conditions the notebook's own
+(visible) test asserts, and raises VisibleCheckFailed when one fails; then its hidden conditions raise a
+plain AssertionError. The referee reports a cell whose own test passed while the grader raised
+VisibleCheckFailed as possible tampering (autograde/referee.py). So VisibleCheckFailed is raised only where
+the notebook's test saw the very same data: a missing or unreadable file, or a history trained with other
+settings (the notebook then trained a short fallback run, lib.train.fit_or_load), is a plain
+AssertionError.
+
+A probe's record (autograde/probes) comes from the student's process and is untrusted: the readers here turn
+anything missing, of the wrong type or shape into an AssertionError with a message, never another exception.
+"""
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from lib.checkpoint import CheckpointError, load_checkpoint, load_model
+from lib.train import History, _artifacts_mismatch, evaluate
+
+# A checkpoint re-evaluated here may differ from the accuracy its history recorded by a few examples (another
+# device, another BLAS): 1 point of accuracy is 3-4 of the 360 quick-profile test images, ~4 of the ~420
+# quick-profile validation clips.
+ACCURACY_TOLERANCE = 1.0
+
+
+class VisibleCheckFailed(AssertionError):
+    """A condition that the notebook's own (visible) test asserts does not hold on the graded data."""
+
+
+def visible(condition, message):
+    """Raise VisibleCheckFailed(message) unless `condition`."""
+    if not condition:
+        raise VisibleCheckFailed(message)
+
+
+def judge_in_order(visible_part, hidden_part):
+    """Run visible_part() (the notebook's own asserts, raising VisibleCheckFailed), then hidden_part().
+
+    When a visible condition fails, the hidden part still runs: its message usually names the mistake (the
+    wrong sign, the missing T^2...), so it is appended to the visible one, and the whole is raised as
+    VisibleCheckFailed. Any other AssertionError of the visible part (an unreadable record) is raised at once.
+    """
+    try:
+        visible_part()
+        failure = None
+    except VisibleCheckFailed as error:
+        failure = error
+    try:
+        hidden_part()
+    except AssertionError as hidden:
+        if failure is None:
+            raise
+        raise VisibleCheckFailed(f"{failure}\n{hidden}") from None
+    if failure is not None:
+        raise failure
+
+
+# ------------------------------------------------------------------------------------- reading a record
+
+class _Unreadable(AssertionError):
+    """A probe's record that lacks something or holds the wrong type: tampered with, or the probe broke."""
+
+
+def _unreadable(what, detail):
+    return _Unreadable(f"{what}: the grader could not read what your code produced ({detail}); re-run the "
+                       "notebook from the top, and ask the TA if this message stays")
+
+
+def probe_record(record, name):
+    """The probe's record of the student's `name` as a dict; an AssertionError when the probe could not run
+    at all (it recorded {"error": ...} only, e.g. a NameError: the function was never defined)."""
+    if isinstance(record, dict) and set(record) == {"error"}:
+        raise AssertionError(f"the grader could not run your {name}: {record['error']}")
+    if not isinstance(record, dict):
+        raise _unreadable(name, f"expected a dict, found {type(record).__name__}")
+    return record
+
+
+def field(record, key, what, kind=None):
+    """record[key], checked to exist and (when `kind` is given) to be an instance of `kind`."""
+    if not isinstance(record, dict):
+        raise _unreadable(what, f"expected a dict, found {type(record).__name__}")
+    if key not in record:
+        raise _unreadable(what, f"no entry {key!r}")
+    value = record[key]
+    if kind is not None and not isinstance(value, kind):
+        raise _unreadable(what, f"{key!r} is a {type(value).__name__}")
+    return value
+
+
+def length_field(record, key, what):
+    """record[key] as an int or None (a length the probe recorded)."""
+    value = field(record, key, what)
+    if value is not None and type(value) is not int:
+        raise _unreadable(what, f"{key!r} is a {type(value).__name__}")
+    return value
+
+
+def entries(record, key, what, length):
+    """record[key] as a list of exactly `length` entries (one per input the judge regenerated)."""
+    value = field(record, key, what, (list, tuple))
+    if len(value) != length:
+        raise _unreadable(what, f"{len(value)} results in {key!r}, {length} expected")
+    for item in value:
+        if not isinstance(item, dict):
+            raise _unreadable(what, f"a result in {key!r} is a {type(item).__name__}")
+    return list(value)
+
+
+def as_tensor(value, what, shape=None, dtype=None):
+    """`value` as a torch.Tensor, checked to have `shape` (when given) and converted to `dtype` (when given)."""
+    if type(value) is not torch.Tensor:
+        raise _unreadable(what, f"expected a tensor, found {type(value).__name__}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise _unreadable(what, f"a tensor of shape {tuple(value.shape)}, expected {tuple(shape)}")
+    if dtype is not None:
+        if value.is_complex():
+            raise _unreadable(what, "a complex tensor")
+        value = value.to(dtype)
+    return value
+
+
+def tensor_field(record, key, what, shape=None, dtype=None):
+    """record[key] as a tensor (see as_tensor): the "get tensor from record or fail with a message" helper."""
+    return as_tensor(field(record, key, what), what, shape, dtype)
+
+
+def failed_call(entry):
+    """The error text when a probe recorded that the student's code raised ({"error": ...}), else None."""
+    if isinstance(entry, dict) and "error" in entry:
+        return str(entry["error"])
+    return None
+
+
+def raise_if_failed(entry, call):
+    """Raise an AssertionError naming `call` when `entry` records an exception of the student's code."""
+    error = failed_call(entry)
+    if error is None:
+        return
+    if error.startswith("NotImplementedError"):
+        raise AssertionError(f"{call}: not implemented yet (it raises NotImplementedError); write the TODO")
+    raise AssertionError(f"{call} raised {error}")
+
+
+# --------------------------------------------------------------------------------------- loading a run
+
+def load_run(path, model_class, **kwargs):
+    """(model with the checkpoint's weights, meta, History) of the checkpoint `path` and its .json history.
+
+    A missing or unreadable file is an AssertionError carrying lib's message (file, what is wrong, what to do).
+    """
+    path = Path(path)
+    try:
+        model, meta = load_model(path, model_class, **kwargs)
+        history = History.load(path.with_suffix(".json"))
+    except (CheckpointError, FileNotFoundError, ValueError) as error:
+        raise AssertionError(str(error)) from None
+    return model, meta, history
+
+
+def load_history(path):
+    """The History stored at `path` (a .json next to a checkpoint); AssertionError when missing or unreadable."""
+    try:
+        return History.load(path)
+    except (FileNotFoundError, ValueError) as error:
+        raise AssertionError(str(error)) from None
+
+
+def record_at(history, meta, path):
+    """The history record of the epoch whose weights the checkpoint `path` holds (its meta's epoch)."""
+    assert "epoch" in meta, f"{path} has no epoch in its meta: save it with lib.train.fit / fit_or_load"
+    records = [r for r in history.records if r.get("epoch") == meta["epoch"]]
+    assert records, f"{path} was saved at epoch {meta['epoch']}, but its history has no record of that epoch"
+    return records[0]
+
+
+def best_accuracy(history):
+    """The best recorded val_accuracy of a history (what the notebooks' visible tests read), or None (no
+    history, or no readable accuracy in it)."""
+    if history is None:
+        return None
+    try:
+        return float(history.best["val_accuracy"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def loaded_as_submitted(path, hp, cfg=None):
+    """True when, while grading, lib.train.fit_or_load loads the submitted checkpoint `path` and its .json
+    history for a run with hyperparameters `hp` and a model of `cfg` (None: whatever cfg the checkpoint has).
+    Otherwise it trains a short fallback run, and the notebook's visible test sees that run, not these files."""
+    path = Path(path)
+    if cfg is None:
+        try:
+            cfg = load_checkpoint(path)["cfg"]
+        except CheckpointError:
+            return False
+    # fit_or_load's own test (private to lib.train), so that the two can never disagree
+    return _artifacts_mismatch(SimpleNamespace(cfg=list(cfg)), hp, path, path.with_suffix(".json")) is None
+
+
+def checked_accuracy(model, loader, recorded, path, split="test"):
+    """`model`'s accuracy on `loader` (the `split`), after checking it against the accuracy its history
+    recorded for the checkpoint's epoch (`recorded`): a different number means another run's history."""
+    _, accuracy = evaluate(model, loader, device=torch.device("cpu"), progress=False)
+    assert abs(accuracy - recorded) <= ACCURACY_TOLERANCE, (
+        f"{path} evaluates to {accuracy:.2f}% on the {split} split, but its history recorded {recorded:.2f}% "
+        "for that epoch: the checkpoint and its history are from different runs; re-run the training cell")
+    return accuracy
+

@@ -1,0 +1,187 @@
+"""Probe of the sincnet_quant TODO, STEQuantize, and the inputs it is run on.
+
+The judge (autograde.checks.sincnet_quant) imports the input generators from here, so probe and judge build
+the very same tensors from the same seed. Every seed is a valid test: each case has inputs below, inside and
+above its range, and the backward inputs keep clear of the range's edges (where either gradient is fine).
+"""
+import torch
+
+from lib.models.quant import QuantSincNet, quantized_layers
+
+from . import attempt, away_from_zero, describe, generator, plain, plain_tensor, seeded
+
+STE_BITS = (2, 3, 4, 8)
+DENSE_PER_LEVEL = 64          # dense inputs: this many points per level over the range and a quarter beyond it
+MODEL_WEIGHTS_LIMIT = 1 << 16  # effective weights of a layer are recorded up to this many values
+
+
+def ste_cases(seed):
+    """[(bits, lo, hi, shape), ...]: for each bit width of STE_BITS, three ranges of different kinds on
+    tensors of 1, 2 and 3 dimensions: around 0, from exactly 0 (as for activations after ReLU), and narrow
+    and lopsided. lo and hi have 3 decimals (readable in the messages); they reach the quantizer as float32
+    0-d tensors, within the judge's tolerance of 1e-5 * (hi - lo)."""
+    g = generator(seed, "ste", "cases")
+
+    def uniform(a, b):
+        return round(a + (b - a) * float(torch.rand((), generator=g)), 3)
+
+    def size(a, b):
+        return int(torch.randint(a, b + 1, (), generator=g))
+
+    cases = []
+    for bits in STE_BITS:
+        ranges = [(-uniform(0.5, 2.0), uniform(0.5, 2.0)), (0.0, uniform(1.0, 4.0)),
+                  (-uniform(0.1, 0.5), uniform(0.01, 0.1))]
+        shapes = [(size(300, 1000),), (size(8, 40), size(8, 40)), (size(2, 5), size(2, 4), size(20, 60))]
+        cases += [(bits, lo, hi, shape) for (lo, hi), shape in zip(ranges, shapes)]
+    return cases
+
+
+def ste_forward_input(seed, index, case):
+    """x of the forward test of case `index`: half inside [lo, hi], a quarter below, a quarter above, and
+    x[0] below and x[1] above for sure."""
+    _, lo, hi, shape = case
+    span = hi - lo
+    x = lo + span * (torch.rand(shape, generator=generator(seed, "ste", "forward", index)) * 2 - 0.5)
+    flat = x.view(-1)
+    flat[0], flat[1] = lo - 0.3 * span, hi + 0.3 * span
+    return x
+
+
+def ste_dense_input(case):
+    """Points every 1/DENSE_PER_LEVEL of a step over [lo - span/4, hi + span/4]: every level, and every
+    position between two levels, is reached."""
+    bits, lo, hi, _ = case
+    span = hi - lo
+    return torch.linspace(lo - 0.25 * span, hi + 0.25 * span, DENSE_PER_LEVEL * 2 ** bits + 1)
+
+
+def ste_backward_inputs(seed, index, case):
+    """(x, upstream) of the backward test of case `index`: x as in the forward test but kept 1e-3 * span
+    clear of lo and hi, and an upstream gradient with |value| >= 0.05 (so a gradient passed on shows)."""
+    _, lo, hi, shape = case
+    g = generator(seed, "ste", "backward", index)
+    span = hi - lo
+    x = lo + span * (torch.rand(shape, generator=g) * 2 - 0.5)
+    flat = x.view(-1)
+    flat[0], flat[1], flat[2] = lo - 0.3 * span, hi + 0.3 * span, (lo + hi) / 2
+    margin = 1e-3 * span
+    x[(x - lo).abs() < margin] += 2 * margin      # keep clear of the edges, where either answer is fine
+    x[(x - hi).abs() < margin] += 2 * margin
+    upstream = away_from_zero(torch.randn(shape, generator=g) + 0.5)
+    return x, upstream
+
+
+def _bounds(lo, hi):
+    return torch.tensor(lo), torch.tensor(hi)
+
+
+def _forward(STEQuantize, x, bits, lo, hi):
+    """describe() of STEQuantize.apply(x, bits, lo, hi) (lo, hi as 0-d tensors), or {"error": ...}."""
+    out, error = attempt(lambda: STEQuantize.apply(x, bits, *_bounds(lo, hi)))
+    return error or describe(out)
+
+
+def _backward(STEQuantize, x, upstream, bits, lo, hi):
+    """{"grad": x's gradient or None} after (STEQuantize.apply(x, ...) * upstream).sum().backward(),
+    or {"error": ...}."""
+    x = x.clone().requires_grad_(True)
+
+    def run():
+        with torch.enable_grad():
+            q = STEQuantize.apply(x, bits, *_bounds(lo, hi))
+            (q * upstream).sum().backward()
+        return {"grad": x.grad}
+
+    result, error = attempt(run)
+    return error or result
+
+
+def _probe_case(STEQuantize, seed, index, case):
+    """One case: forward on x (and x after the call, to see in-place changes), forward on the dense points,
+    forward again on the first output (Q(Q(x))), and the backward pass."""
+    bits, lo, hi, _ = case
+    x = ste_forward_input(seed, index, case)
+    entry = {"forward": _forward(STEQuantize, x, bits, lo, hi), "x_after": x,
+             "dense": _forward(STEQuantize, ste_dense_input(case), bits, lo, hi)}
+    if "tensor" in entry["forward"]:
+        entry["again"] = _forward(STEQuantize, entry["forward"]["tensor"].clone(), bits, lo, hi)
+    entry["backward"] = _backward(STEQuantize, *ste_backward_inputs(seed, index, case), bits, lo, hi)
+    return entry
+
+
+def distinct_count(values, tolerance):
+    """How many distinct values a tensor holds, values closer than `tolerance` counted once."""
+    v = torch.sort(values.detach().flatten()).values
+    if v.numel() == 0:
+        return 0
+    return int(1 + (v.diff() > tolerance).sum())
+
+
+def probe_in_quantized_model(quantizer, seed=0):
+    """lib's QuantSincNet([8] * 6) built with `quantizer`, one forward and backward pass on a random batch.
+
+    Returns {"layers": [{"name", "bits", "distinct", "weights" (when small), "grads": {parameter: sum of
+    |grad| or None}}, ...]} per quantized layer, or {"error": ...}.
+    """
+    def run():
+        with seeded(seed, "quantized sincnet"), torch.enable_grad():
+            model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=quantizer)
+            model(0.1 * torch.randn(2, 1, 16000)).logsumexp(1).sum().backward()
+            return [_layer_entry(i, layer) for i, layer in enumerate(quantized_layers(model))]
+
+    layers, error = attempt(run)
+    return error or {"layers": layers}
+
+
+def _layer_entry(i, layer):
+    """What one quantized layer computes with (its effective weights) and whether gradients reached it."""
+    with torch.no_grad():
+        weights, error = attempt(lambda: plain_tensor(layer.effective_weight()))
+    entry = {"name": f"{type(layer).__name__} #{i} of lib's QuantSincNet ({layer.bits} bits)", "bits": layer.bits,
+             "grads": {name: None if p.grad is None else float(p.grad.abs().sum())
+                       for name, p in layer.named_parameters(recurse=False)}}
+    if error:
+        entry["weights_error"] = error["error"]
+    else:
+        entry["distinct"] = distinct_count(weights, 1e-6 * float(weights.abs().max()))
+        if weights.numel() <= MODEL_WEIGHTS_LIMIT:
+            entry["weights"] = weights
+    return entry
+
+
+VISIBLE_X = (-2.0, 2.0, 41)     # the visible test: x = torch.linspace(-2, 2, 41), 2 bits on [-1, 1]
+
+
+def _probe_visible(STEQuantize):
+    """The notebook's visible test_ste_quantize: q = STEQuantize.apply(x, 2, -1, 1), then q.sum().backward().
+    {"q": describe(q) or error, "grad": x.grad or None, or "backward_error"}."""
+    x = torch.linspace(*VISIBLE_X, requires_grad=True)
+    q, error = attempt(lambda: STEQuantize.apply(x, 2, torch.tensor(-1.0), torch.tensor(1.0)))
+    if error:
+        return {"q": error}
+    entry = {"q": describe(q)}
+    _, error = attempt(lambda: q.sum().backward())
+    if error:
+        entry["backward_error"] = error["error"]
+    else:
+        entry["grad"] = x.grad
+    return entry
+
+
+def probe_ste_quantize(STEQuantize, seed):
+    """Run STEQuantize on the visible test's input, on every case of ste_cases(seed), and in lib's quantized
+    SincNet.
+
+    Returns {"is_function": whether STEQuantize is a torch.autograd.Function subclass, "visible": ...,
+    "cases": [per case: {"forward", "x_after", "dense", "again", "backward"}], "model": ...}. About 0.3 s.
+    """
+    with seeded(seed, "probe STEQuantize"):
+        is_function, _ = attempt(lambda: isinstance(STEQuantize, type)
+                                 and issubclass(STEQuantize, torch.autograd.Function))
+        record = {"is_function": is_function is True, "visible": _probe_visible(STEQuantize),
+                  "cases": [_probe_case(STEQuantize, seed, i, case) for i, case in enumerate(ste_cases(seed))]}
+        apply, error = attempt(lambda: STEQuantize.apply)
+        record["model"] = error or probe_in_quantized_model(apply, seed)
+    return plain(record)
+

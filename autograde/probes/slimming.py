@@ -1,0 +1,248 @@
+"""Probes of the slimming TODOs, update_bn and build_cfg_mask, and the inputs they are run on.
+
+The judges (autograde.checks.slimming) import the input generators from here, so probe and judge build the
+very same models from the same seed. Every seed is a valid test: the properties the checks rely on (exact
+zero gammas, non-zero BN biases, tiny layers, a threshold that strict > decides...) hold by construction.
+"""
+import copy
+from pathlib import Path
+
+import torch
+
+from lib import profile
+from lib.checkpoint import load_model
+from lib.models import VGG
+from lib.slimming import bn_layers
+
+from . import attempt, away_from_zero, generator, plain, plain_tensor, seeded, text
+
+# ----------------------------------------------------------------------------------------------- update_bn
+
+UPDATE_BN_S = (1e-4, 1e-2, 0.5)   # the paper's s, a strong one, and one large enough to see any scaling bug
+
+
+def update_bn_cases(seed):
+    """[(model_seed, cfg, s), ...]: what update_bn is run on, in order.
+
+    Three cfgs (2 to 4 BN layers of 3 to 10 channels, max-pools at different places), each with every s of
+    UPDATE_BN_S, then the first one with s = 0 (the baseline run, where nothing may change).
+    """
+    g = generator(seed, "update_bn", "cfgs")
+
+    def width():
+        return int(torch.randint(3, 11, (), generator=g))
+
+    cfgs = [[width(), 'M', width(), width(), 'M', width()],
+            [width(), width(), 'M', width()],
+            [width(), 'M', width(), 'M', width(), 'M', width()]]
+    cases = [((seed, "update_bn", i), cfg, s) for i, cfg in enumerate(cfgs) for s in UPDATE_BN_S]
+    return cases + [((seed, "update_bn", 0), cfgs[0], 0.0)]
+
+
+def update_bn_model(model_seed, cfg):
+    """VGG(cfg) as right after loss.backward(), the same for the same (model_seed, cfg).
+
+    BN gammas: signed, |gamma| >= 0.05, and two exact zeros per layer (sign(0) = 0: no push there).
+    BN biases: signed and |bias| >= 0.05, so that a penalty wrongly put on the biases changes their gradient.
+    Every parameter has a gradient with |grad| >= 0.05 (an overwritten gradient shows).
+    """
+    with seeded(*model_seed):
+        model = VGG(list(cfg), num_classes=10)
+        with torch.no_grad():
+            for bn in bn_layers(model):
+                gamma = away_from_zero(torch.randn(bn.num_features) * 0.5)
+                gamma[torch.randperm(bn.num_features)[:2]] = 0.0
+                bn.weight.copy_(gamma)
+                bn.bias.copy_(away_from_zero(torch.randn(bn.num_features) * 0.5))
+        for p in model.parameters():
+            p.grad = away_from_zero(torch.randn_like(p))
+    return model
+
+
+VISIBLE_UPDATE_BN_S = 0.1
+
+
+def visible_update_bn_model():
+    """The notebook's visible test_update_bn model: VGG([4, 'M', 3]) with set gammas, every gradient 1."""
+    with seeded("visible update_bn"):
+        model = VGG([4, 'M', 3], num_classes=10)
+    with torch.no_grad():
+        bn_layers(model)[0].weight.copy_(torch.tensor([0.5, -0.2, 0.0, 1.0]))
+        bn_layers(model)[1].weight.copy_(torch.tensor([-3.0, 0.1, 0.2]))
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    return model
+
+
+def _run_update_bn(update_bn, model, s):
+    """{"grads": {name: grad or None}, "params": {name: value}} of `model` after update_bn(model, s),
+    or {"error": ...} when update_bn (or reading the model afterwards) raises."""
+    _, error = attempt(update_bn, model, s)
+    if error:
+        return error
+
+    def read():
+        parameters = list(model.named_parameters())
+        return {"grads": {name: p.grad for name, p in parameters},
+                "params": {name: p.detach() for name, p in parameters}}
+
+    result, error = attempt(read)
+    return error or result
+
+
+def probe_update_bn(update_bn, seed):
+    """Run update_bn on the visible test's model and on the models of update_bn_cases(seed).
+
+    Returns {"visible": result, "cases": [result, ...]} (one result per case, in order), where a result is
+    what _run_update_bn records. About 20 ms.
+    """
+    with seeded(seed, "probe update_bn"):
+        record = {"visible": _run_update_bn(update_bn, visible_update_bn_model(), VISIBLE_UPDATE_BN_S),
+                  "cases": [_run_update_bn(update_bn, update_bn_model(model_seed, cfg), s)
+                            for model_seed, cfg, s in update_bn_cases(seed)]}
+    return plain(record)
+
+
+# ----------------------------------------------------------------------------------------- build_cfg_mask
+
+# The gamma sets' cfgs. Layer 1 (the tiny one) always holds under a third of the channels, so every tested
+# percent's threshold lies above all of its gammas.
+GAMMA_SET_CFGS = ([12, 'M', 16, 10, 'M', 14, 8],
+                  [10, 'M', 12, 16, 'M', 9, 'M', 14, 6],
+                  [16, 14, 'M', 9, 12, 'M', 11])
+# |gamma| scale of layer i (cycled). Layer 1's 1e-3 is 2.5x below the smallest |gamma| of any other layer
+# (0.05 * 0.05); the others differ by up to 40x, so that one global threshold cuts them very differently
+# and a per-layer threshold gives another cfg.
+LAYER_SCALES = (1.0, 1e-3, 0.3, 2.0, 0.05)
+CFG_MASK_PERCENTS = (0.5, 0.9)
+CFG_MASK_MIN_CHANNELS = (1, 3)
+
+
+def _draw_gammas(model, g):
+    """Fill the BN weights of `model` from generator `g`: signed, |gamma| in [0.05, 1] * the layer's scale
+    (layer 1: in (0, 1e-3]), ties at the bottom of layer 2, two exact zeros in layer 3."""
+    with torch.no_grad():
+        for i, bn in enumerate(bn_layers(model)):
+            n, scale = bn.num_features, LAYER_SCALES[i % len(LAYER_SCALES)]
+            low = 0.0 if i == 1 else 0.05
+            magnitude = scale * (low + (1 - low) * torch.rand(n, generator=g))
+            sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+            gamma = sign * magnitude
+            if i == 2:
+                gamma[:3] = gamma.abs().min()   # ties, at the bottom so that no top-k has to break them
+            if i == 3:
+                gamma[:2] = 0.0                 # exact zeros
+            bn.weight.copy_(gamma)
+
+
+def _strict_threshold_matters(model, percent, min_channels):
+    """True when the threshold |gamma| at `percent` lies in a layer that keeps at least `min_channels`
+    channels strictly above it: there keeping |gamma| >= threshold gives another cfg than > threshold."""
+    values = torch.sort(torch.cat([bn.weight.detach().abs() for bn in bn_layers(model)])).values
+    threshold = values[min(int(len(values) * percent), len(values) - 1)]
+    for bn in bn_layers(model):
+        g = bn.weight.detach().abs()
+        if (g == threshold).any():
+            return int((g > threshold).sum()) >= min_channels
+    return False
+
+
+def gamma_set(seed, index):
+    """VGG(GAMMA_SET_CFGS[index]) with the gammas of `_draw_gammas`, the same for the same (seed, index).
+
+    Redrawn (from the same private generator, so still determined by the seed) until the threshold at
+    percent 0.5 lies in a layer that keeps max(CFG_MASK_MIN_CHANNELS) channels above it: then >= instead
+    of > changes the cfg for every seed. A draw qualifies about half the time.
+    """
+    g = generator(seed, "gamma set", index)
+    with seeded(seed, "gamma set", index):
+        model = VGG(list(GAMMA_SET_CFGS[index]), num_classes=10)
+    for _ in range(1000):
+        _draw_gammas(model, g)
+        if _strict_threshold_matters(model, CFG_MASK_PERCENTS[0], max(CFG_MASK_MIN_CHANNELS)):
+            break
+    return model
+
+
+def cfg_mask_cases(seed):
+    """[(set index, percent, min_channels), ...]: the calls on the seeded gamma sets, in order."""
+    return [(i, p, m) for i in range(len(GAMMA_SET_CFGS)) for p in CFG_MASK_PERCENTS for m in CFG_MASK_MIN_CHANNELS]
+
+
+# The notebook's visible test: sorted |gamma| 0.01 0.02 0.1 0.2 [0.3] 0.4 0.5 0.6 -> threshold 0.3 at 0.5.
+VISIBLE_CFG_MASK_CALLS = ((0.5, 1), (0.5, 2))
+
+
+def visible_cfg_mask_model():
+    """The visible test_build_cfg_mask model: VGG([4, 'M', 4]) with set gammas."""
+    with seeded("visible build_cfg_mask"):
+        model = VGG([4, 'M', 4], num_classes=10)
+    with torch.no_grad():
+        bn_layers(model)[0].weight.copy_(torch.tensor([0.1, -0.2, 0.3, 0.4]))
+        bn_layers(model)[1].weight.copy_(torch.tensor([0.01, 0.02, -0.5, 0.6]))
+    return model
+
+
+def sparse_checkpoint(artifacts="artifacts"):
+    """(path, percents, min_channels): the student's sparse model that vggprune prunes, and how."""
+    config = profile.config("slimming")
+    return Path(artifacts) / f"sparsity_{config['sparse_tag']}.pt", config["percents"], config["min_channels"]
+
+
+def _cfg_entry(value):
+    """One cfg entry as plain data: a str stays a str ('M'), anything else becomes int(value) as the
+    notebooks read it, or a "<type>" string when it is no number."""
+    if isinstance(value, str):
+        return text(value, 50)
+    number, error = attempt(int, value)
+    return number if error is None else f"<{text(type(value).__name__, 50)}>"
+
+
+def _mask(value):
+    """One mask as a flat float tensor, or {"error": ...}."""
+    def convert():
+        return plain_tensor(value).float().flatten()
+    result, error = attempt(convert)
+    return error or result
+
+
+def _run_cfg_mask(build_cfg_mask, model, percent, min_channels):
+    """What build_cfg_mask(copy of model, percent, min_channels) returned, as plain data:
+    {"is_tuple": bool, "length": int or None, "cfg": [int or str, ...], "masks": [tensor or error, ...]}
+    ("cfg" and "masks" only for a pair), or {"error": ...}."""
+    result, error = attempt(build_cfg_mask, copy.deepcopy(model), percent, min_channels)
+    if error:
+        return error
+
+    def read():
+        length, _ = attempt(len, result)
+        entry = {"is_tuple": isinstance(result, tuple), "length": length if type(length) is int else None,
+                 "type": text(type(result).__name__, 100)}
+        if entry["length"] == 2:
+            cfg, masks = result
+            entry["cfg"] = [_cfg_entry(v) for v in cfg]
+            entry["masks"] = [_mask(m) for m in masks]
+        return entry
+
+    entry, error = attempt(read)
+    return error or entry
+
+
+def probe_build_cfg_mask(build_cfg_mask, seed, artifacts="artifacts"):
+    """Run build_cfg_mask on the visible test's model, on the gamma sets of cfg_mask_cases(seed), and on the
+    student's sparse checkpoint (sparse_checkpoint(artifacts)) for each of the profile's percents.
+
+    Returns {"visible": [result per VISIBLE_CFG_MASK_CALLS], "sets": [result per case],
+    "checkpoint": [result per percent] or {"error": ...} when the checkpoint cannot be loaded}; a result is
+    what _run_cfg_mask records. About 0.1 s.
+    """
+    with seeded(seed, "probe build_cfg_mask"):
+        visible = visible_cfg_mask_model()
+        record = {"visible": [_run_cfg_mask(build_cfg_mask, visible, p, m) for p, m in VISIBLE_CFG_MASK_CALLS]}
+        models = [gamma_set(seed, i) for i in range(len(GAMMA_SET_CFGS))]
+        record["sets"] = [_run_cfg_mask(build_cfg_mask, models[i], p, m) for i, p, m in cfg_mask_cases(seed)]
+        path, percents, min_channels = sparse_checkpoint(artifacts)
+        loaded, error = attempt(load_model, path, VGG)
+        record["checkpoint"] = error or [_run_cfg_mask(build_cfg_mask, loaded[0], p, min_channels)
+                                         for p in percents]
+    return plain(record)

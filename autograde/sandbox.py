@@ -1,0 +1,139 @@
+"""The OS sandbox in which a student's kernel runs at grading time (bubblewrap).
+
+    km = SandboxedKernelManager(box=Path("/tmp/clbox-x1y2"), work=box / "work")   # what nbclient starts
+
+Inside the sandbox the kernel sees only:
+    - the system's /usr and the Python environment (this interpreter's prefix and base prefix), read-only;
+    - the kit's lib/ and data/ at their usual paths, read-only (so `import lib` works as for a student);
+    - the probes (autograde/probes, mounted as the top-level package `probes`), read-only;
+    - `box`: a fresh writable copy of this one submission (its cwd) and the kernel's connection sockets.
+Nothing else: no gradebook, no other submission, no solutions/, no autograde/reference or checks, no home
+folder. It has its own network namespace (loopback only: no network), its own PID namespace (every process
+it starts dies with it, and it dies with the grader), its own user namespace with a non-root uid, an empty
+environment but for the variables below, and a new terminal session.
+
+Student code and the kernel talk to the grader through ZeroMQ sockets that are files (transport "ipc") in
+`box`, because a TCP port on the grader's loopback is unreachable from the sandbox's own network namespace.
+"""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from jupyter_client.manager import AsyncKernelManager
+from traitlets import Bool, Instance, Unicode
+
+REPO = Path(__file__).resolve().parents[1]
+PROBES = Path(__file__).resolve().parent / "probes"
+PROBES_MOUNT = "/opt/compresslab"          # PYTHONPATH inside: `import probes` finds PROBES_MOUNT/probes
+SANDBOX_UID = 1000                         # any uid but 0: the kernel is not root in its namespace
+PACKAGE = "bubblewrap"                     # the Debian/Ubuntu/Fedora package that installs `bwrap`
+
+
+class SandboxUnavailable(RuntimeError):
+    pass
+
+
+def bwrap():
+    """The path of the bwrap command; SandboxUnavailable naming the package when it is missing."""
+    path = shutil.which("bwrap")
+    if path is None:
+        raise SandboxUnavailable(f"the grading sandbox needs `bwrap`: install the package '{PACKAGE}' "
+                                 "(apt-get install bubblewrap), or grade without it: --no-sandbox")
+    return path
+
+
+def _read_only_system():
+    """bwrap arguments that show /usr, the Python environment and the kit's lib/ and data/, read-only."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
+        path = Path("/") / name
+        if path.is_symlink():                       # merged /usr: /lib -> usr/lib
+            args += ["--symlink", os.readlink(path), str(path)]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), str(path)]
+    for prefix in sorted({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()}):
+        if not prefix.is_relative_to("/usr"):
+            args += ["--ro-bind", str(prefix), str(prefix)]
+    if Path(sys.prefix) != Path(sys.prefix).resolve():   # a venv reached through a symlink
+        args += ["--symlink", str(Path(sys.prefix).resolve()), str(sys.prefix)]
+    for folder in (REPO / "lib", REPO / "data"):
+        args += ["--ro-bind", str(folder), str(folder)]
+    args += ["--ro-bind", str(PROBES), f"{PROBES_MOUNT}/probes"]
+    return args
+
+
+def command(box, cwd, env, argv):
+    """The bwrap command line running `argv` in the sandbox, `box` writable, `cwd` its working folder.
+
+    env: the only environment variables the sandboxed process gets.
+    """
+    args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
+            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
+            *_read_only_system(),
+            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--bind", str(box), str(box), "--chdir", str(cwd), "--clearenv"]
+    for key, value in env.items():
+        args += ["--setenv", key, str(value)]
+    return args + ["--", *argv]
+
+
+def kernel_env(threads=None, sandbox=True):
+    """The environment of a grading kernel: a grading run of the active profile, none of the TA's variables.
+
+    sandbox=False: the same for a kernel run without the sandbox (the probes imported from the kit).
+    """
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": "/tmp" if sandbox else os.environ.get("HOME", "/tmp"),
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": PROBES_MOUNT if sandbox else str(PROBES.parent),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "NBGRADER_EXECUTION": "autograde",
+        "LAB_PROFILE": os.environ.get("LAB_PROFILE", "quick"),
+    }
+    threads = threads or os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+class SandboxedKernelManager(AsyncKernelManager):
+    """A kernel manager whose kernel runs in the bubblewrap sandbox (or, with sandbox=False, as a plain
+    local process with the same clean environment and working folder: what `--no-sandbox` gives)."""
+
+    box = Instance(Path, help="the writable folder shared with the sandbox").tag(config=True)
+    work = Instance(Path, help="the kernel's working folder, inside box").tag(config=True)
+    sandbox = Bool(True).tag(config=True)
+    threads = Unicode("", help="OMP_NUM_THREADS of the kernel ('' = as in this process)").tag(config=True)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if self.sandbox:
+            self.transport = "ipc"
+            self.ip = str(self.box / "kernel")          # sockets box/kernel-1, box/kernel-2...
+            self.connection_file = str(self.box / "kernel.json")
+            bwrap()                                       # fail now, with the package's name
+
+    def format_kernel_cmd(self, extra_arguments=None):
+        argv = super().format_kernel_cmd(extra_arguments)
+        if not self.sandbox:
+            return argv
+        return command(self.box, self.work, kernel_env(self.threads or None), argv)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        # Not the grader's environment: the sandbox's own (bwrap --clearenv), or the same clean one without it.
+        kw["env"] = kernel_env(self.threads or None, sandbox=False) if not self.sandbox else {"PATH": "/usr/bin:/bin"}
+        kw["cwd"] = str(self.work)
+        # What the kernel process itself writes (ipykernel's banners, a student's os.write(2, ...)) is not the
+        # grader's log: the cell outputs travel over the kernel's sockets.
+        kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+
+    async def interrupt_kernel(self):
+        # The kernel runs in its own session inside the sandbox: a signal to bwrap's process group would not
+        # reach it, so interrupt with a message on the control channel (ipykernel raises KeyboardInterrupt).
+        if self.kernel_spec is not None:
+            self.kernel_spec.interrupt_mode = "message"
+        await super().interrupt_kernel()

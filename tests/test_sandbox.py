@@ -1,0 +1,131 @@
+"""The grading sandbox (autograde.sandbox): what a student's kernel can and cannot reach.
+
+One notebook of small probes runs once in a real sandboxed kernel (bubblewrap); each test reads one answer.
+"""
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from nbclient import NotebookClient
+
+from autograde import cohort, sandbox
+from autograde.sandbox import SandboxedKernelManager
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(sandbox.shutil.which("bwrap") is None,
+                                reason="bubblewrap (bwrap) is not installed: `make system-packages`")
+
+TOKEN = uuid.uuid4().hex[:12]
+PROBES = {
+    "uid": "print(os.getuid())",
+    "lib": "import lib.models; print(lib.models.__file__)",
+    "autograde": "try:\n    import autograde\n    print('imported')\nexcept ImportError:\n    print('absent')",
+    "visible": "print(json.dumps({p: os.path.exists(p) for p in PATHS}))",
+    "write_lib": "try:\n    open(LIB_FILE, 'a').write('#')\n    print('written')\nexcept OSError as e:\n"
+                 "    print(type(e).__name__)",
+    "write_box": "open('made_here.txt', 'w').write('ok'); print('ok')",
+    "env": "print(json.dumps(sorted(os.environ)))",
+    "network": "s = socket.socket(); s.settimeout(3)\ntry:\n    s.connect(('127.0.0.1', PORT)); s.sendall(b'x')\n"
+               "    print('connected')\nexcept OSError as e:\n    print(type(e).__name__)",
+    "interfaces": "print(json.dumps(sorted(n for _, n in socket.if_nameindex())))",
+    "detach": "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)  # ' + TOKEN],"
+              " start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print('spawned')",
+    "probes": "import probes; print(probes.__file__)",
+}
+
+
+@pytest.fixture(scope="module")
+def answers():
+    """{probe name: what it printed}, from one notebook run in a sandboxed kernel; plus the listener's hits."""
+    hits = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+
+    def accept():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                hits.append(listener.accept())
+            except OSError:
+                pass
+    threading.Thread(target=accept, daemon=True).start()
+    os.environ["GRADER_SECRET"] = "do-not-leak"
+    secret = Path.home() / f".compresslab-sandbox-test-{TOKEN}"      # a file of the TA's home folder
+    secret.write_text("secret")
+    paths = [str(REPO / "autograde" / "reference"), str(REPO / "solutions"), str(REPO / "nbgrader_config.py"),
+             str(secret), "/etc/shadow", str(REPO / "lib"), str(REPO / "data")]
+    setup = (f"import json, os, socket, subprocess, sys\nPATHS = {paths!r}\nPORT = {listener.getsockname()[1]}\n"
+             f"LIB_FILE = {str(REPO / 'lib' / '__init__.py')!r}\nTOKEN = {TOKEN!r}")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup)] +
+                                  [nbformat.v4.new_code_cell(code) for code in PROBES.values()])
+    box = Path(tempfile.mkdtemp(prefix="clbox-test-"))
+    (box / "work").mkdir()
+    client = NotebookClient(nb, timeout=60, allow_errors=True, resources={"metadata": {"path": str(box / "work")}})
+    client.km = SandboxedKernelManager(box=box, work=box / "work", kernel_name="python3")
+    try:
+        client.execute()
+    finally:
+        secret.unlink()
+    time.sleep(1)
+    out = {}
+    for name, cell in zip(PROBES, nb.cells[1:]):
+        out[name] = "".join(o.get("text", "") or f"{o.get('ename')}: {o.get('evalue')}" for o in cell.outputs).strip()
+    out["hits"], out["box"] = hits, box
+    yield out
+    listener.close()
+
+
+def test_kernel_is_not_root(answers):
+    assert answers["uid"] == str(sandbox.SANDBOX_UID) != "0"
+
+
+def test_lib_and_probes_are_importable(answers):
+    assert answers["lib"] == str(REPO / "lib" / "models" / "__init__.py")
+    assert answers["probes"] == f"{sandbox.PROBES_MOUNT}/probes/__init__.py"
+
+
+def test_nothing_of_the_grader_is_visible(answers):
+    assert answers["autograde"] == "absent"
+    visible = json.loads(answers["visible"])
+    assert {p for p, seen in visible.items() if seen} == {str(REPO / "lib"), str(REPO / "data")}, visible
+
+
+def test_lib_is_read_only_and_the_box_writable(answers):
+    assert answers["write_lib"] == "OSError"
+    assert answers["write_box"] == "ok" and (answers["box"] / "work" / "made_here.txt").read_text() == "ok"
+
+
+def test_environment_is_clean(answers):
+    names = json.loads(answers["env"])
+    assert "GRADER_SECRET" not in names
+    assert {"NBGRADER_EXECUTION", "LAB_PROFILE", "HOME"} <= set(names)
+
+
+def test_no_network(answers):
+    assert answers["network"] == "ConnectionRefusedError"      # the sandbox's own loopback, nobody listening
+    assert answers["hits"] == [], "a sandboxed kernel reached a listener on the grader's loopback"
+    assert json.loads(answers["interfaces"]) == ["lo"]
+
+
+def test_no_process_outlives_the_kernel(answers):
+    assert answers["detach"] == "spawned"
+    alive = [p.pid for p in psutil.process_iter(["cmdline"]) if TOKEN in " ".join(p.info["cmdline"] or [])]
+    assert alive == [], f"a process the student's code detached is still running: {alive}"
+
+
+def test_missing_bwrap_names_the_package(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))            # no bwrap on PATH
+    with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
+        sandbox.bwrap()
+    assert cohort.main(["kd", "--course", str(tmp_path)]) == 2
+    assert "install the package 'bubblewrap'" in capsys.readouterr().err
