@@ -30,6 +30,11 @@ ASSIGNMENTS = {
     "kd": ("kd",),
 }
 
+# Assignments whose work reads another's from the student's folder: the kd notebook takes its teacher from
+# ../slimming/artifacts when it is there. Their reference work is built after that one, side by side in one
+# folder, as a student's is (make_student_work, the tests' reference_work, the demo).
+RUN_AFTER = {"kd": "slimming"}
+
 BIN = Path(sys.executable).parent   # nbgrader, and the alembic it calls, live next to this Python
 
 # nbgrader's Gradebook runs the `alembic` command from PATH each time it opens a gradebook, in this process
@@ -120,6 +125,26 @@ def make_student_work(assignment, out_dir, replacements=None, run=True, profile=
         for path in paths:
             execute(path, profile=profile, threads=threads)
     return Path(out_dir)
+
+
+def reference_builder(root, make=None):
+    """build(assignment) -> the folder of `assignment`'s executed reference work, root/<assignment>.
+
+    Each assignment is built once, and whatever asks first, in one fixed order: an assignment named in
+    RUN_AFTER is built after the one it reads (kd after slimming, whose teacher it takes). `make` is
+    make_student_work unless given (the tests give a recorder).
+    """
+    make = make or make_student_work
+    built = {}
+
+    def build(assignment):
+        if assignment not in built:
+            if assignment in RUN_AFTER:
+                build(RUN_AFTER[assignment])
+            built[assignment] = make(assignment, Path(root) / assignment)
+        return built[assignment]
+
+    return build
 
 
 def course_config(root, base=REPO, **settings):

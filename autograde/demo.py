@@ -36,7 +36,7 @@ import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import cohort
-from .course import (ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, cores_per_worker, make_student_work,
+from .course import (ASSIGNMENTS, LABS, REPO, RUN_AFTER, SOLUTIONS, Course, cores_per_worker, make_student_work,
                      nbgrader_id)
 from .labs import refuse_stray_artifacts
 
@@ -137,11 +137,6 @@ def check(app_or_result, what):
     if not result["success"]:
         raise RuntimeError(f"nbgrader {what} failed:\n{result.get('log', '')}{result.get('error', '')}")
     return result
-
-
-# The kd notebook takes its teacher from the slimming lab's artifacts (../slimming/artifacts) when they are
-# there, so its reference work is run after slimming's.
-RUN_AFTER = {"kd": "slimming"}
 
 
 def build_references(root, reuse):

@@ -10,16 +10,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def reference_work(tmp_path_factory):
-    from autograde.course import make_student_work
-    root, cache = tmp_path_factory.mktemp("reference"), {}
-
-    def build(assignment):
-        # Side by side, as in a student's folder: kd, built after slimming, takes its teacher from there.
-        if assignment not in cache:
-            cache[assignment] = make_student_work(assignment, root / assignment)
-        return cache[assignment]
-
-    return build
+    """build(assignment) -> folder of its executed reference work (autograde.course.reference_builder)."""
+    from autograde.course import reference_builder
+    return reference_builder(tmp_path_factory.mktemp("reference"))
 
 
 def _git_status():

@@ -172,9 +172,10 @@ def test_a_broken_answer_scores_zero_only_where_it_breaks(graded, student):
 
 def test_a_crashing_kernel_scores_zero_with_a_message(graded):
     course, results, scores = graded
-    assert points(scores, "crash")["test_add"] == 0
-    if results["crash"]["status"] != "graded":                  # nbgrader gave up on the notebook
-        assert "was not graded" in message(course, "crash")
+    assert points(scores, "crash") == {"test_add": 0, "test_model": 0}
+    assert results["crash"]["status"] == "failed"                # the kernel died: nbgrader gave up on the notebook
+    assert "toy.ipynb was not graded: nbgrader could not grade it" in message(course, "crash")
+    assert "Kernel died" in message(course, "crash")
 
 
 def test_corrupt_notebook_scores_zero_with_a_message(graded):
@@ -223,17 +224,22 @@ def test_a_huge_file_is_left_out_with_a_message(graded):
     assert not (course.root / "grading" / "autograded" / "huge_file" / "toy" / "artifacts" / "huge.bin").exists()
 
 
-def test_wall_clock_limit_and_resume(graded, tmp_path):
+def test_wall_clock_limit_and_resume(graded, tmp_path, monkeypatch):
     course, _, _ = graded
+    graded_now = []                                   # the submissions this process hands to nbgrader
+    grade_one = cohort.grade_one
+    monkeypatch.setattr(cohort, "grade_one", lambda course, assignment, student, *args: (
+        graded_now.append(student), grade_one(course, assignment, student, *args))[1])
     # Resume: a second run finds everyone done and grades nobody.
     again = cohort.run("toy", jobs=1, course_root=course.root, quiet=True)
-    assert set(again) == set(CASES)
+    assert set(again) == set(CASES) and graded_now == []
     # A submission over the per-submission time limit is stopped, scores zero and says why.
     state = course.root / "grading" / "cohort" / "toy" / "results.json"
     results = json.loads(state.read_text())
     del results["infinite_loop"]
     state.write_text(json.dumps(results))
     rerun = cohort.run("toy", jobs=1, timeout=8, course_root=course.root, quiet=True)
+    assert graded_now == ["infinite_loop"]              # only the one taken out of the saved progress
     assert rerun["infinite_loop"]["status"] == "timeout"
     assert points({"s": course.scores("toy", "infinite_loop")}, "s") == {"test_add": 0, "test_model": 0}
     assert "8 s limit per submission" in message(course, "infinite_loop")

@@ -42,10 +42,11 @@ def test_vgg_initialisation():
 def test_sincnet_shape_and_size():
     model = SincNet()
     assert model.cfg == SINCNET_CFG
-    assert 250_000 < count_parameters(model) < 290_000       # "about 0.27 M"
+    assert count_parameters(model) == 269_778                  # README: "269,778 parameters"
     assert model(torch.randn(2, 1, 16000)).shape == (2, 10)
     small = SincNet(width=0.25)
     assert small.cfg == [40, 48, 64, 64, 64, 64]
+    assert count_parameters(small) == 22_242                   # README, quick profile
     bns = [m for m in small.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     assert [bn.num_features for bn in bns] == small.cfg         # one BN per cfg entry, in order
     with pytest.raises(ValueError, match="6 entries"):

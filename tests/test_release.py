@@ -93,3 +93,13 @@ def test_autograde_never_copies_artifacts_from_solutions_over_a_submission(tmp_p
         stray.parent.rmdir()
     assert config.Autograde.exclude_overwriting[assignment] == ["artifacts/model.pt"]
     assert config.CourseDirectory.max_file_size == 200_000        # the rest of the kit's config is loaded too
+
+
+def test_reference_work_is_built_in_one_order_whatever_asks_first(tmp_path):
+    from autograde.course import reference_builder
+    made = []
+    build = reference_builder(tmp_path, make=lambda assignment, folder: made.append(assignment) or folder)
+    assert build("kd") == tmp_path / "kd"
+    assert made == ["slimming", "kd"]                 # kd takes its teacher from ../slimming/artifacts
+    build("slimming"), build("kd")
+    assert made == ["slimming", "kd"]                 # each once

@@ -66,7 +66,7 @@ def test_solution_cell_passes_and_equals_the_reference():
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
 def test_mutant_fails(mutant):
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.check_ste_quantize(mutant_class(mutant))
 
 

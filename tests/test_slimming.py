@@ -121,7 +121,7 @@ def test_solution_cell_build_cfg_mask_equals_reference(artifacts):
 
 @pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.cell == "update_bn"], ids=lambda m: m.name)
 def test_update_bn_mutants_fail(mutant):
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.check_update_bn(_mutant(mutant))
 
 
