@@ -34,3 +34,23 @@ def working_tree_left_as_found():
     after = _git_status()
     assert before is None or after == before, (
         f"the test run changed the repository's files (git status --porcelain):\nbefore:\n{before}\nafter:\n{after}")
+
+
+# How many `nbgrader autograde` processes the suite starts (printed at its end): grading is the suite's cost.
+_AUTOGRADE_RUNS = []
+
+
+def pytest_sessionstart(session):
+    import subprocess
+    start = subprocess.Popen.__init__
+
+    def counting(self, args, *rest, **kwargs):
+        words = [str(a) for a in args] if isinstance(args, (list, tuple)) else str(args).split()
+        if any(w.endswith("nbgrader") for w in words) and "autograde" in words:
+            _AUTOGRADE_RUNS.append(words)
+        start(self, args, *rest, **kwargs)
+    subprocess.Popen.__init__ = counting
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"nbgrader autograde processes started by the suite: {len(_AUTOGRADE_RUNS)}")

@@ -1,26 +1,42 @@
 """Grader self-test with real nbgrader, for every assignment that exists in solutions/.
 
-One course per assignment: the reference work, the blank release and one submission per mutant, graded by
-the cohort runner (real `nbgrader autograde`, two submissions at a time), then the reference once more by
-plain `nbgrader autograde`. Then:
+One course per assignment: the reference work, the blank release, one submission per code mutant (a wrong
+solution cell planted in the reference work) and one per artifact mutant (the reference's notebooks with the
+artifacts of a wrong workflow, built from the reference work: autograde.mutants.ArtifactMutant), all graded by
+one run of the cohort runner (real `nbgrader autograde`, two submissions at a time), then the reference once
+more by plain `nbgrader autograde`. Then:
   - the reference gets every auto-graded point, and grading it a second time gives the same scores;
   - the blank release gets zero on every auto-graded cell (and the run completed);
-  - every mutant loses points in its target cell and nowhere else in the assignment.
+  - every mutant, of either kind, loses points in its target cell and nowhere else in the assignment, and no
+    artifact mutant (an honest mistake) is reported to the TA as possible tampering.
+Which cells the mutants cover is tested without grading, in tests/test_artifact_mutants.py.
 """
 import importlib
 import shutil
+import time
 
 import nbformat
 import pytest
 
 from autograde import cohort
 from autograde.course import ASSIGNMENTS, LABS, SOLUTIONS, Course, nbgrader_id
+from autograde.mutants import ArtifactMutant
 
 PRESENT = [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
 
 
 def mutants_of(assignment):
     return importlib.import_module(f"autograde.mutants.{assignment}").MUTANTS
+
+
+def artifact_mutants_of(assignment):
+    return importlib.import_module(f"autograde.mutants.{assignment}").ARTIFACT_MUTANTS
+
+
+def describe(mutant):
+    """How the messages name a mutant: its kind and name."""
+    kind = "artifact mutant" if isinstance(mutant, ArtifactMutant) else "mutant"
+    return f"{kind} '{mutant.name}'"
 
 
 def plant(mutant, reference, dest):
@@ -46,41 +62,69 @@ def graded(request, reference_work, tmp_path_factory):
     mutants = {f"mutant{i}": m for i, m in enumerate(mutants_of(assignment))}
     for student, mutant in mutants.items():
         course.submit(student, assignment, plant(mutant, reference, tmp / student))
+    builds = {}
+    for i, mutant in enumerate(artifact_mutants_of(assignment)):
+        student = f"artifact{i}"
+        start = time.time()
+        mutant.make(reference, tmp / student)
+        builds[student] = time.time() - start
+        mutants[student] = mutant
+        course.submit(student, assignment, tmp / student)
+    print(f"{assignment}: artifact mutants built in {sum(builds.values()):.0f} s "
+          f"({', '.join(f'{s} {t:.0f} s' for s, t in builds.items())})")
     results = cohort.run(assignment, jobs=2, course_root=course.root, quiet=True)
     assert all(r["status"] == "graded" for r in results.values()), results
     scores = {student: course.scores(assignment, student) for student in ["reference", "blank", *mutants]}
     course.autograde(assignment, student="reference")
     scores["reference_again"] = course.scores(assignment, "reference")
-    return assignment, scores, mutants
+    return assignment, scores, mutants, results
 
 
 def test_reference_gets_full_marks(graded):
-    assignment, scores, _ = graded
+    assignment, scores, _, _ = graded
     assert scores["reference"], f"{assignment} has no auto-graded cells"
     lost = {cell: s for cell, s in scores["reference"].items() if s[0] != s[1]}
     assert not lost, f"the reference solution of {assignment} loses points: {lost}"
 
 
 def test_grading_twice_gives_the_same_scores(graded):
-    _, scores, _ = graded
+    _, scores, _, _ = graded
     assert scores["reference_again"] == scores["reference"]
 
 
 def test_blank_release_gets_zero(graded):
-    assignment, scores, _ = graded
+    assignment, scores, _, _ = graded
     assert scores["blank"].keys() == scores["reference"].keys()
     earned = {cell: s for cell, s in scores["blank"].items() if s[0] != 0}
     assert not earned, f"the blank release of {assignment} earns points: {earned}"
 
 
 def test_every_mutant_is_caught_where_it_is_targeted(graded):
-    assignment, scores, mutants = graded
-    assert len(mutants) >= 3, f"{assignment} needs at least 3 mutants"
+    """Code and artifact mutants alike: fewer points in the target cell, the reference's everywhere else."""
+    assignment, scores, mutants, _ = graded
+    code = [m for m in mutants.values() if not isinstance(m, ArtifactMutant)]
+    assert len(code) >= 3, f"{assignment} needs at least 3 code mutants"
+    assert len(mutants) > len(code), f"{assignment} has no artifact mutants"
+    wrong = []
     for student, mutant in mutants.items():
         target = (mutant.notebook, mutant.target)
-        assert target in scores["reference"], f"{mutant.name}: no grade cell {target}"
+        if target not in scores["reference"]:
+            wrong.append(f"{describe(mutant)}: no grade cell {target}")
+            continue
         got = scores[student]
-        assert got[target][0] < scores["reference"][target][0], f"mutant '{mutant.name}' is not caught by {target}"
+        if got[target][0] >= scores["reference"][target][0]:
+            wrong.append(f"{describe(mutant)} is not caught by {target}: {got[target]}")
         elsewhere = {cell: (got[cell], scores["reference"][cell]) for cell in got
                      if cell != target and got[cell] != scores["reference"][cell]}
-        assert not elsewhere, f"mutant '{mutant.name}' also changes the scores of {elsewhere}"
+        if elsewhere:
+            wrong.append(f"{describe(mutant)} also changes the scores of {elsewhere} (got, reference)")
+    assert not wrong, f"{assignment}:\n" + "\n".join(wrong)
+
+
+def test_no_artifact_mutant_is_reported_as_tampering(graded):
+    """A wrong workflow is an honest mistake: the notebook's own tests saw what the referee judged, so the
+    two never disagree (a disagreement tells the TA "possible tampering")."""
+    assignment, _, mutants, results = graded
+    flagged = {describe(mutant): results[student]["verdicts_disagree"] for student, mutant in mutants.items()
+               if isinstance(mutant, ArtifactMutant) and results[student]["verdicts_disagree"]}
+    assert not flagged, f"{assignment}: artifact mutants reported as possible tampering: {flagged}"

@@ -1,5 +1,9 @@
-"""Known-wrong answers to the kd TODO; each must lose the points of test_kd_loss, and only those."""
-from . import Mutant
+"""Known-wrong answers to the kd TODO (MUTANTS: each must lose the points of test_kd_loss, and only those) and
+wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of test_kd_student, and only those)."""
+from autograde.integrity import sweep_runs
+from lib import profile
+
+from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, start_from
 
 _KD_LOSS = '''import torch.nn.functional as F
 
@@ -29,4 +33,61 @@ MUTANTS = [
     _kd_loss("'mean' reduction instead of 'batchmean'", reduction="mean"),
     # the student's side detached: the value is right, but no gradient reaches the student
     _kd_loss("student logits detached in the soft term", input="F.log_softmax(student_logits.detach() / T, dim=1)"),
+]
+
+
+# ------------------------------------------------------------------------------------ artifact mutants
+#
+# Wrong workflows of kd.ipynb; all are judged by test_kd_student (check_kd_student, and the integrity checks
+# of the sweep and of the distillation). The notebook is the reference's.
+
+
+def _kd_settings():
+    """The profile's "kd" section."""
+    return profile.config("kd")
+
+
+def _kd_without_teacher(reference, dest):
+    """The KD student trained with alpha = 0 (the soft term weighted 0: the teacher never counts), its history
+    recording the profile's alpha. alpha = 0 makes kd_loss the cross-entropy exactly, with the same seed and
+    batches as the scratch student: the run is the scratch run, bit for bit."""
+    artifacts = start_from(reference, dest)
+    config = _kd_settings()
+    copy_run(artifacts, "student_scratch", "student_kd", T=config["T"], alpha=config["alpha"])
+
+
+def _kd_saved_by_a_sweep_run(reference, dest):
+    """The sweep cell saved its run with the KD student's T and the other alpha (T = 4, alpha = 0.9) under the
+    name student_kd, over the KD student: student_kd is that run, and the sweep's own file was never written."""
+    artifacts = start_from(reference, dest)
+    config = _kd_settings()
+    runs = [name for name, T, alpha, _ in sweep_runs(config)
+            if T == config["T"] and alpha != config["alpha"] and name != "student_kd"]
+    if not runs:
+        raise MutantBuildError("the profile's sweep has no run with the KD student's T and another alpha")
+    copy_run(artifacts, runs[0], "student_kd")
+    for suffix in (".pt", ".json"):
+        (artifacts / f"{runs[0]}{suffix}").unlink()
+
+
+def _sweep_faked(reference, dest):
+    """The sweep not trained: each of its files is a copy of student_kd with that run's T and alpha written
+    into the history."""
+    artifacts = start_from(reference, dest)
+    faked = 0
+    for name, T, alpha, _ in sweep_runs(_kd_settings()):
+        if T is not None and name != "student_kd":
+            copy_run(artifacts, "student_kd", name, T=T, alpha=alpha)
+            faked += 1
+    if not faked:
+        raise MutantBuildError("the profile's sweep has no run of its own to fake")
+
+
+ARTIFACT_MUTANTS = [
+    ArtifactMutant("KD student trained with alpha 0 (no teacher), recorded as the profile's alpha", "kd",
+                   "test_kd_student", _kd_without_teacher),
+    ArtifactMutant("the sweep's T=4, alpha=0.9 run saved as student_kd", "kd", "test_kd_student",
+                   _kd_saved_by_a_sweep_run),
+    ArtifactMutant("sweep faked: copies of student_kd with T and alpha edited", "kd", "test_kd_student",
+                   _sweep_faked),
 ]

@@ -1,9 +1,26 @@
-"""Known-wrong STEQuantize implementations; each must lose the points of test_ste_quantize, and only those.
+"""Known-wrong STEQuantize implementations (MUTANTS: each must lose the points of test_ste_quantize, and only
+those) and wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of its target cell,
+test_float, test_pruned or test_qat, and only those).
 
 The trained-model checks rebuild the submitted checkpoints with the reference quantizer, so a wrong
 STEQuantize (with the reference work's artifacts) loses nothing there.
 """
-from . import Mutant
+from pathlib import Path
+
+import torch
+
+from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
+from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
+from lib import profile
+from lib.checkpoint import load_model, save_checkpoint
+from lib.data import speech
+from lib.models import SincNet
+from lib.models.quant import QuantAct, QuantSincNet, quantize_sincnet, quantized_layers
+from lib.slimming import check_cfg_mask, prune_sincnet, zero_pruned_channels
+from lib.train import fit
+
+from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, plant_code, start_from
+from .slimming import _build_cfg_mask as _build_cfg_mask_code
 
 _STE = '''import torch
 
@@ -38,4 +55,142 @@ MUTANTS = [
     _ste("no clipping", clip="x"),
     _ste("gradient blocked (zero everywhere)", grad="torch.zeros_like(grad_output)"),
     _ste("floor instead of round", rounding="floor"),
+]
+
+
+# ------------------------------------------------------------------------------------ artifact mutants
+#
+# Wrong workflows of sincnet_quant.ipynb. The notebook is the reference's (the build_cfg_mask mutants: with
+# the wrong build_cfg_mask that ran); the artifacts are redone from the step the mistake is in: a pruned model
+# of another cfg is fine-tuned and quantization-aware trained again, as the notebook's later cells do.
+
+
+def _settings():
+    """The profile's "sincnet_quant" section and the fine-tuning setup the notebook records."""
+    settings = profile.config("sincnet_quant")
+    finetune_hp = dict(settings["finetune"], pruning_rate=settings["pruning_rate"],
+                       min_channels=settings["min_channels"])
+    return settings, finetune_hp
+
+
+def _calibrate(qmodel, loader, batches):
+    """The notebook's calibrate: every QuantAct's range from `batches` batches of `loader`."""
+    qmodel.eval()
+    for module in qmodel.modules():
+        if isinstance(module, QuantAct):
+            module.train()
+    with torch.no_grad():
+        for i, (inputs, _) in enumerate(loader):
+            if i == batches:
+                break
+            qmodel(inputs)
+    qmodel.eval()
+
+
+def _quantize_and_train(artifacts, pruned, loaders, freeze_weights=False, **changes):
+    """The notebook's PTQ and QAT cells on `pruned`: quantize_sincnet with the reference STEQuantize,
+    calibrate, fit with the profile's QAT setup (`changes` to it) into artifacts/sincnet_quant.pt.
+
+    freeze_weights: the conv/linear weights get requires_grad False (no gradient, no update)."""
+    settings, _ = _settings()
+    qmodel = quantize_sincnet(pruned, ReferenceSTE.apply)
+    _calibrate(qmodel, loaders["train"], settings["calibration_batches"])
+    layers = [m for m in quantized_layers(qmodel) if hasattr(m, "weight")]
+    for layer in layers:
+        layer.weight.requires_grad_(not freeze_weights)
+    fit(qmodel, loaders, dict(settings["qat"], **changes), save_path=Path(artifacts) / "sincnet_quant.pt",
+        progress=False)
+
+
+def _load_pruned(artifacts):
+    """The fine-tuned pruned model of the submission (the QAT's starting point)."""
+    return load_model(Path(artifacts) / "sincnet_pruned.pt", SincNet)[0]
+
+
+# --- test_float
+
+def _float_saved_with_channels_zeroed(reference, dest):
+    """An experiment cell after pruning saved zero_pruned_channels(model, cfg_mask) (the float model with the
+    pruned channels silenced) to artifacts/sincnet_float.pt, over the trained float model (meta kept)."""
+    artifacts = start_from(reference, dest)
+    settings, _ = _settings()
+    path = artifacts / "sincnet_float.pt"
+    model, meta = load_model(path, SincNet)
+    cfg, cfg_mask = reference_build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])
+    silenced = zero_pruned_channels(model, cfg_mask)
+    if reference_build_cfg_mask(silenced, settings["pruning_rate"], settings["min_channels"])[0] != cfg:
+        raise MutantBuildError("the float model with its pruned channels zeroed prunes to another cfg: the "
+                               "pruned model would not be the one of this float checkpoint")
+    save_checkpoint(path, silenced, meta=meta)
+
+
+def _float_history_from_finetuning(reference, dest):
+    """sincnet_float.json is the fine-tuning run's history (sincnet_pruned.json copied over it)."""
+    artifacts = start_from(reference, dest)
+    copy_run(artifacts, "sincnet_pruned", "sincnet_float", suffixes=(".json",))
+
+
+# --- test_pruned (the pasted build_cfg_mask cell)
+
+def _pruned_with(wrong_code):
+    """make(): the notebook ran `wrong_code` as its build_cfg_mask cell; the float model pruned with it, then
+    fine-tuned and quantization-aware trained as the notebook's cells do."""
+    def make(reference, dest):
+        artifacts = start_from(reference, dest)
+        plant_code(dest, "sincnet_quant", "build_cfg_mask", wrong_code)
+        namespace = {}
+        exec(compile(wrong_code, "build_cfg_mask", "exec"), namespace)     # the kit's own mutant code
+        settings, finetune_hp = _settings()
+        model, _ = load_model(artifacts / "sincnet_float.pt", SincNet)
+        cfg, cfg_mask = namespace["build_cfg_mask"](model, settings["pruning_rate"], settings["min_channels"])
+        if cfg == reference_build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])[0]:
+            raise MutantBuildError(f"this build_cfg_mask gives the reference cfg {cfg} on the float model")
+        check_cfg_mask(model, cfg, cfg_mask)
+        pruned = prune_sincnet(model, cfg, cfg_mask)
+        loaders = speech.loaders()
+        fit(pruned, loaders, finetune_hp, save_path=artifacts / "sincnet_pruned.pt", progress=False)
+        _quantize_and_train(artifacts, pruned, loaders)
+    return make
+
+
+# --- test_qat
+
+def _qat_latent_weights_overwritten(reference, dest):
+    """After QAT, a cell 'stored the 2-bit model': it wrote each quantized layer's effective_weight() into its
+    weight (.data) and saved the model again as artifacts/sincnet_quant.pt (meta kept)."""
+    artifacts = start_from(reference, dest)
+    path = artifacts / "sincnet_quant.pt"
+    qmodel, meta = load_model(path, QuantSincNet, quantizer=ReferenceSTE.apply)
+    with torch.no_grad():
+        for layer in quantized_layers(qmodel):
+            if hasattr(layer, "weight"):
+                layer.weight.data = layer.effective_weight().detach().clone()
+    save_checkpoint(path, qmodel, meta=meta)
+
+
+def _qat_with_frozen_weights(reference, dest):
+    """QAT with the conv/linear weights frozen (requires_grad False, as for a distillation teacher): only
+    BN, the sinc band edges and the classifier bias trained."""
+    artifacts = start_from(reference, dest)
+    _quantize_and_train(artifacts, _load_pruned(artifacts), speech.loaders(), freeze_weights=True)
+
+
+ARTIFACT_MUTANTS = [
+    ArtifactMutant("float checkpoint overwritten by the float model with the pruned channels zeroed",
+                   "sincnet_quant", "test_float", _float_saved_with_channels_zeroed),
+    ArtifactMutant("float history copied from the fine-tuning run", "sincnet_quant", "test_float",
+                   _float_history_from_finetuning),
+    ArtifactMutant("pruned with a per-layer threshold in the pasted build_cfg_mask, then fine-tuned and QAT",
+                   "sincnet_quant", "test_pruned",
+                   _pruned_with(_build_cfg_mask_code(
+                       "per-layer threshold",
+                       threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"
+                   ).code), cell="build_cfg_mask"),
+    ArtifactMutant("pruned with >= instead of > in the pasted build_cfg_mask, then fine-tuned and QAT",
+                   "sincnet_quant", "test_pruned", _pruned_with(_build_cfg_mask_code(">=", compare=">=").code),
+                   cell="build_cfg_mask"),
+    ArtifactMutant("latent weights overwritten with their quantized values after QAT, saved again",
+                   "sincnet_quant", "test_qat", _qat_latent_weights_overwritten),
+    ArtifactMutant("QAT with the conv/linear weights frozen", "sincnet_quant", "test_qat",
+                   _qat_with_frozen_weights),
 ]

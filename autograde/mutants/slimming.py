@@ -1,5 +1,23 @@
-"""Known-wrong answers to the slimming TODOs; each must lose the points of its target grade cell, and only those."""
-from . import Mutant
+"""Known-wrong answers to the slimming TODOs (MUTANTS) and wrong workflows of its notebooks (ARTIFACT_MUTANTS);
+each must lose the points of its target grade cell, and only those."""
+import tempfile
+from pathlib import Path
+
+import nbformat
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from autograde.course import nbgrader_id
+from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
+from autograde.reference.slimming import update_bn as reference_update_bn
+from lib import profile
+from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
+from lib.data import images
+from lib.models import VGG
+from lib.slimming import prune_vgg
+from lib.train import fit, seed_everything
+
+from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, edit_history, plant_code, start_from, swap_files
 
 _UPDATE_BN = '''import torch
 from lib.slimming import bn_layers
@@ -66,4 +84,204 @@ MUTANTS = [
     _build_cfg_mask(">= instead of >", compare=">="),
     _build_cfg_mask("min_channels ignored", min_rule="False and "),
     _build_cfg_mask("percent of kept channels instead of pruned", fraction="(1 - percent)"),
+]
+
+
+# ------------------------------------------------------------------------------------ artifact mutants
+#
+# Wrong workflows of the slimming notebooks. The notebooks are the reference's (the finetune mutants: with the
+# wrong finetune cell that ran); the artifacts are redone from the step the mistake is in, the later notebooks'
+# artifacts after it: a sparse model that changed would be pruned and fine-tuned again, a pruned model that
+# changed fine-tuned again. Runs are trained as the notebooks train them (seed 0, lib.train.fit, the profile's
+# setup), so an unchanged step gives the reference's files bit for bit, and such files are copied instead.
+
+
+def _tag(percent):
+    return f"{round(percent * 100):d}"
+
+
+def _settings():
+    """The profile's VGG training setup and its "slimming" section."""
+    return profile.config("vgg"), profile.config("slimming")
+
+
+def _sparsity_run(artifacts, tag, s, loaders=None, **changes):
+    """sparsity_train's run `tag` trained as its train cell does (seed 0, VGG-19 of the profile's width,
+    update_bn after every backward, the best and the last epoch saved), with `changes` to its setup
+    (recorded in the history, as fit_or_load records its hp) and the given loaders."""
+    hp, _ = _settings()
+    hp = dict(hp, s=s, **changes)
+    seed_everything(0)
+    model = VGG(width=hp["width"])
+    fit(model, loaders or images.loaders(), hp, save_path=Path(artifacts) / f"sparsity_{tag}.pt",
+        after_backward=lambda m: reference_update_bn(m, s), save_last=True, progress=False)
+
+
+def _finetune(artifacts, percent, **changes):
+    """train_prune_model's fine-tuning of pruned_<pct>.pt (its finetune cell), saved as finetuned_<pct>.pt/.json;
+    `changes` alter its hyperparameters (recorded in the history, as fit_or_load records its hp)."""
+    hp, slim = _settings()
+    hp = dict(hp, epochs=slim["finetune_epochs"], lr=slim["finetune_lr"], percent=percent)
+    hp.update(changes)
+    model, _ = load_model(Path(artifacts) / f"pruned_{_tag(percent)}.pt", VGG)
+    fit(model, images.loaders(), hp, save_path=Path(artifacts) / f"finetuned_{_tag(percent)}.pt", progress=False)
+
+
+def _finetune_cell(dest, old, new):
+    """The reference finetune cell of dest/train_prune_model.ipynb with `old` replaced by `new`, planted."""
+    nb = nbformat.read(Path(dest) / "train_prune_model.ipynb", as_version=4)
+    source = next(c.source for c in nb.cells if nbgrader_id(c) == "finetune")
+    if source.count(old) != 1:
+        raise MutantBuildError(f"the reference finetune cell has no (single) {old!r} to replace")
+    plant_code(dest, "train_prune_model", "finetune", source.replace(old, new))
+
+
+# --- test_sparsity_curves
+
+def _collapse_tag(slim):
+    """The tag of the run with the largest lambda (s2)."""
+    return max(slim["lambdas"], key=slim["lambdas"].get)
+
+
+def _collapse_run_cut_short(reference, dest):
+    """The collapse run (s2) trained for 3 of the profile's epochs, to save time."""
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    tag = _collapse_tag(slim)
+    _sparsity_run(artifacts, tag, slim["lambdas"][tag], epochs=3)
+
+
+def _last_copied_from_best(reference, dest):
+    """save_last=True left out, so no sparsity_<tag>_last.pt was written; the best checkpoints were copied to
+    those names to make the histogram cell run."""
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    differs = False
+    for tag in slim["lambdas"]:
+        best, last = artifacts / f"sparsity_{tag}.pt", artifacts / f"sparsity_{tag}_last.pt"
+        differs |= load_checkpoint(best)["meta"]["epoch"] != load_checkpoint(last)["meta"]["epoch"]
+        last.write_bytes(best.read_bytes())
+    if not differs:
+        raise MutantBuildError("every sparsity run of the reference has its best epoch last: copying the best "
+                               "checkpoints to the _last names changes nothing")
+
+
+def _collapse_run_with_moderate_lambda(reference, dest):
+    """The collapse run (s2) trained with the moderate lambda (s hard-coded in the after_backward hook), its
+    history recording s = lambda of s2. Same seed, data order and setup as the s1 run: its files are s1's."""
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    moderate, collapse = slim["sparse_tag"], _collapse_tag(slim)
+    copy_run(artifacts, f"sparsity_{moderate}", f"sparsity_{collapse}", suffixes=(".pt", "_last.pt", ".json"),
+             s=slim["lambdas"][collapse])
+
+
+# --- test_sparsity_accuracy
+
+def _subset_loaders(fraction=10):
+    """The notebook's loaders with the training set cut to its first 1/fraction (a debugging subset)."""
+    hp, _ = _settings()
+    loaders = images.loaders()
+    train = loaders["train"].dataset
+    loaders["train"] = DataLoader(Subset(train, range(len(train) // fraction)), batch_size=hp["batch_size"],
+                                  shuffle=True, generator=torch.Generator().manual_seed(0))
+    return loaders
+
+
+def _baseline_on_debug_subset(reference, dest):
+    """The baseline run (s0) trained on the first 10% of the training images (a debugging subset left in)."""
+    artifacts = start_from(reference, dest)
+    _sparsity_run(artifacts, "s0", 0.0, loaders=_subset_loaders())
+
+
+def _baseline_checkpoint_from_debug_run(reference, dest):
+    """Two baseline runs mixed: sparsity_s0.pt from a debugging run on 10% of the training images (trained
+    in a copy of the notebook), sparsity_s0.json and _last.pt from the complete run."""
+    artifacts = start_from(reference, dest)
+    with tempfile.TemporaryDirectory() as scratch:
+        _sparsity_run(scratch, "s0", 0.0, loaders=_subset_loaders())
+        (artifacts / "sparsity_s0.pt").write_bytes((Path(scratch) / "sparsity_s0.pt").read_bytes())
+
+
+# --- test_pruned_models
+
+def _pruned_names_swapped(reference, dest):
+    """vggprune saved the 90%-pruned net as pruned_50.pt and the 50% one as pruned_90.pt; train_prune_model
+    then fine-tuned each file under its name (same runs as the reference's, the percent recorded swapped)."""
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    low, high = (_tag(p) for p in slim["percents"])
+    swap_files(artifacts / f"pruned_{low}.pt", artifacts / f"pruned_{high}.pt")
+    for suffix in (".pt", ".json"):
+        swap_files(artifacts / f"finetuned_{low}{suffix}", artifacts / f"finetuned_{high}{suffix}")
+    for percent in slim["percents"]:
+        edit_history(artifacts / f"finetuned_{_tag(percent)}.json", percent=percent)
+
+
+def _pruned_in_train_mode(reference, dest):
+    """vggprune measured each pruned net with a loop of its own that left out .eval(): the BN layers took the
+    test batches' statistics into their running averages before the checkpoint was saved.
+
+    The fine-tuned runs are the reference's: fine-tuning trains BN on batch statistics, so the weights take
+    the same path from either checkpoint, and the different starting running averages weigh 0.9^45 < 1% in
+    them after the first epoch (BN momentum 0.1, 45 steps per epoch).
+    """
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    sparse_path = f"artifacts/sparsity_{slim['sparse_tag']}.pt"
+    model, _ = load_model(Path(dest) / sparse_path, VGG)
+    model.eval()
+    test = images.loaders()["test"]
+    for percent in slim["percents"]:
+        cfg, cfg_mask = reference_build_cfg_mask(model, percent, slim["min_channels"])
+        pruned = prune_vgg(model, cfg, cfg_mask)          # a new module: in training mode
+        correct = 0
+        with torch.no_grad():
+            for inputs, labels in test:
+                correct += (pruned(inputs).argmax(1) == labels).sum().item()
+        save_checkpoint(artifacts / f"pruned_{_tag(percent)}.pt", pruned,
+                        meta=dict(percent=percent, min_channels=slim["min_channels"], source=sparse_path,
+                                  test_accuracy=100.0 * correct / len(test.dataset)))
+
+
+# --- test_finetuned_accuracy (the finetune cell)
+
+def _finetune_from_pruned_50(reference, dest):
+    """finetune(percent) loads artifacts/pruned_50.pt whatever the percent (a path not made from `percent`):
+    finetuned_90 is the 50% net fine-tuned, the same run as finetuned_50 with percent 0.9 recorded."""
+    artifacts = start_from(reference, dest)
+    _, slim = _settings()
+    low, high = slim["percents"]
+    _finetune_cell(dest, 'f"artifacts/pruned_{pct(percent)}.pt"', f'"artifacts/pruned_{_tag(low)}.pt"')
+    copy_run(artifacts, f"finetuned_{_tag(low)}", f"finetuned_{_tag(high)}", percent=high)
+
+
+def _finetune_at_training_lr(reference, dest):
+    """finetune(percent) trains at the training lr HP["lr"] instead of SLIM["finetune_lr"]."""
+    artifacts = start_from(reference, dest)
+    hp, slim = _settings()
+    _finetune_cell(dest, 'lr=SLIM["finetune_lr"]', 'lr=HP["lr"]')
+    for percent in slim["percents"]:
+        _finetune(artifacts, percent, lr=hp["lr"])
+
+
+ARTIFACT_MUTANTS = [
+    ArtifactMutant("collapse run (s2) trained for 3 of the epochs", "sparsity_train", "test_sparsity_curves",
+                   _collapse_run_cut_short),
+    ArtifactMutant("no _last checkpoints saved: the best ones copied to their names", "sparsity_train",
+                   "test_sparsity_curves", _last_copied_from_best),
+    ArtifactMutant("collapse run (s2) trained with the moderate lambda, recorded as its own", "sparsity_train",
+                   "test_sparsity_curves", _collapse_run_with_moderate_lambda),
+    ArtifactMutant("baseline (s0) trained on a 10% debugging subset", "sparsity_train", "test_sparsity_accuracy",
+                   _baseline_on_debug_subset),
+    ArtifactMutant("baseline checkpoint from a debugging run on 10% of the data, history from the full run",
+                   "sparsity_train", "test_sparsity_accuracy", _baseline_checkpoint_from_debug_run),
+    ArtifactMutant("pruned_50.pt and pruned_90.pt saved under each other's names", "train_prune_model",
+                   "test_pruned_models", _pruned_names_swapped),
+    ArtifactMutant("pruned nets saved after a forward pass in training mode (BN statistics of the test batches)",
+                   "train_prune_model", "test_pruned_models", _pruned_in_train_mode),
+    ArtifactMutant("finetune loads pruned_50.pt for every percent: finetuned_90 is the 50% net",
+                   "train_prune_model", "test_finetuned_accuracy", _finetune_from_pruned_50, cell="finetune"),
+    ArtifactMutant("finetune at the training lr instead of finetune_lr", "train_prune_model",
+                   "test_finetuned_accuracy", _finetune_at_training_lr, cell="finetune"),
 ]
