@@ -24,6 +24,7 @@ import json
 import secrets
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -173,7 +174,8 @@ class SandboxedExecute(Execute):
         referee = resources.setdefault("referee", {})
         referee.setdefault("seed", secrets.randbelow(2**31))
         referee["records"] = {}
-        self._verdicts = verdicts(resources["nbgrader"]["assignment"])
+        # The checks import torch and the data sets (seconds): do it while the kernel starts and runs.
+        self._verdicts = ThreadPoolExecutor(1).submit(verdicts, resources["nbgrader"]["assignment"])
         km = SandboxedKernelManager(box=self._box, work=work, sandbox=self.sandbox, threads=self.threads,
                                     kernel_name=self.kernel_name or "python3")
         try:
@@ -183,7 +185,7 @@ class SandboxedExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         cell, resources = super().preprocess_cell(cell, resources, index)
-        verdict = self._verdicts.get(nbgrader_id(cell))
+        verdict = self._verdicts.result().get(nbgrader_id(cell))
         if verdict is not None and verdict.probe is not None:
             resources["referee"]["records"][nbgrader_id(cell)] = self._probe(verdict, resources, index)
         return cell, resources
