@@ -71,8 +71,10 @@ def command(box, cwd, env, argv):
     """
     args = [bwrap(), "--unshare-all", "--die-with-parent", "--new-session",
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
-            *_read_only_system(),
+            # bwrap mounts in this order: the empty /tmp first, so that a kit (or a venv) that lives under
+            # /tmp is mounted over it rather than hidden by it
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            *_read_only_system(),
             "--bind", str(box), str(box), "--chdir", str(cwd), "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, str(value)]

@@ -19,7 +19,7 @@ def demo_run(reference_work, tmp_path_factory):
 
 def auto_points(root, assignment):
     """{grade_id: max points} of the auto-graded cells, read from the demo's gradebook."""
-    return {cell: m for (_, cell), (_, m) in Course(root).scores(assignment, "ada").items()}
+    return {cell: m for (_, cell), (_, m) in Course.open(root).scores(assignment, "ada").items()}
 
 
 @pytest.mark.skipif(not PRESENT, reason="no assignment in solutions/")

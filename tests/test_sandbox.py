@@ -4,7 +4,9 @@ One notebook of small probes runs once in a real sandboxed kernel (bubblewrap); 
 """
 import json
 import os
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -121,6 +123,26 @@ def test_no_process_outlives_the_kernel(answers):
     assert answers["detach"] == "spawned"
     alive = [p.pid for p in psutil.process_iter(["cmdline"]) if TOKEN in " ".join(p.info["cmdline"] or [])]
     assert alive == [], f"a process the student's code detached is still running: {alive}"
+
+
+def test_a_kit_under_tmp_is_mounted_over_the_empty_tmp(tmp_path):
+    # bwrap mounts in order: the sandbox's empty /tmp must come before the kit's folders (CI clones into /tmp).
+    args = sandbox.command(tmp_path, tmp_path, {}, ["true"])
+    assert args.index("--tmpfs") < args.index("--ro-bind")
+    kit = Path("/tmp") / f"kit-{TOKEN}"
+    (kit / "lib").mkdir(parents=True)
+    (kit / "lib" / "marker.txt").write_text("lib")
+    (kit / "data").mkdir()
+    monkey = sandbox.REPO
+    try:
+        sandbox.REPO = kit
+        run = subprocess.run(sandbox.command(tmp_path, tmp_path, {"PATH": "/usr/bin:/bin"},
+                                             ["cat", str(kit / "lib" / "marker.txt")]),
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        sandbox.REPO = monkey
+        shutil.rmtree(kit)
+    assert run.stdout == "lib", run.stderr
 
 
 def test_missing_bwrap_names_the_package(monkeypatch, capsys, tmp_path):
