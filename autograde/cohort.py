@@ -18,6 +18,7 @@ assignments given at once share one pool of workers.
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -209,11 +210,16 @@ def _forget_submission(course, db, assignment, student):
 
 
 def _log_reason(log, notebook):
-    """The last error nbgrader logged about `notebook`, if any (e.g. 'Kernel died')."""
-    lines = [line for line in log.read_text(errors="replace").splitlines()
+    """The cause nbgrader logged for failing on `notebook`, if any (e.g. 'DeadKernelError: Kernel died').
+
+    An exception line (`SomeError: what`) is the cause; nbgrader's own summary lines ("There was an error
+    processing assignment ...") only say that something failed, so they are the last resort.
+    """
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines()
              if "ERROR" in line or "Error" in line or "died" in line]
-    mentioning = [line for line in lines if notebook in line] or lines
-    return f" ({mentioning[-1].strip()[:300]})" if mentioning else ""
+    causes = [line for line in lines if re.search(r"\w(Error|Exception): \S", line) and "AutogradeApp" not in line]
+    mentioning = causes or [line for line in lines if notebook in line] or lines
+    return f" ({mentioning[-1][:300]})" if mentioning else ""
 
 
 # ---------------------------------------------------------------------------------------------------------
