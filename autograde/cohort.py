@@ -150,7 +150,6 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
         # the trusted pipeline: kernel in the sandbox, scores from the referee (autograde.referee)
         "Autograde.autograde_preprocessors": AUTOGRADE_PREPROCESSORS,
         "SandboxedExecute.sandbox": bool(sandbox),
-        "SandboxedExecute.threads": str(threads or ""),
         "Referee.report": str(scratch / "referee.json")})
     problems = prepare_submission(course, assignment, course.submitted / student / assignment,
                                   scratch / "grading" / "submitted" / student / assignment)
@@ -232,7 +231,7 @@ def merge(course, assignment, result):
     scratch_db = f"sqlite:///{scratch / 'grading' / 'gradebook.db'}"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
     expected = {}
-    with Gradebook(scratch_db, course.course_id) as src, Gradebook(course.db_url, course.course_id) as dst, \
+    with Gradebook(scratch_db, course.course_id) as src, Gradebook(course.gradebook_url, course.course_id) as dst, \
             warnings.catch_warnings():
         # nbgrader's own submission code trips SQLAlchemy's autoflush warning; it is harmless here (the grades
         # are read back below), so the TA's console stays clean.
@@ -269,7 +268,7 @@ def merge(course, assignment, result):
                 target.late_submission_penalty = source.late_submission_penalty
         dst.db.commit()
     # Read back from a fresh connection: every grade the worker produced is in the course gradebook.
-    with Gradebook(course.db_url, course.course_id) as gb:
+    with Gradebook(course.gradebook_url, course.course_id) as gb:
         stored = {(nb.name, g.name): g.auto_score
                   for nb in gb.find_submission(assignment, student).notebooks for g in nb.grades}
     lost = {cell: score for cell, score in expected.items() if stored.get(cell) != score}

@@ -206,8 +206,6 @@ class Course:
     def gradebook_url(self):
         return f"sqlite:///{self.db}"
 
-    db_url = gradebook_url
-
     def notebooks(self, assignment):
         return sorted(p.stem for p in (self.source / assignment).glob("*.ipynb"))
 

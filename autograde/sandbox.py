@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Instance, Unicode
+from traitlets import Bool, Instance
 
 REPO = Path(__file__).resolve().parents[1]
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -81,8 +81,9 @@ def command(box, cwd, env, argv):
     return args + ["--", *argv]
 
 
-def kernel_env(threads=None, sandbox=True):
-    """The environment of a grading kernel: a grading run of the active profile, none of the TA's variables.
+def kernel_env(sandbox=True):
+    """The environment of a grading kernel: a grading run of the active profile, none of the TA's variables
+    but its share of the cores (OMP_NUM_THREADS, which the cohort runner sets for each grading).
 
     sandbox=False: the same for a kernel run without the sandbox (the probes imported from the kit).
     """
@@ -95,9 +96,8 @@ def kernel_env(threads=None, sandbox=True):
         "NBGRADER_EXECUTION": "autograde",
         "LAB_PROFILE": os.environ.get("LAB_PROFILE", "quick"),
     }
-    threads = threads or os.environ.get("OMP_NUM_THREADS")
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+    if "OMP_NUM_THREADS" in os.environ:
+        env["OMP_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
     return env
 
 
@@ -108,7 +108,6 @@ class SandboxedKernelManager(AsyncKernelManager):
     box = Instance(Path, help="the writable folder shared with the sandbox").tag(config=True)
     work = Instance(Path, help="the kernel's working folder, inside box").tag(config=True)
     sandbox = Bool(True).tag(config=True)
-    threads = Unicode("", help="OMP_NUM_THREADS of the kernel ('' = as in this process)").tag(config=True)
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -122,11 +121,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         argv = super().format_kernel_cmd(extra_arguments)
         if not self.sandbox:
             return argv
-        return command(self.box, self.work, kernel_env(self.threads or None), argv)
+        return command(self.box, self.work, kernel_env(), argv)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         # Not the grader's environment: the sandbox's own (bwrap --clearenv), or the same clean one without it.
-        kw["env"] = kernel_env(self.threads or None, sandbox=False) if not self.sandbox else {"PATH": "/usr/bin:/bin"}
+        kw["env"] = kernel_env(sandbox=False) if not self.sandbox else {"PATH": "/usr/bin:/bin"}
         kw["cwd"] = str(self.work)
         # What the kernel process itself writes (ipykernel's banners, a student's os.write(2, ...)) is not the
         # grader's log: the cell outputs travel over the kernel's sockets.
