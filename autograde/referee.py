@@ -51,6 +51,7 @@ RECORD_LIMIT = 64 * 2**20        # bytes: a probe's record is a few MB at most
 TEXT_LIMIT = 20_000              # characters of text kept per output
 IMAGE_LIMIT = 4 * 2**20          # characters of a base64 image kept
 SAFE_MIME = ("text/plain", "image/png", "image/jpeg")   # nothing that a browser would run
+BASE64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r")   # an image's characters
 
 
 # ------------------------------------------------------------------------------------------- the verdicts
@@ -160,7 +161,6 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute with the kernel in the sandbox, on a fresh copy of the submission, plus the probes."""
 
     sandbox = Bool(True, help="run the kernel in the bubblewrap sandbox (False: --no-sandbox)").tag(config=True)
-    threads = Unicode("", help="OMP_NUM_THREADS of the kernel ('' = as in this process)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         graded = Path(resources["metadata"]["path"])
@@ -175,8 +175,10 @@ class SandboxedExecute(Execute):
         referee.setdefault("seed", secrets.randbelow(2**31))
         referee["records"] = {}
         # The checks import torch and the data sets (seconds): do it while the kernel starts and runs.
-        self._verdicts = ThreadPoolExecutor(1).submit(verdicts, resources["nbgrader"]["assignment"])
-        km = SandboxedKernelManager(box=self._box, work=work, sandbox=self.sandbox, threads=self.threads,
+        importer = ThreadPoolExecutor(1)
+        self._verdicts = importer.submit(verdicts, resources["nbgrader"]["assignment"])
+        importer.shutdown(wait=False)                 # the import finishes; no thread is left waiting after it
+        km = SandboxedKernelManager(box=self._box, work=work, sandbox=self.sandbox,
                                     kernel_name=self.kernel_name or "python3")
         try:
             return super().preprocess(nb, resources, km=km)
@@ -187,10 +189,10 @@ class SandboxedExecute(Execute):
         cell, resources = super().preprocess_cell(cell, resources, index)
         verdict = self._verdicts.result().get(nbgrader_id(cell))
         if verdict is not None and verdict.probe is not None:
-            resources["referee"]["records"][nbgrader_id(cell)] = self._probe(verdict, resources, index)
+            resources["referee"]["records"][nbgrader_id(cell)] = self._probe(verdict, resources)
         return cell, resources
 
-    def _probe(self, verdict, resources, index):
+    def _probe(self, verdict, resources):
         record_path = self._box / f"probe-{secrets.token_hex(8)}.pt"
         probe = NotebookNode(cell_type="code", source=probe_code(verdict, resources["referee"]["seed"],
                                                                     record_path),
@@ -248,9 +250,6 @@ def sanitize_output(output):
     return None
 
 
-BASE64 = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r")
-
-
 def _own_verdict(outputs):
     """(passed, text): what the notebook's own test in this cell gave (it errs or writes to stderr: failed)."""
     failed = any(o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr") for o in outputs)
@@ -276,7 +275,7 @@ class Referee(NbGraderPreprocessor):
         referee = resources.get("referee", {})
         records, seed = referee.get("records", {}), referee.get("seed")
         artifacts = Path(resources["metadata"]["path"]) / "artifacts"     # nbgrader's copy: never in the sandbox
-        found = {"disagree": [], "unrefereed": [], "failed": {}}
+        found = {"disagree": [], "unrefereed": []}
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -300,7 +299,6 @@ class Referee(NbGraderPreprocessor):
                                                  text="The grader's checks of this cell passed.\n"))
                 continue
             message = _text(str(failure), 4000)
-            found["failed"][grade_id] = message
             cell.outputs.append(NotebookNode(output_type="error", ename="AssertionError", evalue=message,
                                              traceback=["The grader's check of this cell failed:", message]))
             if own_passed and isinstance(failure, VisibleCheckFailed):
