@@ -91,6 +91,15 @@ def attempt(function, *args, **kwargs):
         return None, {"error": error_text(error)}
 
 
+def backward(loss, leaf):
+    """{"grad": leaf.grad (None when no gradient reached it)} after loss().backward(), or {"backward_error": ...}.
+
+    loss: a function returning what the student's code produced (maybe not even a tensor).
+    """
+    _, error = attempt(lambda: loss().backward())
+    return {"backward_error": error["error"]} if error else {"grad": leaf.grad}
+
+
 def plain_tensor(value):
     """A plain torch.Tensor copy of `value` (a tensor, a tensor subclass, a number or a nested list):
     detached, on the CPU, contiguous. Raises (TypeError, ValueError...) when that is not possible.

@@ -7,7 +7,7 @@ and a hundred, and the alphas include 0 and 1 (each term alone).
 """
 import torch
 
-from . import attempt, describe, generator, plain, seeded
+from . import attempt, backward, describe, generator, plain, seeded
 
 KD_TEMPERATURES = (1.0, 2.0, 4.0, 20.0)
 KD_ALPHAS = (0.0, 0.3, 0.5, 0.9, 1.0)
@@ -95,11 +95,7 @@ def _call(kd_loss, inputs, gradient=False):
             return error
         entry = describe(out)
         if gradient:
-            _, error = attempt(lambda: out.backward())
-            if error:
-                entry["backward_error"] = error["error"]
-            else:
-                entry["grad"] = student.grad
+            entry.update(backward(lambda: out, student))
     return entry
 
 

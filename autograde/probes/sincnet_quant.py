@@ -8,7 +8,7 @@ import torch
 
 from lib.models.quant import QuantSincNet, quantized_layers
 
-from . import attempt, away_from_zero, describe, generator, plain, plain_tensor, seeded
+from . import attempt, away_from_zero, backward, describe, generator, plain, plain_tensor, seeded
 
 STE_BITS = (2, 3, 4, 8)
 DENSE_PER_LEVEL = 64          # dense inputs: this many points per level over the range and a quarter beyond it
@@ -160,13 +160,7 @@ def _probe_visible(STEQuantize):
     q, error = attempt(lambda: STEQuantize.apply(x, 2, torch.tensor(-1.0), torch.tensor(1.0)))
     if error:
         return {"q": error}
-    entry = {"q": describe(q)}
-    _, error = attempt(lambda: q.sum().backward())
-    if error:
-        entry["backward_error"] = error["error"]
-    else:
-        entry["grad"] = x.grad
-    return entry
+    return {"q": describe(q), **backward(lambda: q.sum(), x)}
 
 
 def probe_ste_quantize(STEQuantize, seed):
