@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import profile
-from lib.checkpoint import CheckpointError, load_checkpoint
+from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
 from lib.models.vgg import VGG19_CFG, scale_cfg
@@ -97,25 +97,20 @@ def _history(path):
 def _run(artifacts, name, cfg, advice):
     """(VGG with the weights, meta, History) of artifacts/<name>.pt and .json.
 
-    The checkpoint's cfg must be `cfg` (checked before any network is built: a cfg from a submitted file could
-    ask for any size), and it must hold its history's best epoch. `advice` ends the message of a wrong cfg.
+    The checkpoint's cfg must be `cfg`, and it must hold its history's best epoch. `advice` ends the message of
+    a wrong cfg. (lib.checkpoint.load_model refuses a cfg that does not fit the stored weights before it builds
+    anything: a cfg from a submitted file could ask for any size.)
     """
     path = _artifact(artifacts, f"{name}.pt")
     json_path = _artifact(artifacts, f"{name}.json")
     try:
         with warnings.catch_warnings():   # torch's remarks on a hostile pickle are not the student's message
             warnings.simplefilter("ignore")
-            ckpt = load_checkpoint(path)
+            model, meta = load_model(path, VGG)
     except CheckpointError as error:
         raise AssertionError(str(error)) from None
-    assert ckpt["cfg"] == list(cfg), f"{path} has cfg {ckpt['cfg']}, expected {list(cfg)}: {advice}"
-    model = VGG(list(cfg))
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except Exception as error:   # missing or extra tensors, other shapes, not tensors at all...
-        raise AssertionError(f"{path}: the weights do not fit a VGG with cfg {list(cfg)} "
-                             f"({type(error).__name__}: {error}); save it with the notebook's training cell") from None
-    meta = ckpt["meta"] if isinstance(ckpt["meta"], dict) else {}
+    assert model.cfg == list(cfg), f"{path} has cfg {model.cfg}, expected {list(cfg)}: {advice}"
+    meta = meta if isinstance(meta, dict) else {}
     history = _history(json_path)
     assert meta.get("epoch") == history.best["epoch"], (
         f"{path} holds epoch {meta.get('epoch')}, but its history's best epoch is {history.best['epoch']}: "
