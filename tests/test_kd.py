@@ -12,6 +12,7 @@ import nbformat
 import pytest
 import torch
 
+from records import Liar, round_trip, same_plain_data, tamperings
 from autograde.checks import kd as checks
 from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, execute, fill_solutions, nbgrader_id, reference_code
@@ -105,7 +106,6 @@ HINTS = {"missing T^2": r"T\^2", "reversed KL": "reversed", "softmax instead of 
 
 
 def probed(kd_loss, seed):
-    from test_slimming import round_trip
     return round_trip(probes.probe_kd_loss(kd_loss, seed))
 
 
@@ -133,7 +133,6 @@ def test_a_mutant_that_fails_the_visible_test_is_marked():
 
 
 def test_record_is_plain_data_of_a_few_hundred_kb():
-    from test_slimming import round_trip, same_plain_data
     record = probes.probe_kd_loss(kd_loss, 7)
     buffer = io.BytesIO()
     torch.save(record, buffer)
@@ -153,7 +152,6 @@ def test_probe_leaves_the_callers_random_state_alone():
 
 
 def _liar_kd_loss(*args):
-    from test_slimming import Liar
     return kd_loss(*args).as_subclass(Liar)
 
 
@@ -181,7 +179,6 @@ def test_a_tensor_subclass_is_read_for_its_value():
 
 
 def test_tampered_records_give_assertion_errors():
-    from test_slimming import tamperings
     record = probed(kd_loss, 0)
     for tampered in tamperings(record, random.Random(3), count=60):
         try:

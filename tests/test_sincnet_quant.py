@@ -12,10 +12,11 @@ import nbformat
 import pytest
 import torch
 
+from records import Liar, round_trip, same_plain_data, tamperings
 from autograde.checks import sincnet_quant as checks
 from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
-from autograde.mutants.sincnet_quant import MUTANTS
+from autograde.mutants.sincnet_quant import ARTIFACT_MUTANTS, MUTANTS
 from autograde.probes import sincnet_quant as probes
 from autograde.reference import slimming as reference_slimming
 from autograde.reference.sincnet_quant import STEQuantize
@@ -157,7 +158,6 @@ HINTS = {"identity backward everywhere (no zero outside the range)": r"outside \
 
 
 def probed(STEQuantize, seed):
-    from test_slimming import round_trip
     return round_trip(probes.probe_ste_quantize(STEQuantize, seed))
 
 
@@ -184,7 +184,6 @@ def test_a_mutant_that_fails_the_visible_test_is_marked():
 
 
 def test_record_is_plain_data_of_a_few_hundred_kb():
-    from test_slimming import round_trip, same_plain_data
     record = probes.probe_ste_quantize(STEQuantize, 7)
     buffer = io.BytesIO()
     torch.save(record, buffer)
@@ -235,7 +234,6 @@ class _NotAFunction:
 
 
 def _liar_quantizer():
-    from test_slimming import Liar
 
     class LiarOutput(torch.autograd.Function):
         """Quantizes right, but returns a tensor subclass that shows zeros when detached."""
@@ -259,7 +257,6 @@ def test_quantizer_of_any_kind_gets_an_assertion_error(quantizer):
 
 
 def test_tampered_records_give_assertion_errors():
-    from test_slimming import tamperings
     record = probed(STEQuantize, 0)
     for tampered in tamperings(record, random.Random(2), count=60):
         try:
@@ -374,16 +371,11 @@ def test_missing_artifacts_fail(tmp_path, loaders):
 
 
 def test_quantized_weights_written_into_data_fail(artifacts, tmp_path, loaders):
-    folder = tampered(artifacts, tmp_path)
-    path = folder / "sincnet_quant.pt"
-    qmodel, meta = load_model(path, QuantSincNet, quantizer=STEQuantize.apply)
-    with torch.no_grad():
-        for layer in quantized_layers(qmodel):
-            if hasattr(layer, "weight"):
-                layer.weight.copy_(layer.effective_weight())
-    save_checkpoint(path, qmodel, meta)
+    # the self-test's artifact mutant of that mistake, built the same way
+    mutant = next(m for m in ARTIFACT_MUTANTS if m.name.startswith("latent weights overwritten"))
+    mutant.make(artifacts.parent, tmp_path / "work")
     with pytest.raises(AssertionError, match="overwritten with quantized"):
-        checks.check_quantized_model(folder, loaders)
+        checks.check_quantized_model(tmp_path / "work" / "artifacts", loaders)
 
 
 def test_untrained_latent_weights_fail(artifacts, tmp_path, loaders):

@@ -14,6 +14,7 @@ import nbformat
 import pytest
 import torch
 
+from records import Liar, round_trip, same_plain_data, tamperings
 from autograde.checks import slimming as checks
 from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
@@ -364,14 +365,6 @@ SEEDS = (0, 1, 12345)
 PROBES = Path(probes.__file__).parent
 
 
-def round_trip(record):
-    """The record as the referee reads it back: torch.save, then torch.load(weights_only=True)."""
-    buffer = io.BytesIO()
-    torch.save(record, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
-
 def probed_update_bn(update_bn, seed):
     return round_trip(probes.probe_update_bn(update_bn, seed))
 
@@ -444,16 +437,6 @@ def test_penalty_on_the_biases_was_a_blind_spot():
         assert not isinstance(failure.value, VisibleCheckFailed)      # the visible test cannot see it either
 
 
-def same_plain_data(a, b):
-    if isinstance(a, torch.Tensor):
-        return type(b) is torch.Tensor and a.dtype == b.dtype and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(same_plain_data(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(map(same_plain_data, a, b))
-    return type(a) is type(b) and a == b
-
-
 def test_records_are_plain_data_of_a_few_hundred_kb(artifacts):
     for record in (probes.probe_update_bn(reference.update_bn, 7),
                    probes.probe_build_cfg_mask(reference.build_cfg_mask, 7, artifacts=artifacts)):
@@ -486,14 +469,6 @@ def test_probes_are_deterministic_in_the_seed(artifacts):
     one = probes.probe_build_cfg_mask(reference.build_cfg_mask, 5, artifacts=artifacts)
     assert same_plain_data(one, probes.probe_build_cfg_mask(reference.build_cfg_mask, 5, artifacts=artifacts))
     assert not same_plain_data(one, probes.probe_build_cfg_mask(reference.build_cfg_mask, 6, artifacts=artifacts))
-
-
-class Liar(torch.Tensor):
-    """A tensor subclass that reports zeros to anyone who detaches or clones it."""
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        result = super().__torch_function__(func, types, args, kwargs or {})
-        return torch.zeros(3) if func in (torch.Tensor.detach, torch.Tensor.clone) else result
 
 
 def _update_bn_raises(model, s):
@@ -552,43 +527,6 @@ def _cfg_mask_of(result):
 def test_build_cfg_mask_of_any_kind_gets_an_assertion_error(build_cfg_mask, artifacts):
     with pytest.raises(AssertionError):
         checks.judge_build_cfg_mask(probed_cfg_mask(build_cfg_mask, 0, artifacts), 0, artifacts)
-
-
-def tamperings(record, rng, count=40):
-    """`count` copies of `record`, each with one entry somewhere removed, or replaced by a string, None, a
-    tensor of another shape, or a list."""
-    def paths(value, path=()):
-        yield path
-        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
-            value, (list, tuple)) else ()
-        for key, child in children:
-            yield from paths(child, path + (key,))
-
-    def replaced(value, path, new):
-        if not path:
-            return new
-        key, rest = path[0], path[1:]
-        if isinstance(value, dict):
-            copy_ = dict(value)
-            if new is DELETE and not rest:
-                del copy_[key]
-            else:
-                copy_[key] = replaced(value[key], rest, new)
-            return copy_
-        items = list(value)
-        if new is DELETE and not rest:
-            del items[key]
-        else:
-            items[key] = replaced(items[key], rest, new)
-        return type(value)(items)
-
-    chosen = rng.sample(list(paths(record)), min(count, sum(1 for _ in paths(record))))
-    for i, path in enumerate(chosen):
-        new = [DELETE, "a string", None, torch.zeros(2, 3, 5), [1, 2]][i % 5]
-        yield replaced(record, path, new)
-
-
-DELETE = object()
 
 
 def test_tampered_update_bn_records_give_assertion_errors():
