@@ -1,5 +1,9 @@
-"""Shared fixtures. The expensive one is `reference_work`: an assignment's release notebooks with the
-reference solutions filled in, executed in the quick profile (with their artifacts), built once per session."""
+"""Shared fixtures, each built once per session. The expensive ones:
+- `reference_work`: an assignment's release notebooks with the reference solutions filled in, executed in the
+  quick profile (with their artifacts);
+- `class_course`: the one graded course of the session, the demo class of every assignment. Test modules add
+  their own submissions to it (mutants, attacks) and grade only those: the reference and the blank release are
+  graded once for all of them."""
 import os
 
 import pytest
@@ -13,6 +17,17 @@ def reference_work(tmp_path_factory):
     """build(assignment) -> folder of its executed reference work (autograde.course.reference_builder)."""
     from autograde.course import reference_builder
     return reference_builder(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="session")
+def class_course(reference_work, tmp_path_factory):
+    """(course root, score table) of `autograde.demo` run on the session's reference work: every assignment
+    released, fetched and submitted through nbgrader's exchange by ada (the reference), ben (the blank release),
+    cy (a mutant), dee (the reference, late) and eve (broken notebooks), then collected and graded."""
+    from autograde import demo
+    root = tmp_path_factory.mktemp("class") / "course"
+    table = demo.run(root, jobs=2, reuse={a: reference_work(a) for a in demo.assignments()})
+    return root, table
 
 
 def _git_status():

@@ -10,11 +10,9 @@ PRESENT = demo.assignments()
 
 
 @pytest.fixture(scope="module")
-def demo_run(reference_work, tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo") / "course"
-    reuse = {a: reference_work(a) for a in PRESENT}
-    table = demo.run(root, jobs=2, reuse=reuse)
-    return root, table
+def demo_run(class_course):
+    """The session's class course is the demo's run (tests/conftest.py)."""
+    return class_course
 
 
 def auto_points(root, assignment):

@@ -1,5 +1,6 @@
-"""Red-team suite of trusted grading (issue 10): one hostile submission per known attack class, graded
-like a class by `autograde.cohort` (one run, two workers), then checked from the outside.
+"""Red-team suite of trusted grading (issue 10): one hostile submission per known attack class, submitted to
+the session's class course (whose demo students are already graded) and graded like a class by
+`autograde.cohort` (one run, two workers), then checked from the outside.
 
 Setting: the `kd` assignment. Every submission is the prebuilt reference work (notebook and artifacts,
 fixture `reference_work`) with its one unlocked code cell (grade_id `kd_loss`) replaced. An attacker's
@@ -62,7 +63,7 @@ import psutil
 import pytest
 import torch
 
-from autograde import cohort
+from autograde import cohort, demo
 from autograde.course import REPO, Course, nbgrader_id
 
 pytestmark = pytest.mark.skipif(
@@ -334,15 +335,16 @@ def kd_loss_outputs(notebook):
 
 
 @pytest.fixture(scope="module")
-def graded(reference_work, tmp_path_factory):
+def graded(class_course, reference_work, tmp_path_factory):
+    """The attacks are submitted to the session's class course (tests/conftest.py), whose demo students were
+    graded before them: their grades must survive the attacks too."""
     reference = reference_work(ASSIGNMENT)
     tmp = tmp_path_factory.mktemp("red")
     token = secrets.token_hex(6)
     kit_line = f"\n# redteam-{token}: a student's cell appended this line\n"
     private = f"redteam-victim-private-{token}"
     pickle_marker = tmp / f"pickle-ran-{token}"
-    course = Course(tmp / "course")
-    course.generate(ASSIGNMENT)
+    course = Course.open(class_course[0])
     listener = Listener()
     honest = next(c.source for c in nbformat.read(reference / f"{ASSIGNMENT}.ipynb", as_version=4).cells
                   if nbgrader_id(c) == "kd_loss")
@@ -376,7 +378,8 @@ def graded(reference_work, tmp_path_factory):
 
     victim_files = course.root / "grading" / "submitted" / "victim" / ASSIGNMENT
     before = dict(kit=tree_hashes(REPO, KIT), victim=tree_hashes(victim_files, ["."]),
-                  cells=gradebook_cells(course.root / "grading" / "gradebook.db"))
+                  cells=gradebook_cells(course.root / "grading" / "gradebook.db"),
+                  classmates=all_grades(course, demo.STUDENTS))
     out = dict(course=course, token=token, private=private, pickle_marker=pickle_marker, before=before)
     try:
         cohort.run(ASSIGNMENT, jobs=2, course_root=course.root, quiet=True, students=list(STUDENTS))
@@ -384,6 +387,7 @@ def graded(reference_work, tmp_path_factory):
         out["alive_at_end"] = alive(token)
         time.sleep(SECONDS_AFTER_THE_RUN)
         out["grades"] = all_grades(course, STUDENTS)
+        out["classmates"] = all_grades(course, demo.STUDENTS)
         out["alive"] = alive(token)
         out["kit"] = tree_hashes(REPO, KIT)
         out["victim"] = tree_hashes(victim_files, ["."])
@@ -394,7 +398,7 @@ def graded(reference_work, tmp_path_factory):
         listener.close()
     out["connections"] = listener.connections
     state = course.root / "grading" / "cohort" / ASSIGNMENT / "results.json"
-    out["results"] = json.loads(state.read_text())
+    out["results"] = {s: r for s, r in json.loads(state.read_text()).items() if s in STUDENTS}   # the attack run's
     out["feedback_run"] = course.nbgrader("generate_feedback", ASSIGNMENT, check=False)
     yield out
     kill_attack_processes(token)
@@ -447,6 +451,14 @@ def test_the_victim_keeps_full_marks(graded):
     at_end, after = points(graded["grades_at_end"]["victim"]), points(graded["grades"]["victim"])
     assert at_end == FULL, f"right after the run the victim has {at_end}, not full marks {FULL}"
     assert after == FULL, f"{SECONDS_AFTER_THE_RUN} s after the run the victim has {after}, not full marks {FULL}"
+
+
+def test_classmates_graded_before_the_attacks_keep_their_grades(graded):
+    """The demo class was graded before the attackers: an attack on the gradebook would show on them too."""
+    before, after = graded["before"]["classmates"], graded["classmates"]
+    assert all(isinstance(g, dict) and g for g in before.values()), f"the class was not graded: {before}"
+    changed = {student: (before[student], after[student]) for student in before if after[student] != before[student]}
+    assert not changed, f"grades of students graded before the attacks changed (before, after): {changed}"
 
 
 def test_nobody_has_a_manual_score_or_extra_credit(graded):

@@ -1,10 +1,11 @@
 """Grader self-test with real nbgrader, for every assignment that exists in solutions/.
 
-One course per assignment: the reference work, the blank release, one submission per code mutant (a wrong
+The session's class course (`class_course`, tests/conftest.py) already holds the graded reference work (the demo's
+student ada) and the blank release (ben). To it each assignment adds one submission per code mutant (a wrong
 solution cell planted in the reference work) and one per artifact mutant (the reference's notebooks with the
-artifacts of a wrong workflow, built from the reference work: autograde.mutants.ArtifactMutant), all graded by
-one run of the cohort runner (real `nbgrader autograde`, two submissions at a time), then the reference once
-more by plain `nbgrader autograde`. Then:
+artifacts of a wrong workflow, built from the reference work: autograde.mutants.ArtifactMutant), graded by one
+run of the cohort runner (real `nbgrader autograde`, two submissions at a time); then the reference is graded
+once more by plain `nbgrader autograde`. Then:
   - the reference gets every auto-graded point, and grading it a second time gives the same scores;
   - the blank release gets zero on every auto-graded cell (and the run completed);
   - every mutant, of either kind, loses points in its target cell and nowhere else in the assignment, and no
@@ -18,11 +19,12 @@ import time
 import nbformat
 import pytest
 
-from autograde import cohort
-from autograde.course import ASSIGNMENTS, LABS, SOLUTIONS, Course, nbgrader_id
+from autograde import cohort, demo
+from autograde.course import ASSIGNMENTS, SOLUTIONS, Course, nbgrader_id
 from autograde.mutants import ArtifactMutant
 
 PRESENT = [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
+STUDENT_IN_ROLE = {role: student for student, (_, role) in demo.STUDENTS.items()}   # Reference: ada, Blank: ben
 
 
 def mutants_of(assignment):
@@ -51,14 +53,11 @@ def plant(mutant, reference, dest):
 
 
 @pytest.fixture(scope="module", params=PRESENT)
-def graded(request, reference_work, tmp_path_factory):
+def graded(request, class_course, reference_work, tmp_path_factory):
     assignment = request.param
     reference = reference_work(assignment)
     tmp = tmp_path_factory.mktemp(f"selftest_{assignment}")
-    course = Course(tmp / "course")
-    course.generate(assignment)
-    course.submit("reference", assignment, reference)
-    course.submit("blank", assignment, LABS / assignment)
+    course = Course.open(class_course[0])
     mutants = {f"mutant{i}": m for i, m in enumerate(mutants_of(assignment))}
     for student, mutant in mutants.items():
         course.submit(student, assignment, plant(mutant, reference, tmp / student))
@@ -72,11 +71,12 @@ def graded(request, reference_work, tmp_path_factory):
         course.submit(student, assignment, tmp / student)
     print(f"{assignment}: artifact mutants built in {sum(builds.values()):.0f} s "
           f"({', '.join(f'{s} {t:.0f} s' for s, t in builds.items())})")
-    results = cohort.run(assignment, jobs=2, course_root=course.root, quiet=True)
-    assert all(r["status"] == "graded" for r in results.values()), results
-    scores = {student: course.scores(assignment, student) for student in ["reference", "blank", *mutants]}
-    course.autograde(assignment, student="reference")
-    scores["reference_again"] = course.scores(assignment, "reference")
+    results = cohort.run(assignment, jobs=2, course_root=course.root, quiet=True, students=list(mutants))
+    named = {"reference": STUDENT_IN_ROLE["Reference"], "blank": STUDENT_IN_ROLE["Blank"], **{s: s for s in mutants}}
+    assert all(results[student]["status"] == "graded" for student in named.values()), results
+    scores = {name: course.scores(assignment, student) for name, student in named.items()}
+    course.autograde(assignment, student=named["reference"])
+    scores["reference_again"] = course.scores(assignment, named["reference"])
     return assignment, scores, mutants, results
 
 
