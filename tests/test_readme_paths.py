@@ -165,14 +165,21 @@ def test_readme_ta_block_grades_a_cohort_on_a_fresh_clone(reference_work, tmp_pa
 
 def test_fresh_clone_grading_before_registering_names_the_command(tmp_path):
     """Grading on a fresh clone before registering the assignment stops with one line naming the command that
-    registers it, the TA block's own first line (not a traceback)."""
+    registers it, the TA block's own first line (not a traceback); so does grading with a gradebook that
+    another command created empty (`nbgrader export` run first)."""
     lines, assignment = ta_block()
     commands = [line.split("#")[0].strip() for line in lines if is_command(line)]
-    register, grade = commands[0], next(c for c in commands if "autograde.cohort" in c)
+    register = commands[0]
+    grade, export = (next(c for c in commands if word in c) for word in ("autograde.cohort", "nbgrader export"))
     clone = fresh_clone(tmp_path / "clone")
     status, output, _ = shell(clone, grade)
     assert status == 2 and "Traceback" not in output, output
     assert "gradebook.db does not exist" in output and f"`{register}`" in output, output
+
+    assert shell(clone, export)[0] == 0                  # an empty gradebook, and an empty grades.csv
+    status, output, _ = shell(clone, grade)
+    assert status == 2 and "Traceback" not in output, output
+    assert f"gradebook.db has no assignment '{assignment}'" in output and f"`{register}`" in output, output
 
 
 def test_stray_solution_artifacts_are_never_released(tmp_path):
