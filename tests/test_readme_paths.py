@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import nbformat
 
@@ -107,7 +106,7 @@ def test_readme_ta_block_grades_a_cohort_on_a_fresh_clone(reference_work, tmp_pa
     """Every line of the README's TA block, in order, on a fresh clone: the commands run as printed, and the
     submissions go where the block says. Then the grades CSV and each student's feedback are checked."""
     lines, assignment = ta_block()
-    assert assignment == "kd", f"the TA block's example is run as printed: keep it on kd (the cheapest), not {assignment}"
+    assert assignment == "kd", f"the TA block is run as printed: keep its example on kd (cheapest), not {assignment}"
     clone = fresh_clone(tmp_path / "clone")
     submitted = f"grading/submitted/<student>/{assignment}/"
     work = make_submissions(tmp_path, reference_work(assignment), clone / "labs" / assignment)
@@ -122,8 +121,9 @@ def test_readme_ta_block_grades_a_cohort_on_a_fresh_clone(reference_work, tmp_pa
             continue
         status, output, seconds = shell(clone, line)
         ran.append((line, status, output, seconds))
-    log = "\n".join(f"$ {line}\n(exit {status}, {seconds:.1f} s)\n{output[-3000:]}" for line, status, output, seconds in ran)
-    print(log)
+    log = "\n".join(f"$ {line}\n(exit {status}, {seconds:.1f} s)\n{output[-3000:]}"
+                    for line, status, output, seconds in ran)
+    print(log)                                    # shown when the test fails
 
     placed = [i for i, (line, status, *_) in enumerate(ran) if status is None]
     cohort = [i for i, (line, *_) in enumerate(ran) if "autograde.cohort" in line]
@@ -132,13 +132,16 @@ def test_readme_ta_block_grades_a_cohort_on_a_fresh_clone(reference_work, tmp_pa
     for line, status, output, _ in ran:
         if status is None:
             continue
-        # The broken submission cannot be graded in full: the cohort runner exits 1, as the README says.
+        # The broken submission cannot be graded in full: the cohort runner exits 1 and its summary names it,
+        # as the README says.
         expected = 1 if "autograde.cohort" in line else 0
         assert status == expected, f"`{line}` exited {status}, expected {expected}:\n{output[-6000:]}"
         assert "Traceback" not in output, f"`{line}` printed a traceback:\n{output[-6000:]}"
+        if expected == 1:
+            assert re.search(r"\bbroken\s+failed\b", output) and "2 graded, 1 failed" in output, output
 
     # Nothing outside the git-ignored grading/ changed: labs/ as committed, no stray grades.csv.
-    assert git(clone, "status", "--porcelain") == "", "the TA block changed tracked files or left files outside grading/"
+    assert git(clone, "status", "--porcelain") == "", "the TA block changed tracked files or wrote outside grading/"
 
     course = Course.open(clone)
     scores = {student: course.scores(assignment, student) for student in STUDENTS}
@@ -157,7 +160,7 @@ def test_readme_ta_block_grades_a_cohort_on_a_fresh_clone(reference_work, tmp_pa
         assert html.is_file(), f"no feedback for {student}: {html}"
         page = html.read_text()
         row = rows[student]
-        assert f"Score: {float(row['score'])} / {float(row['max_score'])}" in page, f"{html}: not the score of grades.csv"
+        assert f"Score: {float(row['score'])} / {float(row['max_score'])}" in page, f"{html}: not grades.csv's score"
         assert ("Message from the grader" in page) == (student == "broken"), f"{html}: grader's message"
     broken_page = (clone / "grading" / "feedback" / "broken" / assignment / f"{assignment}.html").read_text()
     assert f"{assignment}.ipynb is not a readable notebook" in broken_page
