@@ -3,11 +3,14 @@
     solutions/<assignment>/   nbgrader's source (reference solutions + hidden tests), edited by the instructor
     labs/<assignment>/        nbgrader's release, generated: `make labs` (never edit by hand)
     grading/                  everything else nbgrader writes (git-ignored): submitted/, autograded/,
-                              feedback/, the exchange and the gradebook
+                              feedback/, the exchange, the gradebook and grades.csv (made by this file)
 """
 from pathlib import Path
 
+from nbgrader.converters import GenerateAssignment
+
 c = get_config()  # noqa: F821  (nbgrader provides get_config)
+KIT = Path(__file__).resolve().parent
 
 c.CourseDirectory.course_id = "compresslab"
 c.CourseDirectory.source_directory = "solutions"
@@ -19,6 +22,16 @@ c.CourseDirectory.solution_directory = "grading/source_solutions"
 c.CourseDirectory.db_url = "sqlite:///grading/gradebook.db"
 c.Exchange.root = "grading/exchange"
 c.Exchange.path_includes_course = True
+c.ExportPlugin.to = "grading/grades.csv"     # `nbgrader export`; its --to still wins
+
+# nbgrader creates the gradebook but not the folder it lives in. Without grading/ (a fresh clone) every command
+# that opens the gradebook fails with "unable to open database file", and `generate_assignment --force` has
+# deleted labs/<assignment> by then. (An error raised here would make nbgrader skip this whole file: ignore it,
+# nbgrader then reports the gradebook it cannot open.)
+try:
+    (KIT / "grading").mkdir(exist_ok=True)
+except OSError:
+    pass
 
 # Submissions carry checkpoints (artifacts/*.pt): a full-profile VGG-19 is ~80 MB. Larger files are dropped
 # with a warning (the grader then treats the artifact as missing).
@@ -41,11 +54,17 @@ c.OverwriteCells.add_missing_cells = True
 # CourseDirectory.ignore instead would also drop the students' own artifacts from their submissions.)
 # The kit's own solutions/ folder, found from this file (not from the working directory), so that courses
 # whose config loads this one (load_subconfig: the tests, the demo, the cohort runner) are protected too.
-KIT_SOURCE = Path(__file__).resolve().parent / "solutions"
+KIT_SOURCE = KIT / "solutions"
 c.Autograde.exclude_overwriting = {
     folder.name: [str(path.relative_to(folder)) for path in folder.glob("artifacts/**/*") if path.is_file()]
     for folder in KIT_SOURCE.glob("*") if folder.is_dir()
 }
+
+# Releases never carry solutions/<assignment>/artifacts/ (what running a solution notebook in place leaves):
+# whichever command releases (`make labs`, a plain `nbgrader generate_assignment`, the formgrader), the kit's
+# guard refuses it before nbgrader deletes the old release or copies anything (autograde/labs.py).
+c.GenerateAssignment.preprocessors = ["autograde.labs.RefuseStrayArtifacts",
+                                      *GenerateAssignment.class_traits()["preprocessors"].default()]
 
 # Late work loses 10% of its score per started day (autograde/late.py).
 c.AssignLatePenalties.plugin_class = "autograde.late.PercentPerDay"

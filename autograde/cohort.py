@@ -340,6 +340,8 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     if sandbox:
         bwrap()
     course = Course.open(course_root)
+    for assignment in assignments:
+        check_gradebook(course, assignment)
     say = (lambda *a: None) if quiet else print
     progress, todo = {}, []
     for assignment in assignments:
@@ -392,6 +394,27 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     return {assignment: results for assignment, (_, results) in progress.items()}
 
 
+class GradebookNotReady(RuntimeError):
+    """The course gradebook does not know an assignment's grade cells yet: nothing can be graded."""
+
+
+def check_gradebook(course, assignment):
+    """Raise GradebookNotReady, naming the one command that fixes it, unless the gradebook holds `assignment`
+    with its notebooks (`nbgrader generate_assignment` registers them; a fresh clone has no gradebook)."""
+    from nbgrader.api import Gradebook, MissingEntry
+    fix = (f"run `nbgrader generate_assignment {assignment} --force` in {course.root} first: it registers "
+           f"the grade cells of {assignment} in the gradebook (and rewrites labs/{assignment} from solutions/)")
+    if not course.db.is_file():
+        raise GradebookNotReady(f"{course.db} does not exist: {fix}")
+    with Gradebook(course.gradebook_url, course.course_id) as gb:
+        try:
+            registered = gb.find_assignment(assignment).notebooks
+        except MissingEntry:
+            registered = []
+    if not registered:
+        raise GradebookNotReady(f"{course.db} has no assignment '{assignment}': {fix}")
+
+
 def _flags(result):
     """What the TA must look at in one submission's result, as sentences."""
     flags = []
@@ -435,7 +458,7 @@ def main(argv=None):
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
                            args.force, sandbox=not args.no_sandbox)
-    except SandboxUnavailable as error:
+    except (SandboxUnavailable, GradebookNotReady) as error:
         print(f"autograde.cohort: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
