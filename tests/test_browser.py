@@ -199,6 +199,7 @@ def outputs(driver, cell):
 
 
 def kernel_idle(driver):
+    """The notebook toolbar's kernel indicator when it shows the kernel idle (an empty list otherwise)."""
     return driver.find_elements(By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status=idle]")
 
 
