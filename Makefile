@@ -3,7 +3,8 @@
 #   make demo      the course pipeline end to end on a demo class (quick profile, offline, CPU)
 #   make release   the student bundle under dist/
 #   make bench     speed figures of the kit on this machine
-#   make system-packages   bubblewrap (the grading sandbox), with apt-get, as root (CI does this)
+#   make system-packages   bubblewrap (the grading sandbox) and chromium (the browser test), with apt-get, as root
+#                          (CI does this)
 
 PYTHON_BASE ?= python3.11
 VENV := .venv
@@ -38,13 +39,20 @@ labs: $(STAMP)
 bench: $(STAMP)
 	for script in bench/*.py; do $(PY) $$script || exit 1; done
 
-# The grading sandbox runs students' kernels under bubblewrap (`bwrap`). Without it the cohort runner stops
-# and names the package (or grades with --no-sandbox, recorded per submission).
+# What the kit needs from the system, as Debian packages: bubblewrap (`bwrap`, the grading sandbox: without it
+# the cohort runner stops and names the package, or grades with --no-sandbox, recorded per submission), and
+# chromium with chromium-driver (headless, for tests/test_browser.py: JupyterLab driven as a student uses it;
+# recommends left out: desktop services a headless browser does not use; a font so that screenshots read).
 system-packages:
-	@command -v bwrap >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && apt-get install -y -qq bubblewrap; \
-	  else echo "install the package 'bubblewrap' (it provides bwrap, the grading sandbox)" >&2; exit 1; fi; }
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-liberation"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "install the package(s)$$missing (bubblewrap: the grading sandbox; chromium, chromium-driver:" \
+	  "the browser test)" >&2; exit 1; fi
 
 clean:
 	rm -rf grading dist .pytest_cache

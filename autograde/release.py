@@ -95,7 +95,7 @@ def build(dist=REPO / "dist"):
         else:
             shutil.copy(source, bundle / name)
     (bundle / "README.md").write_text(STUDENT_README)
-    deps = [d for d in dependencies() if not d.startswith(("nbgrader", "pytest"))]
+    deps = [d for d in dependencies() if not d.startswith(("nbgrader", "pytest", "selenium"))]  # grading and tests
     (bundle / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(dependencies=deps).replace("'", '"'))
     check(bundle)
     archive = shutil.make_archive(str(bundle), "zip", root_dir=dist, base_dir=BUNDLE)

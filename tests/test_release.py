@@ -62,6 +62,7 @@ def test_student_bundle_is_complete_and_clean(tmp_path):
     assert not (bundle / "autograde").exists() and not (bundle / "solutions").exists()
     assert (tmp_path / "compresslab-student.zip").stat().st_size > 0
     assert "nbgrader" not in (bundle / "pyproject.toml").read_text()
+    assert "selenium" not in (bundle / "pyproject.toml").read_text(), "the browser test's driver is not for students"
 
 
 def test_bundle_check_names_every_leak(tmp_path):
