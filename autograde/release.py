@@ -79,8 +79,8 @@ in a terminal:
     nbgrader fetch_assignment kd        # copies the assignment into compresslab/kd/
     nbgrader submit kd                  # hands in compresslab/kd/, artifacts/ included
 
-`nbgrader_config.py` in this folder names the course and its exchange folder. Submit again whenever you
-like: the last submission before the deadline is graded.
+`nbgrader_config.py` in this folder names the course for nbgrader (the exchange folder is the hub's, or
+the one your instructor wrote there). Submit again whenever you like: the last submission is graded.
 """
 
 STUDENT_ENVIRONMENT = """# conda env create -f environment.yml && conda activate compresslab
@@ -104,7 +104,7 @@ c = get_config()  # noqa: F821  (nbgrader provides get_config)
 
 c.CourseDirectory.course_id = {course_id!r}
 c.Exchange.path_includes_course = {path_includes_course!r}   # fetched work goes to {course_id}/<assignment>/
-c.Exchange.root = {exchange!r}   # the course's shared exchange folder, where its JupyterHub keeps submissions
+{exchange_line}   # the course's shared exchange folder, where its JupyterHub keeps submissions
 '''
 
 STUDENT_PYPROJECT = """[build-system]
@@ -145,14 +145,14 @@ def check(bundle):
 
 
 def student_nbgrader_config(exchange=None):
-    """The students' nbgrader_config.py: the kit's course id and exchange layout, and the exchange folder
-    (`exchange`, or nbgrader's default, where a JupyterHub course usually keeps it)."""
-    from nbgrader.exchange.default.exchange import Exchange
+    """The students' nbgrader_config.py: the kit's course id and exchange layout, and the exchange folder when
+    given (otherwise the JupyterHub's own nbgrader configuration names it: this file must not override it)."""
     from traitlets.config.loader import PyFileConfigLoader
     kit = PyFileConfigLoader("nbgrader_config.py", str(REPO)).load_config()
+    exchange_line = f"c.Exchange.root = {str(exchange)!r}" if exchange else '# c.Exchange.root = "/path/to/exchange"'
     return STUDENT_NBGRADER_CONFIG.format(course_id=kit.CourseDirectory.course_id,
                                           path_includes_course=kit.Exchange.path_includes_course,
-                                          exchange=str(exchange or Exchange.root.default_value))
+                                          exchange_line=exchange_line)
 
 
 def build(dist=REPO / "dist", exchange=None):
@@ -177,7 +177,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Build the student bundle dist/compresslab-student/ (+ .zip).")
     parser.add_argument("dist", nargs="?", default=str(REPO / "dist"), help="where to write it (default: dist/)")
     parser.add_argument("--exchange", help="the exchange folder of the course's JupyterHub, written into the "
-                                           "students' nbgrader_config.py (default: nbgrader's)")
+                                           "students' nbgrader_config.py (default: left to the hub's config)")
     args = parser.parse_args(argv)
     build(args.dist, args.exchange)
 

@@ -75,6 +75,9 @@ def test_student_bundle_installs_nbgraders_student_side(tmp_path):
     config = PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config()
     assert config.CourseDirectory.course_id == Course.open(REPO).course_id
     assert config.Exchange.root == "/srv/course/exchange" and config.Exchange.path_includes_course is True
+    # without an exchange folder, the bundle leaves it to the JupyterHub's configuration (a lower-priority file)
+    bundle = release.build(tmp_path / "no_exchange")
+    assert "root" not in PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config().Exchange
 
 
 def commands(text, markdown=True):
