@@ -18,11 +18,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import artifacts
-
 MAX_FILE_KB = 200_000      # the grader's limit per file (its nbgrader_config.py takes it from here), in kB
 SUFFIXES = (".ipynb", ".pt", ".json", ".png")   # what a submission holds; the grader collects these
 MANIFEST = "manifest.json"
+
+# (lib.artifacts and lib.profile import torch: they are imported where needed, so that the grader's
+# nbgrader_config.py, which reads MAX_FILE_KB from here, starts every nbgrader command without it.)
 
 
 def sha256(path):
@@ -36,7 +37,8 @@ def sha256(path):
 
 def find_folder(assignment, cwd=None):
     """The folder holding the assignment's notebooks (see the module's docstring); raises if there is none."""
-    from .profile import ROOT  # imported here: it imports torch, which nbgrader's config (reading MAX_FILE_KB) need not
+    from . import artifacts
+    from .profile import ROOT
     cwd = Path(cwd or Path.cwd())
     candidates = [cwd, cwd / assignment, ROOT / "labs" / assignment]
     first = artifacts.NOTEBOOKS[assignment][0]
@@ -55,8 +57,9 @@ def files_to_submit(folder):
 
 def problems(assignment, folder, files):
     """What would cost points, as sentences: missing notebooks or artifacts, files over the size limit."""
+    from . import artifacts
     found = [f"{nb}.ipynb is missing" for nb in artifacts.NOTEBOOKS[assignment] if f"{nb}.ipynb" not in files]
-    found += [f"{what} is missing: run that notebook" for what in artifacts.missing(assignment, folder)]
+    found += [f"missing {what}" for what in artifacts.missing(assignment, folder)]
     for name in files:
         size = (folder / name).stat().st_size
         if size > MAX_FILE_KB * 1000:
@@ -84,6 +87,7 @@ def write_zip(assignment, folder, out):
 
 
 def main(argv=None):
+    from . import artifacts
     parser = argparse.ArgumentParser(description="Zip an assignment (notebooks + artifacts/) for upload.")
     parser.add_argument("assignment", choices=sorted(artifacts.NOTEBOOKS))
     parser.add_argument("--folder", type=Path, help="the assignment folder (default: found as described above)")

@@ -97,7 +97,7 @@ def test_lib_submit_names_what_the_blank_release_lacks(graded):
     _, run = graded
     assert run["ada"].returncode == 0 and "would cost you points" not in run["ada"].stdout
     assert run["ben"].returncode == 1
-    assert "artifacts/teacher.pt (written by kd.ipynb) is missing" in run["ben"].stdout
+    assert "missing artifacts/teacher.pt (written by kd.ipynb, section 1" in run["ben"].stdout
 
 
 def test_zip_collect_skips_the_truncated_zip_and_collects_the_others(graded):
