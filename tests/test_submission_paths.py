@@ -120,3 +120,43 @@ def test_lms_zips_are_graded_and_a_changed_file_is_reported(graded):
         "artifacts/kd_vs_scratch.png does not match manifest.json (its SHA-256 differs): it changed after it was zipped"]
     assert not results["ada"]["manifest_mismatch"] and not results["hana"]["manifest_mismatch"]
     assert "cy: files differ from the manifest" in run["cohort"]
+
+
+def test_the_bundles_assignment_list_lists_and_fetches_the_release(graded, tmp_path):
+    """The Assignment List's server side (nbgrader's extension, which the bundle installs) in a Jupyter server
+    started in the student bundle: it reads the bundle's nbgrader_config.py, lists the released kd, fetches it."""
+    import socket
+    import time
+    import urllib.request
+    from autograde import release
+    from autograde.course import BIN, tool_env
+    course, _ = graded
+    bundle = release.build(tmp_path / "dist", exchange=course.root / "grading" / "exchange")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(BIN / "jupyter"), "server", "--no-browser", "--allow-root", f"--port={port}",
+                               "--IdentityProvider.token=secret", f"--ServerApp.root_dir={bundle}"],
+                              cwd=bundle, env=tool_env(HOME=str(tmp_path / "home")),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def call(path, method="GET"):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                         headers={"Authorization": "token secret"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    try:
+        for _ in range(120):
+            try:
+                call("/api/status")
+                break
+            except OSError:
+                time.sleep(0.5)
+        listed = call("/assignments?course_id=compresslab")
+        assert [(a["assignment_id"], a["status"]) for a in listed["value"]] == [("kd", "released")], listed
+        fetched = call("/assignments/fetch?assignment_id=kd&course_id=compresslab", method="POST")
+        assert fetched["value"][0]["status"] == "fetched", fetched
+        assert (bundle / "compresslab" / "kd" / "kd.ipynb").is_file()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
