@@ -1,7 +1,7 @@
 # compresslab: every target sets up .venv first when it is missing or pyproject.toml changed.
 #   make test      the whole test suite (what CI runs)
 #   make demo      the course pipeline end to end on a demo class (quick profile, offline, CPU)
-#   make release   the student bundle under dist/
+#   make release   the student bundle under dist/ (EXCHANGE=/path: the JupyterHub exchange students submit to)
 #   make bench     speed figures of the kit on this machine
 #   make system-packages   bubblewrap (the grading sandbox) and chromium (the browser test), with apt-get, as root
 #                          (CI does this)
@@ -31,7 +31,7 @@ demo: $(STAMP)
 	$(PY) -m autograde.demo
 
 release: $(STAMP)
-	$(PY) -m autograde.release
+	$(PY) -m autograde.release $(if $(EXCHANGE),--exchange $(EXCHANGE))
 
 labs: $(STAMP)
 	$(PY) -m autograde.labs

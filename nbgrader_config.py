@@ -8,6 +8,7 @@
 from pathlib import Path
 
 from nbgrader.converters import GenerateAssignment
+from lib import submit
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config)
 KIT = Path(__file__).resolve().parent
@@ -34,8 +35,9 @@ except OSError:
     pass
 
 # Submissions carry checkpoints (artifacts/*.pt): a full-profile VGG-19 is ~80 MB. Larger files are dropped
-# with a warning (the grader then treats the artifact as missing).
-c.CourseDirectory.max_file_size = 200_000   # kB
+# with a warning (the grader then treats the artifact as missing). The limit lives in lib/submit.py, which
+# students run to zip their work, so that it warns them of a file over it before they upload.
+c.CourseDirectory.max_file_size = submit.MAX_FILE_KB   # kB
 
 # Grading mode loads the submitted artifacts instead of training (lib.train.fit_or_load), so no cell
 # should take long; this only stops a runaway cell (e.g. an infinite loop in a TODO).
@@ -80,3 +82,12 @@ c.GenerateFeedback.preprocessors = [
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "nbconvert.preprocessors.sanitize.SanitizeHTML",
 ]
+
+# LMS uploads (the zips `python -m lib.submit <assignment>` writes, autograde/lms.py): put the downloaded zips in
+# grading/downloaded/<assignment>/archive/ and run `nbgrader zip_collect <assignment>`. The student id is the
+# archive's name up to its first "_", as Canvas names downloads (<login>_<ids>_<file>.zip); for another LMS, set
+# this pattern, or rename the zips <student>_<assignment>.zip. Each zip holds <assignment>/<files>.
+c.ZipCollectApp.downloaded_directory = "grading/downloaded"
+c.ZipCollectApp.extractor_plugin = "autograde.lms.ReadableZipsExtractor"
+c.FileNameCollectorPlugin.named_regexp = r".*/extracted/(?P<student_id>[^/_]+)_[^/]*/[^/]+/(?P<file_id>.+)"
+c.FileNameCollectorPlugin.valid_ext = list(submit.SUFFIXES)

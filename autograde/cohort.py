@@ -33,6 +33,7 @@ import psutil
 from sqlalchemy.exc import SAWarning
 
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
+from .lms import manifest_problems
 from .referee import AUTOGRADE_PREPROCESSORS
 from .sandbox import SandboxUnavailable, bwrap
 
@@ -153,6 +154,9 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
         "Referee.report": str(scratch / "referee.json")})
     problems = prepare_submission(course, assignment, course.submitted / student / assignment,
                                   scratch / "grading" / "submitted" / student / assignment)
+    changed = manifest_problems(course.submitted / student / assignment)   # an LMS upload's (autograde.lms)
+    if changed:
+        problems.setdefault("(files)", []).extend(changed)
     command = [str(BIN / "nbgrader"), "autograde", assignment,
                "--student", student, "--create", "--force"]
     log = scratch / "nbgrader.log"
@@ -192,7 +196,7 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
                 status = "failed"
     report = json.loads((scratch / "referee.json").read_text()) if (scratch / "referee.json").is_file() else {}
     return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,
-                sandbox=bool(sandbox),
+                sandbox=bool(sandbox), manifest_mismatch=changed,
                 verdicts_disagree=sorted({c for found in report.values() for c in found["disagree"]}),
                 unrefereed=sorted({c for found in report.values() for c in found["unrefereed"]}),
                 scratch=str(scratch))
@@ -423,6 +427,8 @@ def _flags(result):
     for cell in result.get("verdicts_disagree", []):
         flags.append(f"{cell}: verdicts disagree: possible tampering (the notebook's own test passed, the "
                      "referee found the condition it asserts broken)")
+    if result.get("manifest_mismatch"):
+        flags.append(f"files differ from the manifest of the zip it uploaded: {'; '.join(result['manifest_mismatch'])}")
     if result.get("similar_to"):
         flags.append(f"checkpoints identical or nearly identical to those of {', '.join(result['similar_to'])}")
     if result.get("unrefereed"):

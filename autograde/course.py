@@ -19,16 +19,15 @@ from pathlib import Path
 
 import nbformat
 
+from lib.artifacts import NOTEBOOKS
+
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
 LABS = REPO / "labs"
 
 # Notebooks of each assignment, in the order a student runs them (later ones read earlier ones' artifacts).
-ASSIGNMENTS = {
-    "slimming": ("sparsity_train", "vggprune", "train_prune_model"),
-    "sincnet_quant": ("sincnet_quant",),
-    "kd": ("kd",),
-}
+# They live in lib/artifacts.py, next to the artifacts each notebook writes: `python -m lib.submit` needs both.
+ASSIGNMENTS = NOTEBOOKS
 
 # Assignments whose work reads another's from the student's folder: the kd notebook takes its teacher from
 # ../slimming/artifacts when it is there. Their reference work is built after that one, side by side in one

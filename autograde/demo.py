@@ -26,6 +26,7 @@ import csv
 import importlib
 import json
 import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,9 +37,10 @@ import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import cohort
-from .course import (ASSIGNMENTS, LABS, REPO, RUN_AFTER, SOLUTIONS, Course, cores_per_worker, make_student_work,
-                     nbgrader_id)
+from .course import (ASSIGNMENTS, BIN, LABS, REPO, RUN_AFTER, SOLUTIONS, Course, cores_per_worker, make_student_work,
+                     nbgrader_id, tool_env)
 from .labs import refuse_stray_artifacts
+from .release import student_nbgrader_config
 
 STUDENTS = {
     "ada": ("Ada", "Reference"),
@@ -80,7 +82,13 @@ def broken_work(assignment, dest):
 
 class Student:
     """A student's side of the exchange, as on a JupyterHub: their own folder, and nbgrader's exchange classes
-    (the code behind the Assignments tab and `nbgrader fetch_assignment` / `nbgrader submit`)."""
+    (the code behind the Assignments tab and `nbgrader fetch_assignment` / `nbgrader submit`).
+
+    command("fetch_assignment", "kd") runs the real `nbgrader` command instead, as the student types it in their
+    folder, with the student bundle's nbgrader_config.py (autograde.release) there. nbgrader submits under the
+    login's name (on a JupyterHub, JUPYTERHUB_USER): here every student is this one Unix user, so a submit
+    names the student (`nbgrader submit kd --student ID`).
+    """
 
     def __init__(self, root, student_id):
         from nbgrader.auth import Authenticator
@@ -101,6 +109,17 @@ class Student:
         self.coursedir = CourseDirectory(config=self.config)
         self.authenticator = Authenticator(config=self.config)
         self.exchange = ExchangeFactory(config=self.config)
+
+    def command(self, *args):
+        """Run `nbgrader *args` in the student's folder as the student; returns the CompletedProcess."""
+        config = self.home / "nbgrader_config.py"
+        if not config.exists():
+            config.write_text(student_nbgrader_config(exchange=self.config.Exchange.root))
+        result = subprocess.run([str(BIN / "nbgrader"), *map(str, args)], cwd=self.home,
+                                env=tool_env(HOME=str(self.home)), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.id}: nbgrader {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
+        return result
 
     def _run(self, action, assignment):
         self.coursedir.assignment_id = assignment

@@ -61,8 +61,66 @@ def test_student_bundle_is_complete_and_clean(tmp_path):
         assert (bundle / name).exists(), name
     assert not (bundle / "autograde").exists() and not (bundle / "solutions").exists()
     assert (tmp_path / "compresslab-student.zip").stat().st_size > 0
-    assert "nbgrader" not in (bundle / "pyproject.toml").read_text()
     assert "selenium" not in (bundle / "pyproject.toml").read_text(), "the browser test's driver is not for students"
+
+
+def test_student_bundle_installs_nbgraders_student_side(tmp_path):
+    """Validate, the Assignment List and `nbgrader submit` need nbgrader in the students' environment, and its
+    config there: the kit's course id, and the exchange folder given to the release."""
+    import tomllib
+    from traitlets.config.loader import PyFileConfigLoader
+    bundle = release.build(tmp_path, exchange="/srv/course/exchange")
+    dependencies = tomllib.loads((bundle / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("nbgrader") for d in dependencies) and any(d.startswith("jupyterlab") for d in dependencies)
+    assert not any(d.startswith("pytest") for d in dependencies)
+    config = PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config()
+    assert config.CourseDirectory.course_id == Course.open(REPO).course_id
+    assert config.Exchange.root == "/srv/course/exchange" and config.Exchange.path_includes_course is True
+    # without an exchange folder, the bundle leaves it to the JupyterHub's configuration (a lower-priority file)
+    bundle = release.build(tmp_path / "no_exchange")
+    assert "root" not in PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config().Exchange
+
+
+def commands(text, markdown=True):
+    """The shell commands of a README's indented code lines (markdown) or of a YAML's `# ... && ...` comment:
+    one list of words each (`a && b` gives two, comments dropped)."""
+    if markdown:
+        lines = [line[4:] for line in text.splitlines() if line.startswith("    ") and line.strip()]
+    else:
+        lines = [line.lstrip("# ") for line in text.splitlines() if line.startswith("# ") and "&&" in line]
+    found = []
+    for line in lines:
+        for part in line.split("  #")[0].split("&&"):
+            words = [w for w in part.split() if "=" not in w]          # drop VAR=value prefixes
+            if words:
+                found.append(words)
+    return found
+
+
+def test_student_readme_commands_refer_to_what_the_bundle_has(tmp_path):
+    """Every command the student README and environment.yml print runs in the bundle: one way of calling the
+    tools (all through the activated environment), only tools the bundle installs, files and modules it has."""
+    bundle = release.build(tmp_path)
+    dependencies = (bundle / "pyproject.toml").read_text()
+    provided = {"jupyter": "jupyterlab", "nbgrader": "nbgrader"}    # command -> the package that installs it
+    found = commands((bundle / "README.md").read_text()) + commands((bundle / "environment.yml").read_text(), markdown=False)
+    assert found, "found no command in the student README"
+    for words in found:
+        tool, args = words[0], words[1:]
+        where = " ".join(words)
+        assert not tool.startswith(".venv/bin/") or tool == ".venv/bin/pip", \
+            f"{where}: call tools through the activated environment, as the other commands do"
+        assert tool in ("python3.11", ".venv/bin/pip", "conda", "source", "python") or \
+            f'"{provided.get(tool, tool)}' in dependencies, f"{where}: the bundle does not install {tool}"
+        if tool == "python" and args[0] == "-m":
+            module = args[1].replace(".", "/")
+            assert (bundle / f"{module}.py").is_file(), f"{where}: the bundle has no {module}.py"
+        for arg in args:
+            if "/" in arg and not arg.startswith((".venv", "compresslab/", "-")) or arg.endswith((".yml", ".ipynb")):
+                assert (bundle / arg).exists(), f"{where}: the bundle has no {arg}"
+    for name in ("README.md", "environment.yml"):
+        assert "make " not in (bundle / name).read_text() or (bundle / "Makefile").exists(), \
+            f"{name} mentions make, and the bundle has no Makefile"
 
 
 def test_bundle_check_names_every_leak(tmp_path):
