@@ -1,0 +1,165 @@
+"""Which notebook writes each file under an assignment's `artifacts/` folder, and where in it.
+
+    producers("slimming")["artifacts/pruned_50.pt"]   Producer("vggprune.ipynb", 3, "Build the pruned networks", "prune")
+    producer_of("artifacts/pruned_50.pt")             the same, the assignment taken from the path's folder
+    explain("artifacts/pruned_50.pt", "...: no such checkpoint file")
+                                                      '...: no such checkpoint file. It is written by vggprune.ipynb,
+                                                       section 3 ("Build the pruned networks"): run that notebook
+                                                       top to bottom first.'
+    made_by("kd")                                     {"artifacts/teacher.pt": "kd", ...}: what the grader reads
+    missing("kd", Path("labs/kd"))                    those of them a folder lacks, each with its notebook
+
+Notebooks run one after the other and read each other's files (vggprune prunes the network sparsity_train
+saved), so a missing file is explained by its producer: the errors of lib.checkpoint and lib.train.fit_or_load
+say which notebook and section to run. The names follow the active profile's table (lib.profile): its lambda
+tags, pruning percents and KD grid. tests/test_validate.py checks this table against the notebooks in
+solutions/ (each producing cell writes its files) and against the files a reference run leaves.
+"""
+import textwrap
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import profile
+
+# Notebooks of each assignment, in the order a student runs them (later ones read earlier ones' artifacts).
+NOTEBOOKS = {
+    "slimming": ("sparsity_train", "vggprune", "train_prune_model"),
+    "sincnet_quant": ("sincnet_quant",),
+    "kd": ("kd",),
+}
+
+
+@dataclass(frozen=True)
+class Producer:
+    """Where a notebook writes an artifact."""
+    notebook: str            # e.g. "vggprune.ipynb", in the assignment's folder
+    section: int             # its section: the place of the section's "## " heading in the notebook, from 1
+    title: str               # that heading
+    cell: str                # the nbgrader id of the cell that writes the file
+    graded: bool = True      # read by the grader (checkpoints, histories); plots are for you to look at
+    optional: bool = False   # written only in some runs (kd's copy of the slimming network)
+
+    def __str__(self):
+        return f'{self.notebook}, section {self.section} ("{self.title}")'
+
+
+def _run(name):
+    """A training run saved by lib.train.fit: its best checkpoint and its history."""
+    return [f"artifacts/{name}.pt", f"artifacts/{name}.json"]
+
+
+def _plots(*names):
+    return [f"artifacts/{name}.png" for name in names]
+
+
+def _slimming(table):
+    slim = table["slimming"]
+    percents = [round(p * 100) for p in slim["percents"]]
+    train = Producer("sparsity_train.ipynb", 2, "Task 2: train with three strengths of the penalty", "train")
+    curves = Producer("sparsity_train.ipynb", 3, "What the penalty does", "plots", graded=False)
+    channels = Producer("vggprune.ipynb", 2, "How many channels each layer keeps", "tables", graded=False)
+    prune = Producer("vggprune.ipynb", 3, "Build the pruned networks", "prune")
+    finetune = Producer("train_prune_model.ipynb", 1, "Task: fine-tune", "finetune")
+    finetune_curves = Producer("train_prune_model.ipynb", 2, "Accuracy per epoch", "curves", graded=False)
+    return {
+        **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
+        **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
+        **{f: channels for f in _plots("channels_per_layer")},
+        **{f"artifacts/pruned_{p}.pt": prune for p in percents},
+        **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
+        **{f: finetune_curves for f in _plots("finetune_accuracy")},
+    }
+
+
+def _sincnet_quant(table):
+    notebook = "sincnet_quant.ipynb"
+    float_run = Producer(notebook, 1, "Task 1: the float model", "train_float")
+    float_plots = Producer(notebook, 1, "Task 1: the float model", "plot_float", graded=False)
+    pruned = Producer(notebook, 2, "Task 2: channel pruning", "finetune")
+    quant = Producer(notebook, 3, "Task 3: quantization-aware training", "qat")
+    return {
+        **{f: float_run for f in _run("sincnet_float")},
+        **{f: float_plots for f in _plots("float_accuracy", "float_lr", "sinc_responses")},
+        **{f: pruned for f in _run("sincnet_pruned")},
+        **{f: replace(pruned, graded=False) for f in _plots("pruned_accuracy")},
+        **{f: quant for f in _run("sincnet_quant")},
+        **{f: replace(quant, graded=False) for f in _plots("quant_accuracy", "val_accuracy")},
+    }
+
+
+def _kd(table):
+    kd = table["kd"]
+    sweep = kd["sweep"]
+    # With the students' budget (the quick profile) the sweep reuses the two runs trained before it.
+    same_budget = sweep["epochs"] == kd["student"]["epochs"]
+    sweep_runs = [f"sweep/T{T}_alpha{alpha}" for T in sweep["T"] for alpha in sweep["alpha"]
+                  if not (same_budget and (T, alpha) == (kd["T"], kd["alpha"]))]
+    sweep_runs += [] if same_budget else ["sweep/scratch"]
+    teacher = Producer("kd.ipynb", 1, "The teacher and the student", "teacher")
+    student = Producer("kd.ipynb", 1, "The teacher and the student", "student")
+    students = Producer("kd.ipynb", 3, "Scratch student versus distilled student", "train_students")
+    grid = Producer("kd.ipynb", 4, "Temperature and weight", "sweep")
+    return {
+        **{f: teacher for f in _run("teacher")},
+        "artifacts/student_cfg.json": student,
+        **{f: replace(student, optional=True) for f in _run("finetuned_90")},
+        **{f: students for run in ("student_scratch", "student_kd") for f in _run(run)},
+        **{f: Producer("kd.ipynb", 3, students.title, "curves", graded=False) for f in _plots("kd_vs_scratch")},
+        **{f: grid for run in sweep_runs for f in _run(run)},
+        **{f: replace(grid, graded=False) for f in _plots("sweep_heatmap")},
+    }
+
+
+_TABLES = {"slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}
+
+
+def producers(assignment, profile_name=None):
+    """{artifact path relative to the assignment folder ("artifacts/pruned_50.pt"): its Producer}, every file
+    the assignment's notebooks write there in the profile `profile_name` (default: the active one)."""
+    if assignment not in _TABLES:
+        raise KeyError(f"no assignment {assignment!r}: expected one of {', '.join(_TABLES)}")
+    return _TABLES[assignment](profile.TABLES[profile_name or profile.name()])
+
+
+def made_by(assignment, profile_name=None):
+    """{artifact path: the notebook (without .ipynb) that writes it}, for the files the grader reads."""
+    return {path: p.notebook.removesuffix(".ipynb") for path, p in producers(assignment, profile_name).items()
+            if p.graded and not p.optional}
+
+
+def missing(assignment, folder, profile_name=None):
+    """The artifacts the grader reads that `folder` lacks, each with the notebook to run, as sentences."""
+    return [f"{path} (written by {producers(assignment, profile_name)[path]})"
+            for path in made_by(assignment, profile_name) if not (Path(folder) / path).is_file()]
+
+
+def producer_of(path):
+    """The Producer of the artifact at `path` (e.g. "artifacts/pruned_50.pt", relative to the working folder),
+    or None when no notebook of the kit writes it. The assignment is the folder that holds artifacts/ (a
+    student's slimming/), or, when that folder has another name, the first assignment that has the file."""
+    path = Path(path).absolute()
+    if "artifacts" not in path.parts:
+        return None
+    at = len(path.parts) - 1 - path.parts[::-1].index("artifacts")
+    key = "/".join(("artifacts",) + path.parts[at + 1:])
+    folder = path.parts[at - 1] if at > 0 else ""
+    for assignment in sorted(_TABLES, key=lambda a: a != folder):   # the folder's own assignment first
+        found = producers(assignment).get(key)
+        if found is not None:
+            return found
+    return None
+
+
+def explain(path, problem):
+    """`problem` (e.g. "artifacts/pruned_50.pt: no such checkpoint file") and what to do about it, which
+    notebook and section write `path`, as lines of at most 66 characters: `nbgrader validate` cuts longer
+    lines of an error short, and this is the part a student must read."""
+    found = producer_of(path)
+    advice = ("Run the cell that writes it first." if found is None
+              else f"It is written by {found}: run that notebook top to bottom first.")
+    return textwrap.fill(f"{problem}. {advice}", width=66, break_long_words=False, break_on_hyphens=False)
+
+
+class ArtifactError(RuntimeError):
+    """An artifact a cell needs is missing or was made by another run, and this run may not make it
+    (nbgrader validate trains nothing)."""
