@@ -37,6 +37,7 @@ c.IgnorePattern.pattern = r"(UserWarning|DeprecationWarning|FutureWarning|Runtim
 # that needs a missing artifact says which notebook makes it (lib.artifacts), and the grade cells after it
 # would only say NameError. Validating trains and writes nothing (lib.profile.validating).
 c.Validator.validate_all = True
+c.Validator.width = 1000   # and in full: by default it cuts every line of an error at 90 characters
 
 # A submission that deleted a grade cell gets it back (and its points) instead of a crash.
 c.OverwriteCells.add_missing_cells = True

@@ -4,8 +4,8 @@
     producer_of("artifacts/pruned_50.pt")             the same, the assignment taken from the path's folder
     explain("artifacts/pruned_50.pt", "...: no such checkpoint file")
                                                       '...: no such checkpoint file. It is written by vggprune.ipynb,
-                                                       section 3 ("Build the pruned networks"): run that notebook
-                                                       top to bottom first.'
+                                                       section 3 ("Build the pruned networks"): run that notebook top
+                                                       to bottom first.'
     made_by("kd")                                     {"artifacts/teacher.pt": "kd", ...}: what the grader reads
     missing("kd", Path("labs/kd"))                    those of them a folder lacks, each with its notebook
 
@@ -15,7 +15,6 @@ say which notebook and section to run. The names follow the active profile's tab
 tags, pruning percents and KD grid. tests/test_validate.py checks this table against the notebooks in
 solutions/ (each producing cell writes its files) and against the files a reference run leaves.
 """
-import textwrap
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -151,13 +150,12 @@ def producer_of(path):
 
 
 def explain(path, problem):
-    """`problem` (e.g. "artifacts/pruned_50.pt: no such checkpoint file") and what to do about it, which
-    notebook and section write `path`, as lines of at most 66 characters: `nbgrader validate` cuts longer
-    lines of an error short, and this is the part a student must read."""
+    """`problem` (e.g. "artifacts/pruned_50.pt: no such checkpoint file") and what to do about it: which
+    notebook and section write `path`."""
     found = producer_of(path)
-    advice = ("Run the cell that writes it first." if found is None
-              else f"It is written by {found}: run that notebook top to bottom first.")
-    return textwrap.fill(f"{problem}. {advice}", width=66, break_long_words=False, break_on_hyphens=False)
+    if found is None:
+        return f"{problem}. Run the cell that writes it first."
+    return f"{problem}. It is written by {found}: run that notebook top to bottom first."
 
 
 class ArtifactError(RuntimeError):
