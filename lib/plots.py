@@ -1,5 +1,6 @@
-"""Plots of the labs. Each function draws one figure, saves it as PNG (when `path` is given) and returns it;
-in a notebook the figure is shown inline as the cell's output.
+"""Plots of the labs. Each function draws one figure, saves it as PNG (when `path` is given; never under
+nbgrader validate, see lib.checkpoint.may_write) and returns it; in a notebook the figure is shown inline as
+the cell's output.
 """
 from pathlib import Path
 
