@@ -12,13 +12,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import nbformat
 import pytest
 import torch
 
 from autograde.course import ASSIGNMENTS, BIN, LABS, REPO, SOLUTIONS, fill_solutions, nbgrader_id, tool_env
-from lib import artifacts, train
-from lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from lib import artifacts, plots, train
+from lib.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, save_json
 from lib.models import VGG
 
 SECONDS = 30   # the most one notebook's validation may take
@@ -125,7 +126,8 @@ def test_validating_with_a_stale_artifact_names_it_and_its_notebook(reference_wo
 
 # ------------------------------------------------------------- the same rules from Python (no nbgrader)
 
-def _tiny_run(path):
+def _tiny_run():
+    """(model, loaders, hp) of a training run that takes a moment."""
     torch.manual_seed(0)
     model = VGG([4, 'M', 8, 'M', 8, 'M', 8, 'M'], num_classes=2)
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 2
@@ -136,7 +138,7 @@ def _tiny_run(path):
 
 def test_fit_or_load_under_validate_raises_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
-    model, loaders, hp = _tiny_run(tmp_path)
+    model, loaders, hp = _tiny_run()
     path = tmp_path / "sincnet_quant" / "artifacts" / "sincnet_quant.pt"
     with pytest.raises(artifacts.ArtifactError, match="Validation trains nothing") as error:
         train.fit_or_load(model, loaders, hp, save_path=path)
@@ -145,10 +147,12 @@ def test_fit_or_load_under_validate_raises_and_writes_nothing(tmp_path, monkeypa
 
 
 def test_the_savers_write_nothing_under_validate_and_keep_submitted_files_while_grading(tmp_path, monkeypatch):
-    model, _, _ = _tiny_run(tmp_path)
+    model, _, _ = _tiny_run()
     monkeypatch.setenv("NBGRADER_EXECUTION", "validate")
     save_checkpoint(tmp_path / "new.pt", model)
     train.History({}).save(tmp_path / "new.json")
+    save_json(tmp_path / "cfg.json", {"cfg": model.cfg})
+    plots.save_figure(plt.figure(), tmp_path / "plot.png")
     assert not any(tmp_path.iterdir())
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")            # grading fills in what is missing
     save_checkpoint(tmp_path / "new.pt", model)
