@@ -48,6 +48,12 @@ c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(UserWarning|DeprecationWarning|FutureWarning|RuntimeWarning|warnings\.warn|TqdmWarning)"
 
+# `nbgrader validate` (and the Validate button) reports every cell that fails, not only the grade cells: a cell
+# that needs a missing artifact says which notebook makes it (lib.artifacts), and the grade cells after it
+# would only say NameError. Validating trains and writes nothing (lib.profile.validating).
+c.Validator.validate_all = True
+c.Validator.width = 1000   # and in full: by default it cuts every line of an error at 90 characters
+
 # A submission that deleted a grade cell gets it back (and its points) instead of a crash.
 c.OverwriteCells.add_missing_cells = True
 

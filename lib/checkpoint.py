@@ -3,38 +3,55 @@
 Loading uses torch.load(weights_only=True): a checkpoint can then hold only tensors and plain Python
 values, never code, so loading a classmate's or a submitted file cannot run anything.
 """
+import json
 from pathlib import Path
 
 import torch
 
 from . import profile
+from .artifacts import explain
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
-def keep_submitted(path):
-    """True while nbgrader grades and `path` exists: a submitted artifact is what gets graded, so re-running
-    the notebook during grading must not replace it (the savers below then write nothing)."""
-    return profile.grading() and Path(path).exists()
+def may_write(path):
+    """Whether the kit may write the file `path` now; every saver of lib asks (otherwise it writes nothing).
+
+    When you run the notebook: yes. While nbgrader grades: only a file that was not submitted (a submitted
+    artifact is what gets graded, re-running the notebook must not replace it). Under nbgrader validate:
+    never (validating changes nothing in your folder).
+    """
+    if profile.validating():
+        return False
+    return not (profile.grading() and Path(path).exists())
 
 
 def save_checkpoint(path, model, meta=None):
     """Write `model` (which has a .cfg) to `path` with a dict of plain values `meta` (epoch, accuracy...)."""
     path = Path(path)
-    if keep_submitted(path):
+    if not may_write(path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"cfg": list(model.cfg), "state_dict": state, "meta": dict(meta or {})}, path)
 
 
+def save_json(path, data):
+    """Write `data` (plain values: dicts, lists, numbers, strings) to `path` as JSON, e.g. a cfg."""
+    path = Path(path)
+    if not may_write(path):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
 def load_checkpoint(path):
     """The {cfg, state_dict, meta} dict stored at `path`, loaded on the CPU."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file; run the cell that trains and saves it first")
+        raise CheckpointError(explain(path, f"{path}: no such checkpoint file"))
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated file, a pickle with code in it, not a torch file at all...

@@ -195,6 +195,18 @@ def device():
     return torch.device("cpu")
 
 
+# How the notebook is being run, in one place. nbgrader says so in NBGRADER_EXECUTION: "autograde" while it
+# grades (the grader: autograde/sandbox.py), "validate" under `nbgrader validate` and the Validate button.
+# Both use the artifacts already in artifacts/ instead of training again; they differ only when one is
+# missing or stale (lib.train.fit_or_load) and in what may be written (lib.checkpoint.may_write).
+
 def grading():
-    """True while nbgrader runs the notebook (it sets NBGRADER_EXECUTION, e.g. to "autograde")."""
+    """True while nbgrader runs the notebook, to grade it or to validate it: the artifacts already in
+    artifacts/ are used as they are."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+def validating():
+    """True under `nbgrader validate` (and the Validate button): validating trains nothing and writes nothing;
+    a missing or stale artifact is an error that names the notebook that makes it."""
+    return os.environ.get("NBGRADER_EXECUTION") == "validate"

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import profile
-from .checkpoint import keep_submitted, load_checkpoint, load_into, save_checkpoint
+from .artifacts import ArtifactError, explain
+from .checkpoint import load_checkpoint, load_into, may_write, save_checkpoint
 from .slimming import sparsity
 
 FALLBACK_EPOCHS = 1   # grading a submission without matching artifacts: a short run, so the notebook still runs
@@ -59,7 +60,7 @@ class History:
 
     def save(self, path):
         path = Path(path)
-        if keep_submitted(path):
+        if not may_write(path):
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -73,7 +74,7 @@ class History:
             data = json.loads(path.read_text())
             return cls(data["config"], data["records"])
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such history file; run the cell that trains and saves it first") from None
+            raise FileNotFoundError(explain(path, f"{path}: no such history file")) from None
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a training history (expected JSON with 'config' and 'records'): "
                              f"{error}") from None
@@ -206,13 +207,16 @@ def last_path(save_path):
 
 
 def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
-    """fit(), except while nbgrader grades: then the submitted artifacts are loaded instead of retraining.
+    """fit(), except while nbgrader runs the notebook: then the artifacts already there are loaded instead.
 
-    The submitted checkpoint `save_path` and its history (.json) are used when the history's config
-    equals `hp` and the checkpoint's cfg equals model.cfg. Otherwise grading trains a short fallback
-    run (FALLBACK_EPOCHS) so that the rest of the notebook still runs; its accuracy will be low.
-    Returns the History; `model` holds the weights. While grading, files that were submitted are never
-    overwritten (lib.checkpoint.keep_submitted): the fallback run only fills in what is missing.
+    The checkpoint `save_path` and its history (.json) are used when the history's config equals `hp` and
+    the checkpoint's cfg equals model.cfg. When they are missing or do not match:
+      grading (nbgrader autograde)  trains a short fallback run (FALLBACK_EPOCHS) so that the rest of the
+                                    notebook still runs; its accuracy will be low. Submitted files are never
+                                    overwritten (lib.checkpoint.may_write): it only fills in what is missing.
+      validating (nbgrader validate) raises ArtifactError naming the notebook and section that make the file:
+                                    validating trains nothing and writes nothing.
+    Returns the History; `model` holds the weights.
     """
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")
@@ -225,6 +229,8 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
             print(f"Loaded {save_path} ({len(history)} epochs, "
                   f"best validation accuracy {history.best['val_accuracy']:.2f}%)")
             return history
+        if profile.validating():
+            raise ArtifactError(explain(save_path, f"Validation trains nothing, and {reason}"))
         print(f"Not using the submitted {save_path.name}: {reason}. Training {FALLBACK_EPOCHS} epoch(s) instead.")
         hp = dict(hp, epochs=min(hp["epochs"], FALLBACK_EPOCHS))
     return fit(model, loaders, hp, save_path=save_path, **fit_kwargs)
