@@ -105,6 +105,11 @@ c = get_config()  # noqa: F821  (nbgrader provides get_config)
 c.CourseDirectory.course_id = {course_id!r}
 c.Exchange.path_includes_course = {path_includes_course!r}   # fetched work goes to {course_id}/<assignment>/
 {exchange_line}   # the course's shared exchange folder, where its JupyterHub keeps submissions
+
+# Validate reports every failing cell, in full: a cell that needs a missing artifact names the notebook that
+# makes it (the grade cells after it would only say NameError).
+c.Validator.validate_all = {validate_all!r}
+c.Validator.width = {validator_width!r}
 '''
 
 STUDENT_PYPROJECT = """[build-system]
@@ -152,7 +157,8 @@ def student_nbgrader_config(exchange=None):
     exchange_line = f"c.Exchange.root = {str(exchange)!r}" if exchange else '# c.Exchange.root = "/path/to/exchange"'
     return STUDENT_NBGRADER_CONFIG.format(course_id=kit.CourseDirectory.course_id,
                                           path_includes_course=kit.Exchange.path_includes_course,
-                                          exchange_line=exchange_line)
+                                          exchange_line=exchange_line,
+                                          validate_all=kit.Validator.validate_all, validator_width=kit.Validator.width)
 
 
 def build(dist=REPO / "dist", exchange=None):

@@ -76,6 +76,9 @@ def test_student_bundle_installs_nbgraders_student_side(tmp_path):
     config = PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config()
     assert config.CourseDirectory.course_id == Course.open(REPO).course_id
     assert config.Exchange.root == "/srv/course/exchange" and config.Exchange.path_includes_course is True
+    kit = PyFileConfigLoader("nbgrader_config.py", str(REPO)).load_config()
+    assert (config.Validator.validate_all, config.Validator.width) == (kit.Validator.validate_all, kit.Validator.width), \
+        "Validate in the bundle must report what it does in the course (every failing cell, in full)"
     # without an exchange folder, the bundle leaves it to the JupyterHub's configuration (a lower-priority file)
     bundle = release.build(tmp_path / "no_exchange")
     assert "root" not in PyFileConfigLoader("nbgrader_config.py", str(bundle)).load_config().Exchange
