@@ -22,6 +22,7 @@ Exit status: 0 when every notebook ran and its checks ran, 1 when one failed, 2 
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -120,8 +121,9 @@ class Result:
     assignment: str
     seconds: float = 0.0                               # wall time of the preflight run
     error: str = None                                  # the cell that failed, and how
-    runs: dict = field(default_factory=dict)           # artifact -> seconds per full epoch, measured
+    runs: dict = field(default_factory=dict)           # artifact -> its Timing (None: not trained)
     checks: list = field(default_factory=list)         # (check, None or its verdict)
+    check_seconds: float = 0.0                         # how long the grader's checks took on this machine
     skipped: str = None                                # why it did not run (missing data)
 
 
@@ -147,19 +149,25 @@ def cell_errors(notebook):
             for out in cell.get("outputs", []) if out.output_type == "error"]
 
 
-def epoch_seconds(history):
-    """Seconds of one full epoch of a preflight run, from its History's (single) record.
+@dataclass(frozen=True)
+class Timing:
+    """One preflight run's measurements, scaled to a full epoch of the profile's data."""
+    batch_seconds: float        # the median training step (the first pays for warm-up: memory, kernels, caches)
+    batches: int                # training batches in a full epoch (the train loader's length)
+    epoch_seconds: float        # batch_seconds x batches + the validation, scaled the same way
 
-    Training: the median step (the first step pays for warm-up: memory, kernels, caches) x the train loader's
-    batches. Validation: its measured time per batch x the validation loader's batches.
-    """
+
+def timing(history):
+    """The Timing of a preflight run, from its History's (single) record (lib.train.fit writes its fields)."""
     record = history.records[0]
-    train = statistics.median(record["batch_times"]) * record["batches_per_epoch"]
-    return train + record["test_time"] / record["val_batches"] * record["val_batches_per_epoch"]
+    batch_seconds = statistics.median(record["batch_times"])
+    validation = record["test_time"] / record["val_batches"] * record["val_batches_per_epoch"]
+    return Timing(batch_seconds, record["batches_per_epoch"],
+                  batch_seconds * record["batches_per_epoch"] + validation)
 
 
 def trained_runs(artifacts, copied_from=None):
-    """{artifact: seconds per full epoch} of every run fit() saved under `artifacts` in this preflight.
+    """{artifact: Timing} of every run fit() saved under `artifacts` in this preflight.
 
     copied_from: the artifacts folder of the assignment this one reads (RUN_AFTER): a history copied from
     there (kd's teacher.json) was trained by that assignment, not by this one.
@@ -175,7 +183,7 @@ def trained_runs(artifacts, copied_from=None):
         except ValueError:                          # a JSON file that is not a history (kd: student_cfg.json)
             continue
         if history.records and "batch_times" in history.records[0]:
-            found[path.with_suffix(".pt").relative_to(artifacts).as_posix()] = epoch_seconds(history)
+            found[path.with_suffix(".pt").relative_to(artifacts).as_posix()] = timing(history)
     return found
 
 
@@ -183,6 +191,7 @@ def run_checks(assignment, artifacts):
     """[(check name, None or its verdict)]: the grader's artifact checks of `assignment` on `artifacts`.
 
     A check that raises anything but an AssertionError (a verdict) propagates: the grading itself is broken.
+    The verdicts themselves mostly pass: the preflight's override lowers the thresholds to 0.
     Every checkpoint is also loaded as the grader loads it (lib.checkpoint, weights_only).
     """
     from lib.checkpoint import load_checkpoint
@@ -203,6 +212,7 @@ def run_checks(assignment, artifacts):
 def preflight_assignment(assignment, work, profile, batches, timeout):
     """Run `assignment`'s notebooks in `work`/<assignment>; [Result] per notebook, in order."""
     folder = Path(work) / assignment
+    shutil.rmtree(folder / "artifacts", ignore_errors=True)     # an earlier preflight's runs would be counted
     results = []
     for notebook in fill_solutions(assignment, folder):
         allow_verdicts(notebook)
@@ -227,7 +237,13 @@ def preflight_assignment(assignment, work, profile, batches, timeout):
         result.runs = {run.artifact: trained.get(run.artifact) for run in runs(profile, preflight=True)
                        if run.notebook == result.notebook}
     if not any(r.error for r in results):
-        results[-1].checks = run_checks(assignment, artifacts)
+        try:
+            start = time.time()
+            results[-1].checks = run_checks(assignment, artifacts)
+            results[-1].check_seconds = time.time() - start
+        except Exception as error:                  # not a verdict: the grading itself broke on these artifacts
+            results[-1].error = f"the grader's checks: {type(error).__name__}: {error}"[:500]
+            return results
         expected = {run.artifact for run in runs(profile, preflight=True) if run.notebook in ASSIGNMENTS[assignment]}
         if set(trained) != expected:
             results[-1].error = (f"the notebooks trained {sorted(trained)}, the profile's runs are {sorted(expected)}"
@@ -257,16 +273,40 @@ def device_name():
     return f"{device.type}: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
+def run_timings(profile, results):
+    """[(Run, Timing or None)] of every training run of the profile, from the preflight's measured runs."""
+    measured = {artifact: found for result in results for artifact, found in result.runs.items() if found}
+    return [(run, measured.get(run.artifact) or measured.get(run.timed_like)) for run in runs(profile)]
+
+
 def projection(profile, results):
-    """{notebook: (runs, epochs, projected seconds)} of the whole profile, from the measured runs."""
-    measured = {artifact: seconds for result in results for artifact, seconds in result.runs.items()}
+    """{notebook: (runs, epochs, projected seconds or None)} of the whole profile, from the measured runs."""
     table = {}
-    for run in runs(profile):
-        seconds = measured.get(run.artifact) or measured.get(run.timed_like)
+    for run, found in run_timings(profile, results):
         count, epochs, total = table.get(run.notebook, (0, 0, 0.0))
-        total = None if seconds is None or total is None else total + run.epochs * seconds
+        total = None if found is None or total is None else total + run.epochs * found.epoch_seconds
         table[run.notebook] = (count + 1, epochs + run.epochs, total)
     return table
+
+
+def report_runs(profile, results, out=sys.stdout):
+    """Print one row per training run of the profile: where each notebook's hours go."""
+    print(f"\n| training run | notebook | epochs ({profile}) | batches per epoch | seconds per batch | "
+          "seconds per epoch | projected |", file=out)
+    print("|---|---|---|---|---|---|---|", file=out)
+    for run, found in run_timings(profile, results):
+        if found is None:
+            print(f"| {run.artifact} | {run.notebook} | {run.epochs} | - | - | - | - |", file=out)
+            continue
+        like = f" (timed as {run.timed_like})" if run.artifact not in results_runs(results) else ""
+        print(f"| {run.artifact}{like} | {run.notebook} | {run.epochs} | {found.batches} | "
+              f"{found.batch_seconds:.3f} | {found.epoch_seconds:.1f} | {_hours(run.epochs * found.epoch_seconds)} |",
+              file=out)
+
+
+def results_runs(results):
+    """The artifacts of the runs the preflight trained and timed."""
+    return {artifact for result in results for artifact, found in result.runs.items() if found}
 
 
 def _hours(seconds):
@@ -290,7 +330,7 @@ def report(profile, batches, results, out=sys.stdout):
             seconds = None
         per_epoch = "-" if seconds is None or not epochs else f"{seconds / epochs:.2f}"
         passed = sum(verdict is None for _, verdict in result.checks)
-        checks = f"{passed} of {len(result.checks)} pass" if result.checks else ""
+        checks = f"{passed} of {len(result.checks)} pass ({result.check_seconds:.0f} s)" if result.checks else ""
         state = "no data" if result.skipped else "FAILED" if result.error else f"{result.seconds:.0f} s"
         print(f"| {result.notebook} | {count} | {epochs} | {per_epoch} | {_hours(seconds)} | {state} | {checks} |",
               file=out)
@@ -320,7 +360,9 @@ def main(argv=None):
     print(f"preflight of profile '{args.profile}': {args.batches} batches per epoch, 1 epoch per run")
     print(f"device: {device_name()}; torch {torch.__version__}")
     print(f"notebooks and artifacts: {work}")
+    start = time.time()
     missing = missing_data(args.profile)
+    print(f"data sets checked in {time.time() - start:.0f} s")
     for assignment, what in missing.items():
         print(f"no data for {assignment}: {what}")
     if missing:
@@ -336,6 +378,7 @@ def main(argv=None):
         done += [Result(name, assignment, error="not run: an earlier notebook failed")
                  for name in notebooks[len(done):]]
         results += done
+    report_runs(args.profile, results)
     report(args.profile, args.batches, results)
     for result in results:
         if result.error:

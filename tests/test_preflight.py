@@ -21,7 +21,7 @@ from lib import profile
 from lib.data import speech
 
 NOTEBOOKS = [name for names in ASSIGNMENTS.values() for name in names]
-ROW = re.compile(r"^\| (\w+) \| (\d+) \| (\d+) \| ([\d.]+|-) \| ([\d.]+) h \| (\d+) s \| (?:(\d+) of (\d+) pass)? \|$",
+ROW = re.compile(r"^\| (\w+) \| (\d+) \| (\d+) \| ([\d.]+|-) \| ([\d.]+) h \| (\d+) s \| (?:(\d+) of (\d+) pass \(\d+ s\))? \|$",
                  re.M)
 
 
