@@ -99,16 +99,18 @@ def fill_solutions(assignment, out_dir, replacements=None, labs=LABS, solutions=
     return paths
 
 
-def execute(notebook, timeout=900, profile="quick", threads=None):
+def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
     """Run a notebook top to bottom in its own folder with nbclient (LAB_PROFILE=profile); save the outputs.
 
     threads sets the kernel's OMP_NUM_THREADS (torch's threads); None leaves torch's default (every core).
-    Raises nbclient's CellExecutionError on the first failing cell (the notebook is saved up to there).
+    env: more variables for the kernel (e.g. the preflight's LAB_PREFLIGHT).
+    Raises nbclient's CellExecutionError on the first failing cell (the notebook is saved up to there); a cell
+    tagged "raises-exception" may fail without stopping the run (its error stays in its outputs).
     """
     from nbclient import NotebookClient
     notebook = Path(notebook)
     nb = nbformat.read(notebook, as_version=4)
-    kernel_env = tool_env(threads, LAB_PROFILE=profile)
+    kernel_env = tool_env(threads, LAB_PROFILE=profile, **(env or {}))
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
                        resources={"metadata": {"path": str(notebook.parent)}}).execute(env=kernel_env)

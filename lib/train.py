@@ -8,6 +8,7 @@ Your code plugs in through two hooks instead of editing this loop:
     after_backward(model)           called after loss.backward(), before optimizer.step(), every batch
     step(model, inputs, targets)    returns (loss, logits); the default is cross-entropy on model(inputs)
 """
+import itertools
 import json
 import os
 import random
@@ -109,6 +110,12 @@ def distillation_step(teacher, loss_fn, T, alpha):
     return step
 
 
+def _batches(loader):
+    """The batches of `loader`: all of them, or the first profile.preflight_batches() in a preflight."""
+    limit = profile.preflight_batches()
+    return loader if limit is None else itertools.islice(loader, limit)
+
+
 def _show_progress(progress):
     return (not profile.grading()) if progress is None else progress
 
@@ -120,7 +127,7 @@ def evaluate(model, loader, device=None, progress=None):
     was_training = model.training
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    for inputs, targets in tqdm(loader, desc="Testing", leave=False, disable=not _show_progress(progress)):
+    for inputs, targets in tqdm(_batches(loader), desc="Testing", leave=False, disable=not _show_progress(progress)):
         inputs, targets = inputs.to(device), targets.to(device)
         logits = model(inputs)
         total_loss += F.cross_entropy(logits, targets, reduction="sum").item()
@@ -141,6 +148,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
                  At the end the model holds those best weights.
     save_last    also save the last epoch's weights as <save_path stem>_last.pt (where the training ended,
                  which differs from the best epoch when a run degrades)
+    In a preflight (profile.preflight_batches()) each epoch stops after that many batches, and its record
+    also holds the seconds of each training step and the loaders' batch counts (autograde.preflight).
     """
     seed_everything(seed)
     if getattr(loaders["train"], "generator", None) is not None:
@@ -161,7 +170,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         model.train()
         lr = optimizer.param_groups[0]["lr"]
         start, total_loss, correct, count = time.time(), 0.0, 0, 0
-        for inputs, targets in tqdm(loaders["train"], desc="Training", leave=False,
+        batch_times, batch_start = [], start        # seconds of each step, data loading included
+        for inputs, targets in tqdm(_batches(loaders["train"]), desc="Training", leave=False,
                                     disable=not _show_progress(progress)):
             inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad()
@@ -173,6 +183,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
             total_loss += loss.item() * len(targets)
             correct += (logits.argmax(1) == targets).sum().item()
             count += len(targets)
+            batch_times.append(time.time() - batch_start)    # loss.item() above waited for the device
+            batch_start = time.time()
         scheduler.step()
         train_time = time.time() - start
 
@@ -181,6 +193,10 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         record = dict(epoch=epoch, train_loss=total_loss / count, train_accuracy=100.0 * correct / count,
                       val_loss=val_loss, val_accuracy=val_accuracy, lr=lr, train_time=train_time,
                       test_time=time.time() - start, sparsity=sparsity(model, threshold))
+        if profile.preflight_batches():     # what autograde.preflight scales to a whole epoch
+            record.update(batch_times=batch_times, batches_per_epoch=len(loaders["train"]),
+                          val_batches=min(len(val_loader), profile.preflight_batches()),
+                          val_batches_per_epoch=len(val_loader))
         history.append(record)
         print(f"Epoch: {epoch} |train loss: {record['train_loss']:.4f} |train accuracy: {record['train_accuracy']:.2f} "
               f"|validation loss: {val_loss:.4f} |validation accuracy: {val_accuracy:.2f} |learning rate: {lr:.1e} "

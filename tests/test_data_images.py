@@ -1,12 +1,11 @@
 """lib.data.images and lib.profile: the embedded digits, the CIFAR-10 loader (offline), profile selection."""
-import hashlib
-import pickle
 import shutil
 
 import numpy as np
 import pytest
 import torch
 
+from fabricate import cifar_checksums, write_fake_cifar
 from lib import profile
 from lib.data import images
 
@@ -47,29 +46,12 @@ def test_a_changed_data_file_is_refused(tmp_path):
         images.EmbeddedDigits(train=True, path=tmp_path / "digits32.npz")
 
 
-def write_fake_cifar(root, n=20):
-    """A tiny CIFAR-10 in torchvision's on-disk format: cifar-10-batches-py/ with pickled batches."""
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        batch = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, size=n).tolist()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": list(images.CIFAR_CLASSES)}, f)
-    return {name: hashlib.md5((folder / name).read_bytes()).hexdigest() for name in names + ["batches.meta"]}
-
-
 def test_cifar10_loader_offline_on_a_tiny_copy(tmp_path, monkeypatch):
     from torchvision.datasets import CIFAR10
     md5 = write_fake_cifar(tmp_path)
     # torchvision verifies each file's md5 against the real data set's: point it at our tiny files'.
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {"filename": "batches.meta", "key": "label_names", "md5": md5["batches.meta"]})
+    for name, value in cifar_checksums(md5).items():
+        monkeypatch.setattr(CIFAR10, name, value)
     loaders = images.loaders("full", batch_size=8, root=tmp_path, download=True)   # verified, nothing fetched
     assert len(loaders["train"].dataset) == 100 and len(loaders["test"].dataset) == 20
     x, y = next(iter(loaders["train"]))

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from fabricate import FILES, TESTING, VALIDATION, write_speech_commands
 from lib.data import speech
 
 SIZES = {"training": 1960, "validation": 420, "testing": 420}      # data/keywords/README.md
@@ -130,34 +131,9 @@ def test_load_wav_round_trip_and_errors(tmp_path):
         speech.load_wav(tmp_path / "missing.wav")
 
 
-# A tiny Speech Commands v2 in torchaudio's on-disk layout:
-# <root>/SpeechCommands/speech_commands_v0.02/<word>/<speaker>_nohash_<n>.wav, plus the two split lists.
-FILES = {
-    "yes": ["aaa_nohash_0", "aaa_nohash_1", "bbb_nohash_0", "ccc_nohash_0"],
-    "stop": ["aaa_nohash_0", "ddd_nohash_0", "eee_nohash_0"],
-    "go": ["bbb_nohash_0", "fff_nohash_0"],
-    "bed": ["aaa_nohash_0", "ggg_nohash_0"],               # not a keyword
-}
-VALIDATION = ["yes/bbb_nohash_0.wav", "go/bbb_nohash_0.wav", "bed/ggg_nohash_0.wav"]
-TESTING = ["yes/ccc_nohash_0.wav", "stop/eee_nohash_0.wav"]
-
-
 @pytest.fixture
 def speech_commands(tmp_path):
-    folder = tmp_path / "SpeechCommands" / "speech_commands_v0.02"
-    rng = np.random.default_rng(0)
-    for word, names in FILES.items():
-        (folder / word).mkdir(parents=True)
-        for k, name in enumerate(names):
-            # Most recordings are one second, a few are shorter (fix_length pads them).
-            n = 16000 if k % 2 == 0 else 11000
-            sf.write(folder / word / f"{name}.wav", (rng.uniform(-0.3, 0.3, n) * 32767).astype(np.int16), 16000,
-                     subtype="PCM_16")
-    (folder / "_background_noise_").mkdir()
-    sf.write(folder / "_background_noise_" / "white_noise.wav", np.zeros(48000, np.int16), 16000, subtype="PCM_16")
-    (folder / "validation_list.txt").write_text("\n".join(VALIDATION) + "\n")
-    (folder / "testing_list.txt").write_text("\n".join(TESTING) + "\n")
-    return tmp_path
+    return write_speech_commands(tmp_path)
 
 
 def test_speech_commands_honours_the_official_split_lists(speech_commands):
