@@ -343,6 +343,7 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     """
     if sandbox:
         bwrap()
+    refuse_preflight()
     course = Course.open(course_root)
     for assignment in assignments:
         check_gradebook(course, assignment)
@@ -400,6 +401,18 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
 
 class GradebookNotReady(RuntimeError):
     """The course gradebook does not know an assignment's grade cells yet: nothing can be graded."""
+
+
+class PreflightSet(RuntimeError):
+    """LAB_PREFLIGHT is set: the profile's thresholds read 0 (lib.profile.PREFLIGHT), so nobody could fail."""
+
+
+def refuse_preflight():
+    from lib.profile import PREFLIGHT_VARIABLE
+    if os.environ.get(PREFLIGHT_VARIABLE):
+        raise PreflightSet(f"{PREFLIGHT_VARIABLE} is set in this shell ({os.environ[PREFLIGHT_VARIABLE]!r}): it sets "
+                           f"every grading threshold to 0 (the preflight's override). Unset it (`unset "
+                           f"{PREFLIGHT_VARIABLE}`) and grade again")
 
 
 def check_gradebook(course, assignment):
@@ -464,7 +477,7 @@ def main(argv=None):
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
                            args.force, sandbox=not args.no_sandbox)
-    except (SandboxUnavailable, GradebookNotReady) as error:
+    except (SandboxUnavailable, GradebookNotReady, PreflightSet) as error:
         print(f"autograde.cohort: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

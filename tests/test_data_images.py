@@ -1,7 +1,6 @@
 """lib.data.images and lib.profile: the embedded digits, the CIFAR-10 loader (offline), profile selection."""
 import shutil
 
-import numpy as np
 import pytest
 import torch
 

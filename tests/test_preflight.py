@@ -103,3 +103,11 @@ def test_the_preflight_override_is_one_epoch_and_no_threshold(monkeypatch):
         profile.config("vgg")
     monkeypatch.delenv(profile.PREFLIGHT_VARIABLE)
     assert profile.config("vgg", "full")["epochs"] == 160
+
+
+def test_grading_refuses_to_start_in_a_preflight_shell(monkeypatch, capsys, tmp_path):
+    """LAB_PREFLIGHT left set in a TA's shell would grade everyone against thresholds of 0: the runner stops."""
+    from autograde import cohort
+    monkeypatch.setenv("LAB_PREFLIGHT", "3")
+    assert cohort.main(["kd", "--course", str(tmp_path), "--no-sandbox"]) == 2
+    assert "LAB_PREFLIGHT is set" in capsys.readouterr().err
