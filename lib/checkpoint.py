@@ -8,24 +8,12 @@ from pathlib import Path
 
 import torch
 
-from . import profile
+from .grading import may_write
 from .artifacts import explain
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into."""
-
-
-def may_write(path):
-    """Whether the kit may write the file `path` now; every saver of lib asks (otherwise it writes nothing).
-
-    When you run the notebook: yes. While nbgrader grades: only a file that was not submitted (a submitted
-    artifact is what gets graded, re-running the notebook must not replace it). Under nbgrader validate:
-    never (validating changes nothing in your folder).
-    """
-    if profile.validating():
-        return False
-    return not (profile.grading() and Path(path).exists())
 
 
 def save_checkpoint(path, model, meta=None):

@@ -1,5 +1,5 @@
 """Plots of the labs. Each function draws one figure, saves it as PNG (when `path` is given; never under
-nbgrader validate, see lib.checkpoint.may_write) and returns it; in a notebook the figure is shown inline as
+nbgrader validate, see lib.grading.may_write) and returns it; in a notebook the figure is shown inline as
 the cell's output.
 """
 from pathlib import Path
@@ -7,12 +7,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from .checkpoint import may_write
+from .grading import may_write
 from .slimming import gammas
 
 
 def save_figure(fig, path):
-    """Save `fig` as a PNG at `path` (its folder is created), unless lib.checkpoint.may_write(path) says no."""
+    """Save `fig` as a PNG at `path` (its folder is created), unless lib.grading.may_write(path) says no."""
     if may_write(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)

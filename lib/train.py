@@ -4,9 +4,11 @@
     history = fit(model, loaders, hp, save_path="artifacts/vgg.pt",
                   after_backward=lambda m: update_bn(m, s))   # your code, run after every loss.backward()
 
-Your code plugs in through two hooks instead of editing this loop:
+Your code plugs in through hooks instead of editing this loop:
     after_backward(model)           called after loss.backward(), before optimizer.step(), every batch
     step(model, inputs, targets)    returns (loss, logits); the default is cross-entropy on model(inputs)
+    epoch_metrics={name: f}         f(model) -> a number, recorded in the history after every epoch,
+                                    e.g. {"sparsity": lambda m: sparsity(m, threshold)} in the slimming lab
 """
 import itertools
 import json
@@ -20,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import profile
+from . import grading, profile
 from .artifacts import ArtifactError, explain
-from .checkpoint import load_checkpoint, load_into, may_write, save_checkpoint
-from .slimming import sparsity
+from .checkpoint import load_checkpoint, load_into, save_checkpoint
+from .grading import may_write
 
 FALLBACK_EPOCHS = 1   # grading a submission without matching artifacts: a short run, so the notebook still runs
 
@@ -117,7 +119,7 @@ def _batches(loader):
 
 
 def _show_progress(progress):
-    return (not profile.grading()) if progress is None else progress
+    return (not grading.active()) if progress is None else progress
 
 
 @torch.no_grad()
@@ -138,7 +140,7 @@ def evaluate(model, loader, device=None, progress=None):
 
 
 def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entropy_step,
-        seed=0, device=None, progress=None, save_last=False):
+        epoch_metrics=None, seed=0, device=None, progress=None, save_last=False):
     """Train `model` with SGD and a step schedule; return its History.
 
     loaders      dict with "train" and "val" or "test" (validation falls back to the test split)
@@ -146,6 +148,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
                  x0.1); any other keys are only recorded, so they tell runs apart
     save_path    where the best-validation checkpoint goes; its history goes next to it as .json.
                  At the end the model holds those best weights.
+    epoch_metrics  {name: f}: each epoch's record also holds name = f(model), the model as that epoch ended
     save_last    also save the last epoch's weights as <save_path stem>_last.pt (where the training ended,
                  which differs from the best epoch when a run degrades)
     In a preflight (profile.preflight_batches()) each epoch stops after that many batches, and its record
@@ -162,7 +165,6 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"] if "val" in loaders else loaders["test"]
-    threshold = profile.config("sparsity_threshold")
     history = History(config=hp)
     best_state, best_accuracy = None, -1.0
 
@@ -192,7 +194,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         val_loss, val_accuracy = evaluate(model, val_loader, device, progress)
         record = dict(epoch=epoch, train_loss=total_loss / count, train_accuracy=100.0 * correct / count,
                       val_loss=val_loss, val_accuracy=val_accuracy, lr=lr, train_time=train_time,
-                      test_time=time.time() - start, sparsity=sparsity(model, threshold))
+                      test_time=time.time() - start)
+        record.update({name: metric(model) for name, metric in (epoch_metrics or {}).items()})
         if profile.preflight_batches():     # what autograde.preflight scales to a whole epoch
             record.update(batch_times=batch_times, batches_per_epoch=len(loaders["train"]),
                           val_batches=min(len(val_loader), profile.preflight_batches()),
@@ -229,14 +232,14 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
     the checkpoint's cfg equals model.cfg. When they are missing or do not match:
       grading (nbgrader autograde)  trains a short fallback run (FALLBACK_EPOCHS) so that the rest of the
                                     notebook still runs; its accuracy will be low. Submitted files are never
-                                    overwritten (lib.checkpoint.may_write): it only fills in what is missing.
+                                    overwritten (lib.grading.may_write): it only fills in what is missing.
       validating (nbgrader validate) raises ArtifactError naming the notebook and section that make the file:
                                     validating trains nothing and writes nothing.
     Returns the History; `model` holds the weights.
     """
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")
-    if profile.grading():
+    if grading.active():
         reason = _artifacts_mismatch(model, hp, save_path, history_path)
         if reason is None:
             load_into(model, save_path)
@@ -245,7 +248,7 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
             print(f"Loaded {save_path} ({len(history)} epochs, "
                   f"best validation accuracy {history.best['val_accuracy']:.2f}%)")
             return history
-        if profile.validating():
+        if grading.validating():
             raise ArtifactError(explain(save_path, f"Validation trains nothing, and {reason}"))
         print(f"Not using the submitted {save_path.name}: {reason}. Training {FALLBACK_EPOCHS} epoch(s) instead.")
         hp = dict(hp, epochs=min(hp["epochs"], FALLBACK_EPOCHS))

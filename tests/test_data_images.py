@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fabricate import cifar_checksums, write_fake_cifar
-from lib import profile
+from lib import grading, profile
 from lib.data import images
 
 
@@ -77,9 +77,9 @@ def test_profile_selection(monkeypatch):
     with pytest.raises(KeyError, match="no section 'nope'"):
         profile.config("nope", "quick")
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    assert not profile.grading()
+    assert not grading.active()
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert profile.grading()
+    assert grading.active()
     assert profile.device().type in ("cpu", "cuda", "mps")
 
 

@@ -53,7 +53,7 @@ def test_fit_records_history_and_saves_best_checkpoint(tmp_path, capsys):
     assert "Epoch: 1 |train loss: " in out and "|validation accuracy: " in out and "|learning rate: 5.0e-02" in out
     assert len(history) == 2 and history["epoch"] == [1, 2]
     assert set(history.records[0]) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                                       "train_time", "test_time", "sparsity"}
+                                       "train_time", "test_time"}
     assert history["lr"] == pytest.approx([0.05, 0.005])       # x0.1 at 50% of 2 epochs
     saved = train.History.load(tmp_path / "run.json")
     assert saved.records == history.records and saved.config["note"] == "run A"
@@ -187,3 +187,17 @@ def test_distillation_step_freezes_the_teacher():
     assert all(not p.requires_grad for p in teacher.parameters()) and not teacher.training
     for k, v in teacher.state_dict().items():                  # BN running statistics untouched too
         assert torch.equal(v, before[k]), k
+
+
+def test_epoch_metrics_are_recorded_from_the_model_as_each_epoch_ended(tmp_path):
+    """fit(..., epoch_metrics={name: f}): each record holds f(model) of that epoch; the last record's value
+    is that of the last epoch's weights (_last.pt), not of the best epoch's the model ends with."""
+    def first_weight(model):
+        return float(next(model.parameters()).flatten()[0])
+
+    history = train.fit(tiny_model(), tiny_loaders(), HP, save_path=tmp_path / "run.pt", save_last=True,
+                        epoch_metrics={"first_weight": first_weight}, progress=False)
+    assert len(set(history["first_weight"])) == len(history)       # one value per epoch, as training moved it
+    last, _ = load_model(tmp_path / "run_last.pt", VGG, num_classes=2)
+    assert history.records[-1]["first_weight"] == first_weight(last)
+    assert "sparsity" not in history.records[0]                      # no lab's metric unless asked for

@@ -14,7 +14,7 @@ from lib import profile
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG
-from lib.slimming import prune_vgg
+from lib.slimming import prune_vgg, sparsity
 from lib.train import fit, seed_everything
 
 from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, edit_history, plant_code, start_from, swap_files
@@ -114,7 +114,8 @@ def _sparsity_run(artifacts, tag, s, loaders=None, **changes):
     seed_everything(0)
     model = VGG(width=hp["width"])
     fit(model, loaders or images.loaders(), hp, save_path=Path(artifacts) / f"sparsity_{tag}.pt",
-        after_backward=lambda m: reference_update_bn(m, s), save_last=True, progress=False)
+        after_backward=lambda m: reference_update_bn(m, s), save_last=True, progress=False,
+        epoch_metrics={"sparsity": lambda m: sparsity(m, profile.config("sparsity_threshold"))})
 
 
 def _finetune(artifacts, percent, **changes):
