@@ -72,27 +72,29 @@ def unpack_codes(packed, bits, shape):
     return codes.flatten()[:torch.Size(shape).numel()].view(shape).to(torch.uint8)
 
 
-def weight_codes(layer):
-    """The level numbers of a quantized layer's weights: (codes, bound).
+def level_step(bound, bits):
+    """The spacing of the 2**bits levels on [-bound, bound]: the quantizer's (hi - lo) / (2**bits - 1)."""
+    return 2 * bound / (2 ** bits - 1)
 
-    layer  a QuantConv1d or QuantLinear (it has .weight and .bits)
+
+def weight_codes(layer):
+    """The level numbers of the weights a quantized layer computes with: (codes, bound).
+
+    layer  a QuantConv1d or QuantLinear (it has .weight, .bits and .effective_weight())
     Returns codes, a uint8 tensor shaped like layer.weight with values in [0, 2**bits), and bound, the 0-d float
-    tensor of the layer's range [-bound, bound] (lib.models.quant.weight_bound). The level of code k is
-    lo + k * step with lo = -bound, step = 2 * bound / (2**bits - 1): the grid of the lab's STEQuantize.
+    tensor of the layer's range [-bound, bound] (lib.models.quant.weight_bound). Code k stands for the level
+    -bound + k * level_step(bound, bits). The codes are read off the layer's quantized weights, so they hold
+    what its quantizer produced; values off that grid would be rounded to the nearest level.
     """
-    bits, weight = layer.bits, layer.weight.detach()
-    bound = weight_bound(weight, bits)
-    lo, hi = -bound, bound
-    step = (hi - lo) / (2 ** bits - 1)
-    clipped = torch.minimum(torch.maximum(weight, lo), hi)
-    return torch.round((clipped - lo) / step).to(torch.uint8), bound
+    bound = weight_bound(layer.weight, layer.bits)
+    levels = layer.effective_weight().detach()
+    codes = torch.round((levels + bound) / level_step(bound, layer.bits))
+    return codes.clamp(0, 2 ** layer.bits - 1).to(torch.uint8), bound
 
 
 def dequantize(codes, bits, bound):
-    """The float weights (float32, shaped like codes) that `codes` stand for on [-bound, bound]; see weight_codes."""
-    lo, hi = -bound, bound
-    step = (hi - lo) / (2 ** bits - 1)
-    return codes.float() * step + lo      # the same operations as the quantizer: bit for bit its values
+    """The float32 weights, shaped like codes, that `codes` stand for on [-bound, bound]; see weight_codes."""
+    return codes.float() * level_step(bound, bits) - bound    # the quantizer's k * step + lo: bit for bit its values
 
 
 def _packed_layers(model):
