@@ -10,11 +10,19 @@ its b-bit level number (8 // b of them per byte) plus one float per layer, which
 ships to the device.
 """
 import copy
+import logging
 import os
 
 import torch
 import torch.nn as nn
-import torch.utils.benchmark as benchmark
+
+# torch.utils.benchmark imports the C++ extension builder, which warns "No CUDA runtime is found" on machines
+# that set CUDA_HOME without a GPU; the timer builds nothing, so that warning is noise here.
+_extension_log = logging.getLogger("torch.utils.cpp_extension")
+_level = _extension_log.level
+_extension_log.setLevel(logging.ERROR)
+import torch.utils.benchmark as benchmark  # noqa: E402
+_extension_log.setLevel(_level)
 
 from .models.quant import QuantConv1d, QuantLinear, QuantSincNet, weight_bound
 
