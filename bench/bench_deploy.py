@@ -53,20 +53,20 @@ def packed_sizes(artifacts, folder):
     float_model = load_model(artifacts / "sincnet_float.pt", SincNet)[0]
     pruned = load_model(artifacts / "sincnet_pruned.pt", SincNet)[0]
     qmodel = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply)[0].eval()
-    on_disk = {}
+    sizes = {}                                         # name: (bytes of the tensors, bytes of the file)
     for name, net in (("float", float_model), ("pruned + fine-tuned", pruned)):
         torch.save(net.state_dict(), folder / f"{name}.pt")
-        on_disk[name] = (folder / f"{name}.pt").stat().st_size
+        sizes[name] = (deploy.tensor_bytes(net.state_dict()), (folder / f"{name}.pt").stat().st_size)
     packed = deploy.save_packed(qmodel, folder / "packed.pt")
-    on_disk["pruned + QAT, packed"] = packed["file"]
+    sizes["pruned + QAT, packed"] = (packed["tensors"], packed["file"])
     reloaded = deploy.load_packed(folder / "packed.pt", STEQuantize.apply)
     clips, _ = next(iter(speech.loaders()["test"]))
     with torch.no_grad():
         difference = (reloaded(clips) - qmodel(clips)).abs().max().item()
     print(f"\nSincNet of sincnet_quant, state dicts saved with torch.save; cfg {float_model.cfg} -> {qmodel.cfg}")
-    print(f"{'file on disk':<25}{'bytes':>9}{'vs float':>10}")
-    for name, size in on_disk.items():
-        print(f"{name:<25}{size:>9,}{on_disk['float'] / size:>9.1f}x")
+    print(f"{'saved model':<25}{'tensors (bytes)':>16}{'vs float':>10}{'file (bytes)':>14}{'vs float':>10}")
+    for name, (tensors, file) in sizes.items():
+        print(f"{name:<25}{tensors:>16,}{sizes['float'][0] / tensors:>9.1f}x{file:>14,}{sizes['float'][1] / file:>9.1f}x")
     print(f"quantized conv and linear weights: {packed['float_weights']:,} bytes as float32, {packed['weights']:,} "
           f"packed ({packed['float_weights'] / packed['weights']:.1f}x)")
     print(f"packed vs fake-quantized model on {len(clips)} test clips: largest output difference {difference:.1e}")

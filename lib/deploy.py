@@ -105,6 +105,14 @@ def dequantize(codes, bits, bound):
     return codes.float() * level_step(bound, bits) - bound    # the quantizer's k * step + lo: bit for bit its values
 
 
+def tensor_bytes(state):
+    """Bytes of the tensors in `state` (a state dict, or any dict/list nesting of tensors), without file overhead."""
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    values = state.values() if isinstance(state, dict) else state if isinstance(state, (list, tuple)) else []
+    return sum(tensor_bytes(value) for value in values)
+
+
 def _packed_layers(model):
     return {name: m for name, m in model.named_modules() if isinstance(m, (QuantConv1d, QuantLinear))}
 
@@ -114,8 +122,8 @@ def save_packed(qmodel, path):
 
     Each such weight is stored as pack_codes(weight_codes(layer)) (2-bit weights four to a byte, 8-bit one)
     plus its float bound; everything else (BN, biases, sinc band edges, activation ranges) stays float32.
-    Returns {"file": bytes of the file on disk, "weights": bytes of the packed weights,
-             "float_weights": bytes the same weights take as float32}.
+    Returns {"file": bytes of the file on disk, "tensors": bytes of all the tensors in it (tensor_bytes),
+             "weights": bytes of the packed weights, "float_weights": bytes the same weights take as float32}.
     """
     packed = {}
     for name, layer in _packed_layers(qmodel).items():
@@ -127,8 +135,9 @@ def save_packed(qmodel, path):
             "sample_rate": qmodel.front[0].sample_rate, "sinc_bits": qmodel.sinc_bits,
             "front_act_bits": qmodel.front_act_bits, "weight_bits": qmodel.weight_bits,
             "act_bits": qmodel.act_bits, "classifier_bits": qmodel.classifier_bits}
-    torch.save({"arch": arch, "packed": packed, "float": floats}, path)
-    return {"file": os.path.getsize(path),
+    saved = {"arch": arch, "packed": packed, "float": floats}
+    torch.save(saved, path)
+    return {"file": os.path.getsize(path), "tensors": tensor_bytes([packed, floats]),
             "weights": sum(entry["data"].numel() for entry in packed.values()),
             "float_weights": sum(4 * torch.Size(entry["shape"]).numel() for entry in packed.values())}
 

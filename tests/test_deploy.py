@@ -64,6 +64,9 @@ def test_packed_model_reloads_and_computes_exactly_what_the_fake_quantized_one_d
     layers = [m for m in qmodel.modules() if isinstance(m, (QuantConv1d, QuantLinear))]
     assert sizes["weights"] == sum(math.ceil(m.weight.numel() * m.bits / 8) for m in layers)
     assert sizes["float_weights"] == sum(4 * m.weight.numel() for m in layers)
+    float_state = deploy.tensor_bytes(qmodel.state_dict())
+    assert sizes["tensors"] == float_state - sizes["float_weights"] + sizes["weights"] + 4 * len(layers), \
+        "the float state with the packed weights in place of the float ones, plus one float bound per layer"
     reloaded = deploy.load_packed(tmp_path / "packed.pt", STEQuantize.apply)
     assert not any(isinstance(m, (QuantConv1d, QuantLinear)) for m in reloaded.modules()), \
         "the reloaded model computes with fixed weights, not re-quantized latent ones"
