@@ -25,8 +25,8 @@ from .sincnet import SincConv1d, SincNet
 CLIP_STDS = {2: 1.71, 3: 2.15, 4: 2.55}
 
 
-def quantize_weight(weight, bits, quantizer):
-    """`weight` rounded to 2**bits levels spread symmetrically over [-bound, bound].
+def weight_bound(weight, bits):
+    """The half-width of the symmetric range [-bound, bound] that `weight` is quantized on (a 0-d tensor).
 
     bound = max|w| at 5 bits and more; at 2-4 bits min(max|w|, CLIP_STDS[bits] * std(w)).
     """
@@ -34,7 +34,12 @@ def quantize_weight(weight, bits, quantizer):
     bound = w.abs().max()
     if bits in CLIP_STDS:
         bound = torch.minimum(bound, CLIP_STDS[bits] * w.pow(2).mean().sqrt())   # RMS: std of zero-mean weights
-    bound = bound.clamp_min(1e-8)
+    return bound.clamp_min(1e-8)
+
+
+def quantize_weight(weight, bits, quantizer):
+    """`weight` rounded to 2**bits levels spread symmetrically over [-bound, bound] (see weight_bound)."""
+    bound = weight_bound(weight, bits)
     return quantizer(weight, bits, -bound, bound)
 
 
