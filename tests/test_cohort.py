@@ -295,8 +295,11 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_progress(tmp_path):
         work = good_work(tmp_path / "work" / student)
         with_answer("while True:\n    pass")(work)
         course.submit(student, "toy", work)
+    # A TA's terminal gives the command SIGINT's default action; under `make` or a background job (CI) the
+    # suite itself may have inherited SIGINT as ignored, which a child would inherit too.
     cohort_cli = subprocess.Popen([sys.executable, "-m", "autograde.cohort", "toy", "-j", "2",
                                    "--course", str(course.root)], start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     family = []
     for _ in range(360):                       # wait (up to 3 min on a loaded machine) for both kernels
