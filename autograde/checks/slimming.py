@@ -378,8 +378,12 @@ def _hint_cfg(model, percent, min_channels, cfg):
     layers = bn_layers(model)
     if ints == [int((bn.weight.detach().abs() >= threshold).sum().clamp(min=min_channels)) for bn in layers]:
         return " Keep a channel only when |gamma| is strictly greater than the threshold (>, not >=)."
-    if ints == [int((bn.weight.detach().abs() > threshold).sum()) for bn in layers]:
+    above = [int((bn.weight.detach().abs() > threshold).sum()) for bn in layers]
+    if ints == above:
         return f" A layer must keep at least min_channels={min_channels} channels (its largest |gamma|)."
+    if ints == [n or min(min_channels, bn.num_features) for n, bn in zip(above, layers)]:
+        return (f" A layer that keeps some channels, but fewer than min_channels={min_channels}, must be topped "
+                "up to min_channels too (not only a layer left empty).")
     if any(v < 1 for v in ints):
         return " A layer with no channel left cuts the network in two: apply the min_channels rule."
     return (" The threshold is one value for the whole network: sort all |gamma| of all BN layers together "

@@ -105,27 +105,32 @@ def probe_update_bn(update_bn, seed):
 
 # ----------------------------------------------------------------------------------------- build_cfg_mask
 
-# The gamma sets' cfgs. Layer 1 (the tiny one) always holds under a third of the channels, so every tested
-# percent's threshold lies above all of its gammas.
+# The gamma sets' cfgs. Layers 1 and 4's tiny gammas together are under half of the channels, so every tested
+# percent's threshold lies above all of them.
 GAMMA_SET_CFGS = ([12, 'M', 16, 10, 'M', 14, 8],
                   [10, 'M', 12, 16, 'M', 9, 'M', 14, 6],
                   [16, 14, 'M', 9, 12, 'M', 11])
-# |gamma| scale of layer i (cycled). Layer 1's 1e-3 is 2.5x below the smallest |gamma| of any other layer
-# (0.05 * 0.05); the others differ by up to 40x, so that one global threshold cuts them very differently
-# and a per-layer threshold gives another cfg.
-LAYER_SCALES = (1.0, 1e-3, 0.3, 2.0, 0.05)
+# |gamma| scale of layer i (cycled). Layers 1 and 4 are tiny, (0, 1e-3] (layer 4 but its one or two strong
+# channels), 15x below the smallest |gamma| of any other layer (0.3 * 0.05); the others differ by up to 7x,
+# so that one global threshold cuts them very differently and a per-layer threshold gives another cfg.
+LAYER_SCALES = (1.0, 1e-3, 0.3, 2.0, 1e-3)
 CFG_MASK_PERCENTS = (0.5, 0.9)
 CFG_MASK_MIN_CHANNELS = (1, 3)
 
 
 def _draw_gammas(model, g):
     """Fill the BN weights of `model` from generator `g`: signed, |gamma| in [0.05, 1] * the layer's scale
-    (layer 1: in (0, 1e-3]), ties at the bottom of layer 2, two exact zeros in layer 3."""
+    (layer 1: in (0, 1e-3]), ties at the bottom of layer 2, two exact zeros in layer 3, and in layer 4 one
+    or two channels above every other |gamma| with the rest in (0, 1e-3]: at each tested percent it keeps
+    some channels, but fewer than max(CFG_MASK_MIN_CHANNELS) (min_channels must top up such a layer too)."""
     with torch.no_grad():
         for i, bn in enumerate(bn_layers(model)):
             n, scale = bn.num_features, LAYER_SCALES[i % len(LAYER_SCALES)]
-            low = 0.0 if i == 1 else 0.05
+            low = 0.0 if i in (1, 4) else 0.05
             magnitude = scale * (low + (1 - low) * torch.rand(n, generator=g))
+            if i == 4:
+                strong = torch.randperm(n, generator=g)[:int(torch.randint(1, 3, (), generator=g))]
+                magnitude[strong] = max(LAYER_SCALES) * (1.1 + 0.5 * torch.rand(len(strong), generator=g))
             sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
             gamma = sign * magnitude
             if i == 2:
