@@ -154,7 +154,7 @@ SEEDS = (0, 1, 12345)
 HINTS = {"identity backward everywhere (no zero outside the range)": r"outside \[lo, hi\] too",
          "2**b + 1 levels (step = (hi - lo) / 2**bits)": r"instead of 2\*\*bits",
          "no clipping": "clip x to", "gradient blocked (zero everywhere)": "straight-through estimator",
-         "floor instead of round": "do not truncate"}
+         "floor instead of round": "do not truncate", "range widened to include 0": "do not widen it to include 0"}
 
 
 def probed(STEQuantize, seed):
@@ -175,6 +175,18 @@ def test_every_mutant_has_a_hint():
 def test_mutant_fails_the_judge_with_its_hint(mutant, seed):
     with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.judge_ste_quantize(probed(mutant_class(mutant), seed), seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_every_bit_width_is_tried_on_a_range_without_0(seed):
+    """Before, every range held 0 (around 0, from 0, lopsided), so a quantizer that widened [lo, hi] to
+    include 0 computed the right levels everywhere and scored full marks."""
+    for bits in probes.STE_BITS:
+        assert any(lo > 0 or hi < 0 for b, lo, hi, _ in probes.ste_cases(seed) if b == bits)
+    widened = mutant_class(next(m for m in MUTANTS if m.name == "range widened to include 0"))
+    with pytest.raises(AssertionError, match="do not widen") as failure:
+        checks.judge_ste_quantize(probed(widened, seed), seed)
+    assert not isinstance(failure.value, VisibleCheckFailed)      # the visible test cannot see it either
 
 
 def test_a_mutant_that_fails_the_visible_test_is_marked():

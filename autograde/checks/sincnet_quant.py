@@ -135,6 +135,7 @@ def _judge_forward(entry, seed, index, case):
     dense = _output(field(entry, "dense", STE), f"STEQuantize.apply(x, bits={bits}, lo={lo}, hi={hi}) with x "
                     f"covering [lo, hi] and beyond", dense_x.shape)
 
+    _judge_range_kept(dense, dense_x, bits, lo, hi, eps)
     for inputs, outputs in ((x, q), (dense_x, dense)):
         assert torch.isfinite(outputs).all(), f"{call}: the output has NaN or inf values"
         assert outputs.min() >= lo - eps and outputs.max() <= hi + eps, (
@@ -169,6 +170,17 @@ def _judge_forward(entry, seed, index, case):
     assert torch.allclose(again, q, atol=eps), (
         f"{call}: quantizing an already quantized tensor changed it (Q(Q(x)) != Q(x)) by up to "
         f"{(again - q).abs().max().item():.3g}; levels must map to themselves")
+
+
+def _judge_range_kept(dense, dense_x, bits, lo, hi, eps):
+    """AssertionError naming the mistake when, on a range without 0, the outputs are those of [lo, hi]
+    widened to include 0."""
+    if lo <= 0 <= hi:
+        return
+    wide = ReferenceSTE.apply(dense_x, bits, torch.tensor(min(lo, 0.0)), torch.tensor(max(hi, 0.0)))
+    assert not torch.allclose(dense, wide, atol=eps), (
+        f"STEQuantize with bits={bits} on [lo={lo}, hi={hi}] quantizes on [{min(lo, 0.0)}, {max(hi, 0.0)}]: "
+        "the range is [lo, hi] as given, also when it does not hold 0 (do not widen it to include 0)")
 
 
 def _judge_backward(entry, seed, index, case):

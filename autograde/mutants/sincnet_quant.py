@@ -29,7 +29,7 @@ class STEQuantize(torch.autograd.Function):
     """Uniform quantizer on [lo, hi] with a straight-through gradient."""
 
     @staticmethod
-    def forward(ctx, x, bits, lo, hi):
+    def forward(ctx, x, bits, lo, hi):{prelude}
         ctx.save_for_backward(x, lo, hi)
         step = (hi - lo) / ({levels})
         clipped = {clip}
@@ -44,9 +44,9 @@ class STEQuantize(torch.autograd.Function):
 
 
 def _ste(name, levels="2 ** bits - 1", clip="torch.minimum(torch.maximum(x, lo), hi)", rounding="round",
-         grad="grad_output * inside"):
+         grad="grad_output * inside", prelude=""):
     return Mutant(name, "sincnet_quant", "ste_quantize", "test_ste_quantize",
-                  _STE.format(levels=levels, clip=clip, rounding=rounding, grad=grad))
+                  _STE.format(levels=levels, clip=clip, rounding=rounding, grad=grad, prelude=prelude))
 
 
 MUTANTS = [
@@ -55,6 +55,8 @@ MUTANTS = [
     _ste("no clipping", clip="x"),
     _ste("gradient blocked (zero everywhere)", grad="torch.zeros_like(grad_output)"),
     _ste("floor instead of round", rounding="floor"),
+    # Passed every case before the one-signed ranges: each range held 0, which this widening leaves alone.
+    _ste("range widened to include 0", prelude="\n        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0"),
 ]
 
 

@@ -16,10 +16,11 @@ MODEL_WEIGHTS_LIMIT = 1 << 16  # effective weights of a layer are recorded up to
 
 
 def ste_cases(seed):
-    """[(bits, lo, hi, shape), ...]: for each bit width of STE_BITS, three ranges of different kinds on
-    tensors of 1, 2 and 3 dimensions: around 0, from exactly 0 (as for activations after ReLU), and narrow
-    and lopsided. lo and hi have 3 decimals (readable in the messages); they reach the quantizer as float32
-    0-d tensors, within the judge's tolerance of 1e-5 * (hi - lo)."""
+    """[(bits, lo, hi, shape), ...]: for each bit width of STE_BITS, four ranges of different kinds on
+    tensors of 1, 2, 3 and 1 dimensions: around 0, from exactly 0 (as for activations after ReLU), narrow
+    and lopsided, and one that does not hold 0 (all positive or all negative, drawn), where a quantizer
+    that widens the range to include 0 shows. lo and hi have 3 decimals (readable in the messages); they
+    reach the quantizer as float32 0-d tensors, within the judge's tolerance of 1e-5 * (hi - lo)."""
     g = generator(seed, "ste", "cases")
 
     def uniform(a, b):
@@ -30,9 +31,14 @@ def ste_cases(seed):
 
     cases = []
     for bits in STE_BITS:
+        low = uniform(0.2, 1.0)
+        one_signed = (low, round(low + uniform(0.5, 2.0), 3))
+        if float(torch.rand((), generator=g)) < 0.5:
+            one_signed = (-one_signed[1], -one_signed[0])
         ranges = [(-uniform(0.5, 2.0), uniform(0.5, 2.0)), (0.0, uniform(1.0, 4.0)),
-                  (-uniform(0.1, 0.5), uniform(0.01, 0.1))]
-        shapes = [(size(300, 1000),), (size(8, 40), size(8, 40)), (size(2, 5), size(2, 4), size(20, 60))]
+                  (-uniform(0.1, 0.5), uniform(0.01, 0.1)), one_signed]
+        shapes = [(size(300, 1000),), (size(8, 40), size(8, 40)), (size(2, 5), size(2, 4), size(20, 60)),
+                  (size(300, 1000),)]
         cases += [(bits, lo, hi, shape) for (lo, hi), shape in zip(ranges, shapes)]
     return cases
 
