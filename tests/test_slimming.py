@@ -385,7 +385,9 @@ HINTS = {"wrong sign": "sign is wrong", "L2 instead of L1 (s * gamma)": "L2 pena
          "sign(0) taken as +1": "exactly 0", "penalty on the BN biases too": "BN shift",
          "per-layer threshold": "one value for the whole network", ">= instead of >": "strictly greater",
          "min_channels ignored": "at least min_channels",
-         "percent of kept channels instead of pruned": "percent is the fraction pruned"}
+         "percent of kept channels instead of pruned": "percent is the fraction pruned",
+         "sign as gamma / (|gamma| + 1e-8)": "tiny non-zero gamma",
+         "min_channels only for a layer left empty": "not only a layer left empty"}
 
 
 def test_every_mutant_has_a_hint():
@@ -605,3 +607,39 @@ def test_probes_work_as_the_top_level_package_the_sandbox_mounts(tmp_path):
                             env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(len(probes.update_bn_cases(0)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tiny_gammas_were_a_blind_spot(seed):
+    """Every gamma was 0 or |gamma| >= 0.05, where gamma / (|gamma| + 1e-8) is sign(gamma) to 1e-7: that
+    mutant scored full marks. Each probed layer now has a gamma in [1e-8, 1e-5] (as sparsity training leaves
+    them), where it pushes by a fraction of s only."""
+    for model_seed, cfg, _ in probes.update_bn_cases(seed):
+        for bn in bn_layers(probes.update_bn_model(model_seed, cfg)):
+            magnitude = bn.weight.detach().abs()
+            assert ((magnitude > 0) & (magnitude <= 1e-5)).sum() == 1
+    mutant = _mutant(next(m for m in MUTANTS if m.name == "sign as gamma / (|gamma| + 1e-8)"))
+    with pytest.raises(AssertionError, match="tiny non-zero gamma") as failure:
+        checks.judge_update_bn(probed_update_bn(mutant, seed), seed)
+    assert not isinstance(failure.value, VisibleCheckFailed)
+
+
+BLIND_SPOT_SEEDS = range(40)
+
+
+def test_min_channels_tops_up_a_layer_that_keeps_some_channels():
+    """Before, min_channels bound only in a layer left empty, except in a layer that kept 1 or 2 channels by
+    chance (4 of 40 seeds did not have one): a min_channels rule applied to empty layers only then scored
+    full marks. Layer 4 of every gamma set now keeps 1 or 2 channels at every tested percent."""
+    mutant = _mutant(next(m for m in MUTANTS if m.name == "min_channels only for a layer left empty"))
+    need = max(probes.CFG_MASK_MIN_CHANNELS)
+    for seed in BLIND_SPOT_SEEDS:
+        models = [probes.gamma_set(seed, i) for i in range(len(probes.GAMMA_SET_CFGS))]
+        differs = False
+        for i, percent, min_channels in probes.cfg_mask_cases(seed):
+            cfg, _ = reference.build_cfg_mask(copy.deepcopy(models[i]), percent, 0)
+            kept = [v for v in cfg if v != 'M']
+            assert any(0 < k < need for k in kept), (seed, i, percent, cfg)
+            differs |= mutant(copy.deepcopy(models[i]), percent, min_channels)[0] != \
+                reference.build_cfg_mask(copy.deepcopy(models[i]), percent, min_channels)[0]
+        assert differs, f"seed {seed}: the mutant gives the reference's cfg on every gamma set"

@@ -161,6 +161,10 @@ def _explain_update_bn(name, gamma, got, grad_before, s):
     if zero.any() and not torch.allclose(added[zero], torch.zeros_like(added[zero]), atol=1e-7):
         raise AssertionError(f"update_bn, gradient of {name}: a gamma that is exactly 0 must get no push "
                              "(sign(0) = 0), but its gradient changed")
+    tiny = (gamma != 0) & (gamma.abs() < 1e-4)
+    if tiny.any() and torch.allclose(added[~tiny], s * sign[~tiny], rtol=1e-5, atol=1e-7):
+        raise AssertionError(f"update_bn, gradient of {name}: a tiny non-zero gamma (|gamma| < 1e-4) must get "
+                             "the full push s * sign(gamma), whatever its size (sign, not a smooth version of it)")
     raise AssertionError(f"update_bn, gradient of {name} with s={s}: expected grad + s * sign(gamma) = "
                          f"{(grad_before + s * sign)[:4].tolist()}..., got {got[:4].tolist()}...")
 

@@ -79,6 +79,9 @@ MUTANTS = [
     _update_bn("penalty on the BN biases too",
                "bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))\n"
                "        bn.bias.grad.add_(s * torch.sign(bn.bias.detach()))"),
+    # Passed before the tiny gammas: at |gamma| >= 0.05 it is s * sign(gamma) to 1e-7; at 1e-8 it pushes half.
+    _update_bn("sign as gamma / (|gamma| + 1e-8)",
+               "gamma = bn.weight.detach()\n        bn.weight.grad.add_(s * gamma / (gamma.abs() + 1e-8))"),
     _build_cfg_mask("per-layer threshold",
                     threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"),
     _build_cfg_mask(">= instead of >", compare=">="),

@@ -42,7 +42,8 @@ def update_bn_cases(seed):
 def update_bn_model(model_seed, cfg):
     """VGG(cfg) as right after loss.backward(), the same for the same (model_seed, cfg).
 
-    BN gammas: signed, |gamma| >= 0.05, and two exact zeros per layer (sign(0) = 0: no push there).
+    BN gammas: signed, |gamma| >= 0.05, then two exact zeros per layer (sign(0) = 0: no push there) and one
+    tiny one, |gamma| in [1e-8, 1e-5] (as sparsity training leaves them: it still gets the full push s).
     BN biases: signed and |bias| >= 0.05, so that a penalty wrongly put on the biases changes their gradient.
     Every parameter has a gradient with |grad| >= 0.05 (an overwritten gradient shows).
     """
@@ -51,7 +52,9 @@ def update_bn_model(model_seed, cfg):
         with torch.no_grad():
             for bn in bn_layers(model):
                 gamma = away_from_zero(torch.randn(bn.num_features) * 0.5)
-                gamma[torch.randperm(bn.num_features)[:2]] = 0.0
+                zero, tiny = torch.randperm(bn.num_features)[:3].split([2, 1])
+                gamma[tiny] = gamma[tiny].sign() * 10 ** (-8 + 3 * torch.rand(1))
+                gamma[zero] = 0.0
                 bn.weight.copy_(gamma)
                 bn.bias.copy_(away_from_zero(torch.randn(bn.num_features) * 0.5))
         for p in model.parameters():
