@@ -56,7 +56,8 @@ MUTANTS = [
     _ste("gradient blocked (zero everywhere)", grad="torch.zeros_like(grad_output)"),
     _ste("floor instead of round", rounding="floor"),
     # Passed every case before the one-signed ranges: each range held 0, which this widening leaves alone.
-    _ste("range widened to include 0", prelude="\n        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0"),
+    _ste("range widened to include 0",
+         prelude="\n        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0"),
 ]
 
 

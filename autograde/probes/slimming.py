@@ -160,7 +160,7 @@ def gamma_set(seed, index):
 
     Redrawn (from the same private generator, so still determined by the seed) until the threshold at
     percent 0.5 lies in a layer that keeps max(CFG_MASK_MIN_CHANNELS) channels above it: then >= instead
-    of > changes the cfg for every seed. A draw qualifies about half the time.
+    of > changes the cfg for every seed. Nearly every draw qualifies.
     """
     g = generator(seed, "gamma set", index)
     with seeded(seed, "gamma set", index):
