@@ -461,9 +461,9 @@ def _judge_visible_prune_vgg(result):
     pruned = _pruned_from_record(result, cfg, 10, "prune_vgg of the visible test")
     visible(torch.equal(bn_layers(pruned)[0].running_var, bn_layers(model)[0].running_var[[0, 2, 5]]),
             "BN layer 0 should keep the running_var of channels 0, 2 and 5")
-    gap, scale = _invariant_gap(pruned, model, cfg, cfg_mask)
-    visible(gap <= 1e-5 * scale, f"the pruned model's outputs differ from the original's with the pruned "
-                                 f"channels zeroed by {gap:.2e}")
+    gap, _ = _invariant_gap(pruned, model, cfg, cfg_mask)
+    visible(gap <= 1e-5, f"the pruned model's outputs differ from the original's with the pruned "
+                         f"channels zeroed by {gap:.2e}")    # the notebook's bound, on other random images
 
 
 def _compare_pruned(result, model, cfg, cfg_mask, where):
