@@ -101,6 +101,8 @@ def _slimming():
         "test_sparsity_accuracy": Verdict(checks=(slimming.check_sparsity_accuracy,)),
         "test_build_cfg_mask": Verdict("build_cfg_mask", "slimming.probe_build_cfg_mask",
                                        slimming.judge_build_cfg_mask, probe_reads_artifacts=True),
+        "test_prune_vgg": Verdict("prune_vgg", "slimming.probe_prune_vgg",
+                                  lambda record, seed, _: slimming.judge_prune_vgg(record, seed)),
         "test_pruned_models": Verdict(checks=(slimming.check_pruned_models,)),
         "test_finetuned_accuracy": Verdict(checks=(slimming.check_finetuned,)),
     }

@@ -58,12 +58,15 @@ def _slimming(table):
     curves = Producer("sparsity_train.ipynb", 3, "What the penalty does", "plots", graded=False)
     channels = Producer("vggprune.ipynb", 2, "How many channels each layer keeps", "tables", graded=False)
     prune = Producer("vggprune.ipynb", 3, "Build the pruned networks", "prune")
+    control = Producer("vggprune.ipynb", 4, "Control: prune the baseline trained without penalty", "control",
+                       graded=False)
     finetune = Producer("train_prune_model.ipynb", 1, "Task: fine-tune", "finetune")
     finetune_curves = Producer("train_prune_model.ipynb", 2, "Accuracy per epoch", "curves", graded=False)
     return {
         **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
         **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
         **{f: channels for f in _plots("channels_per_layer")},
+        **{f: control for f in _plots("control_baseline_pruning")},
         **{f"artifacts/pruned_{p}.pt": prune for p in percents},
         **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
         **{f: finetune_curves for f in _plots("finetune_accuracy")},

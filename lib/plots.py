@@ -38,14 +38,26 @@ def plot_curves(histories, key, ylabel=None, title=None, path=None):
     return _finish(fig, path)
 
 
-def plot_gamma_histograms(models, bins=50, path=None):
-    """Histogram of all BN |gamma| of each model, side by side: models is {label: model}."""
+def plot_gamma_histograms(models, bins=50, percents=(), path=None):
+    """Histogram of all BN |gamma| of each model, side by side: models is {label: model}.
+
+    The count axis is logarithmic: a bar of a few channels stays visible next to the spike of hundreds at
+    |gamma| ~ 0. For each fraction in `percents` a dashed line marks the |gamma| below which that fraction of
+    the model's channels lies (its quantile): about where vggprune's global threshold for that percent falls.
+    """
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.2), squeeze=False)
     for ax, (label, model) in zip(axes[0], models.items()):
-        ax.hist(gammas(model).numpy(), bins=bins, color="tab:blue")
+        values = gammas(model)
+        ax.hist(values.numpy(), bins=bins, color="tab:blue")
+        ax.set_yscale("log")
+        for percent, color in zip(percents, ("tab:orange", "tab:red", "tab:purple", "tab:green")):
+            ax.axvline(torch.quantile(values, percent).item(), color=color, linestyle="--",
+                       label=f"{percent:.0%} of channels below")
+        if percents:
+            ax.legend(fontsize="small")
         ax.set_title(str(label))
         ax.set_xlabel("|gamma|")
-        ax.set_ylabel("channels")
+        ax.set_ylabel("channels (log scale)")
     return _finish(fig, path)
 
 

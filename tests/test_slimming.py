@@ -1,5 +1,5 @@
 """The slimming assignment: reference vs solution cells, the hidden checks on right and wrong answers,
-and the lib.slimming helpers the notebooks rely on (prune_vgg's invariant, cfg/mask validation, the error
+and the lib.slimming helpers the notebooks rely on (the pruned VGG's invariant, cfg/mask validation, the error
 for a checkpoint of another cfg). Fast: no training; artifacts are fabricated in a temporary folder.
 """
 import ast
@@ -25,7 +25,9 @@ from lib import profile
 from lib.checkpoint import CheckpointError, load_into, save_checkpoint
 from lib.data import images
 from lib.models import VGG, SincNet
-from lib.slimming import bn_layers, check_cfg_mask, gammas, prune_sincnet, prune_vgg, sparsity, zero_pruned_channels
+import lib.slimming
+from lib.slimming import (bn_layers, check_cfg_mask, gammas, kept_indices, prune_sincnet, sparsity,
+                         zero_pruned_channels)
 from lib.train import History, evaluate, last_path
 
 
@@ -33,7 +35,8 @@ def _solution(notebook, cell_id):
     """The function defined by a solution cell of solutions/slimming/<notebook>.ipynb."""
     nb = nbformat.read(SOLUTIONS / "slimming" / f"{notebook}.ipynb", as_version=4)
     cell = next(c for c in nb.cells if nbgrader_id(c) == cell_id)
-    namespace = {"torch": torch, "bn_layers": bn_layers, "gammas": gammas}   # what the setup cells import
+    namespace = {"torch": torch, "nn": torch.nn, "bn_layers": bn_layers, "gammas": gammas, "VGG": VGG,
+                 "check_cfg_mask": check_cfg_mask, "kept_indices": kept_indices}   # what the setup cells import
     exec(reference_code(cell), namespace)
     return namespace[cell_id]
 
@@ -75,7 +78,7 @@ def artifacts(tmp_path_factory):
     load_into(sparse, folder / f"sparsity_{config['sparse_tag']}.pt")
     for percent in config["percents"]:
         tag = checks.pct_tag(percent)
-        pruned = prune_vgg(sparse, *reference.build_cfg_mask(sparse, percent, config["min_channels"]))
+        pruned = reference.prune_vgg(sparse, *reference.build_cfg_mask(sparse, percent, config["min_channels"]))
         save_checkpoint(folder / f"pruned_{tag}.pt", pruned, meta=dict(percent=percent))
         _fake_run(pruned, checks.finetune_hp(percent), folder / f"finetuned_{tag}.pt", test_loader, threshold)
     return folder
@@ -133,7 +136,8 @@ def test_build_cfg_mask_mutants_fail(mutant, artifacts):
 
 
 def test_mutants_cover_each_todo_three_times():
-    for cell, target in (("update_bn", "test_update_bn"), ("build_cfg_mask", "test_build_cfg_mask")):
+    for cell, target in (("update_bn", "test_update_bn"), ("build_cfg_mask", "test_build_cfg_mask"),
+                         ("prune_vgg", "test_prune_vgg")):
         assert sum(m.cell == cell and m.target == target for m in MUTANTS) >= 3
 
 
@@ -235,7 +239,7 @@ def test_build_cfg_mask_leaves_the_model_alone():
 def test_prune_vgg_output_equivalence(seed, percent):
     model = _random_vgg(seed)
     cfg, cfg_mask = reference.build_cfg_mask(model, percent, 1)
-    pruned = prune_vgg(model, cfg, cfg_mask).eval()
+    pruned = reference.prune_vgg(model, cfg, cfg_mask).eval()
     assert pruned.cfg == cfg
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
@@ -266,7 +270,7 @@ def test_check_cfg_mask_errors():
 def test_pruned_checkpoint_into_a_full_model_is_a_clear_error(tmp_path):
     model = _random_vgg(0)
     cfg, cfg_mask = reference.build_cfg_mask(model, 0.5, 1)
-    save_checkpoint(tmp_path / "pruned_50.pt", prune_vgg(model, cfg, cfg_mask))
+    save_checkpoint(tmp_path / "pruned_50.pt", reference.prune_vgg(model, cfg, cfg_mask))
     with pytest.raises(CheckpointError) as error:
         load_into(VGG(width=0.25), tmp_path / "pruned_50.pt")
     message = str(error.value)
@@ -329,7 +333,7 @@ def test_pruned_checkpoint_with_wrong_cfg_or_weights_fails(artifacts, tmp_path):
     sparse = VGG(cfg=torch.load(folder / "sparsity_s1.pt", weights_only=True)["cfg"])
     load_into(sparse, folder / "sparsity_s1.pt")
     cfg, cfg_mask = reference.build_cfg_mask(sparse, 0.5, 1000)    # another min_channels: another cfg
-    save_checkpoint(folder / "pruned_50.pt", prune_vgg(sparse, cfg, cfg_mask))
+    save_checkpoint(folder / "pruned_50.pt", reference.prune_vgg(sparse, cfg, cfg_mask))
     with pytest.raises(AssertionError, match="cfg"):
         checks.check_pruned_models(folder)
 
@@ -387,7 +391,10 @@ HINTS = {"wrong sign": "sign is wrong", "L2 instead of L1 (s * gamma)": "L2 pena
          "min_channels ignored": "at least min_channels",
          "percent of kept channels instead of pruned": "percent is the fraction pruned",
          "sign as gamma / (|gamma| + 1e-8)": "tiny non-zero gamma",
-         "min_channels only for a layer left empty": "not only a layer left empty"}
+         "min_channels only for a layer left empty": "not only a layer left empty",
+         "running_var not copied (left at 1)": "running variance was not copied",
+         "next conv's input channels unmasked (the first ones taken)": "must read the channels the previous layer keeps",
+         "classifier inputs unmasked (the first columns taken)": "classifier's first columns"}
 
 
 def test_every_mutant_has_a_hint():
@@ -643,3 +650,107 @@ def test_min_channels_tops_up_a_layer_that_keeps_some_channels():
             differs |= mutant(copy.deepcopy(models[i]), percent, min_channels)[0] != \
                 reference.build_cfg_mask(copy.deepcopy(models[i]), percent, min_channels)[0]
         assert differs, f"seed {seed}: the mutant gives the reference's cfg on every gamma set"
+
+
+
+# ---------------------------------------------------------------------------------------------- prune_vgg
+
+def probed_prune_vgg(prune_vgg, seed):
+    return round_trip(probes.probe_prune_vgg(prune_vgg, seed))
+
+
+def test_lib_holds_no_prune_vgg():
+    """The weight copy is a TODO of vggprune: students import lib, so lib must not hold its solution."""
+    assert not hasattr(lib.slimming, "prune_vgg")
+
+
+def test_solution_cell_prune_vgg_equals_reference():
+    solution = _solution("vggprune", "prune_vgg")
+    for seed in SEEDS:
+        checks.check_prune_vgg(solution, seed)
+        for i in range(probes.PRUNE_VGG_CASES):
+            model, cfg, cfg_mask = probes.prune_vgg_case(seed, i)
+            got, want = solution(model, cfg, cfg_mask).state_dict(), reference.prune_vgg(model, cfg, cfg_mask).state_dict()
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_keeps_the_invariant_on_the_probe_cases(seed):
+    """The probe's random models (BN statistics, biases, layers at one channel) through the reference:
+    outputs equal the model's with the pruned channels zeroed, and the model is left unchanged."""
+    for i in range(probes.PRUNE_VGG_CASES):
+        model, cfg, cfg_mask = probes.prune_vgg_case(seed, i)
+        before = copy.deepcopy(model.state_dict())
+        pruned = reference.prune_vgg(model, cfg, cfg_mask)
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+        keeps = [int(m.sum()) for m in cfg_mask]
+        assert 1 in keeps and (i == probes.PRUNE_VGG_CASES - 1 or any(
+            k == bn.num_features for k, bn in zip(keeps, bn_layers(model))))
+        gap, scale = checks._invariant_gap(pruned, model, cfg, cfg_mask)
+        assert gap <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.cell == "prune_vgg"], ids=lambda m: m.name)
+def test_prune_vgg_mutants_fail_the_judge_with_their_hint(mutant, seed):
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        checks.judge_prune_vgg(probed_prune_vgg(_mutant(mutant), seed), seed)
+
+
+def test_the_reference_passes_the_prune_vgg_judge():
+    for seed in SEEDS:
+        checks.judge_prune_vgg(probed_prune_vgg(reference.prune_vgg, seed), seed)
+
+
+def test_prune_vgg_visible_cell_builds_the_probes_visible_case():
+    """The notebook's visible test and the judge's re-run of it (VisibleCheckFailed) use the same model and masks."""
+    nb = nbformat.read(SOLUTIONS / "slimming" / "vggprune.ipynb", as_version=4)
+    source = next(c.source for c in nb.cells if nbgrader_id(c) == "test_prune_vgg")
+    namespace = {"torch": torch, "VGG": VGG, "bn_layers": bn_layers, "zero_pruned_channels": zero_pruned_channels,
+                 "prune_vgg": reference.prune_vgg}
+    exec(source.split("### BEGIN HIDDEN TESTS")[0], namespace)
+    model, cfg, cfg_mask = probes.visible_prune_vgg_case()
+    assert namespace["_cfg"] == cfg and all(torch.equal(a, b) for a, b in zip(namespace["_cfg_mask"], cfg_mask))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in namespace["_model"].state_dict().items())
+
+
+def _prune_vgg_changes_the_model(model, cfg, cfg_mask):
+    with torch.no_grad():
+        bn_layers(model)[0].running_var.fill_(1.0)
+    return reference.prune_vgg(model, cfg, cfg_mask)
+
+
+def _prune_vgg_returns(value):
+    return lambda model, cfg, cfg_mask: value
+
+
+@pytest.mark.parametrize("prune_vgg", [
+    _prune_vgg_changes_the_model, _prune_vgg_returns(None), _prune_vgg_returns("a model"),
+    _prune_vgg_returns(VGG([3, 'M', 3])), lambda model, cfg, cfg_mask: model,
+    lambda model, cfg, cfg_mask: 1 / 0])
+def test_prune_vgg_of_any_kind_gets_an_assertion_error(prune_vgg):
+    with pytest.raises(AssertionError):
+        checks.judge_prune_vgg(probed_prune_vgg(prune_vgg, 0), 0)
+
+
+def test_tampered_prune_vgg_records_give_assertion_errors():
+    record = probed_prune_vgg(reference.prune_vgg, 0)
+    for tampered in tamperings(record, random.Random(2)):
+        try:
+            checks.judge_prune_vgg(tampered, 0)
+        except AssertionError:
+            pass
+    first = record["cases"][0]
+    for change in (dict(first, state="weights"), dict(first, state={}), dict(first, cfg="cfg"),
+                   dict(first, state=dict(first["state"], **{"classifier.weight": torch.zeros(3)}))):
+        with pytest.raises(AssertionError):
+            checks.judge_prune_vgg(dict(record, cases=[change] + record["cases"][1:]), 0)
+
+
+def test_prune_vgg_record_is_small_plain_data():
+    record = probes.probe_prune_vgg(reference.prune_vgg, 7)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    assert buffer.tell() < 2**20
+    assert same_plain_data(record, round_trip(record))
+    assert same_plain_data(record, probes.probe_prune_vgg(reference.prune_vgg, 7))

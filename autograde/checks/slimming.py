@@ -394,6 +394,134 @@ def _hint_cfg(model, percent, min_channels, cfg):
             "and take the one at index int(total * percent); percent is the fraction pruned.")
 
 
+# ---------------------------------------------------------------------------------------------- prune_vgg
+
+PRUNE_VGG = "prune_vgg"
+
+
+def check_prune_vgg(prune_vgg, seed=0):
+    """prune_vgg(model, cfg, cfg_mask) must build VGG(cfg) with exactly the kept channels' weights."""
+    judge_prune_vgg(probes.probe_prune_vgg(prune_vgg, seed), seed)
+
+
+def judge_prune_vgg(record, seed):
+    """Decide prune_vgg from the record of probes.probe_prune_vgg(prune_vgg, seed): the notebook's visible test
+    first (VisibleCheckFailed), then the random models of probes.prune_vgg_case(seed, i), each compared with
+    reference.prune_vgg. The recorded weights are loaded into a VGG built here: the student's module never
+    runs outside the sandbox. Raises AssertionError with a message for the student, or returns None."""
+    record = probe_record(record, PRUNE_VGG)
+
+    def hidden():
+        results = entries(record, "cases", PRUNE_VGG, probes.PRUNE_VGG_CASES)
+        for i, result in enumerate(results):
+            model, cfg, cfg_mask = probes.prune_vgg_case(seed, i)
+            _compare_pruned(result, model, cfg, cfg_mask, f"random VGG {model.cfg} pruned to {cfg}")
+
+    judge_in_order(lambda: _judge_visible_prune_vgg(field(record, "visible", PRUNE_VGG, dict)), hidden)
+
+
+def _pruned_from_record(result, cfg, num_classes, call):
+    """VGG(cfg) (built here) holding the recorded state; AssertionError when the record is no such model."""
+    raise_if_failed(result, call)
+    state = field(result, "state", PRUNE_VGG, dict)
+    expected = VGG(cfg, num_classes=num_classes).state_dict()
+    for name, like in expected.items():
+        assert name in state, (f"{call}: the returned model has no {name}; build the new network as "
+                               f"VGG(cfg, num_classes=...) and copy into it")
+        value = as_tensor(state[name], PRUNE_VGG)
+        assert tuple(value.shape) == tuple(like.shape), (
+            f"{call}: {name} has shape {tuple(value.shape)}, VGG(cfg) needs {tuple(like.shape)}")
+    pruned = VGG(cfg, num_classes=num_classes)
+    pruned.load_state_dict({name: as_tensor(state[name], PRUNE_VGG, like.shape, like.dtype)
+                            for name, like in expected.items()})
+    return pruned.eval()
+
+
+def _pruned_cfg(result):
+    """The cfg attribute of the model prune_vgg returned, as a list of ints and strs, or None when it had none."""
+    cfg = field(result, "cfg", PRUNE_VGG, (list, tuple, dict))
+    if isinstance(cfg, dict):
+        return None         # the probe recorded {"error": ...}: the returned object has no readable cfg
+    assert all(type(v) in (int, str) for v in cfg), f"{PRUNE_VGG}: the grader could not read your model's cfg"
+    return list(cfg)
+
+
+def _outputs(model, cfg):
+    """model's outputs on a fixed batch of 4 random images of the size VGG(cfg) takes."""
+    side = probes.image_size(cfg)
+    inputs = torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return model.eval()(inputs)
+
+
+def _invariant_gap(pruned, model, cfg, cfg_mask):
+    """(largest |output difference| of pruned and model with the pruned channels zeroed, that output's scale)."""
+    expected = _outputs(zero_pruned_channels(model, cfg_mask), cfg)
+    return (_outputs(pruned, cfg) - expected).abs().max().item(), expected.abs().max().item() + 1e-6
+
+
+def _judge_visible_prune_vgg(result):
+    """The asserts of the notebook's test_prune_vgg, on the probe's run of its case."""
+    model, cfg, cfg_mask = probes.visible_prune_vgg_case()
+    error = failed_call(result)
+    visible(error is None, f"prune_vgg(model, {cfg}, cfg_mask) of the visible test raised {error}")
+    visible(_pruned_cfg(result) == cfg, f"the pruned model's cfg should be {cfg}")
+    pruned = _pruned_from_record(result, cfg, 10, "prune_vgg of the visible test")
+    visible(torch.equal(bn_layers(pruned)[0].running_var, bn_layers(model)[0].running_var[[0, 2, 5]]),
+            "BN layer 0 should keep the running_var of channels 0, 2 and 5")
+    gap, _ = _invariant_gap(pruned, model, cfg, cfg_mask)
+    visible(gap <= 1e-5, f"the pruned model's outputs differ from the original's with the pruned "
+                         f"channels zeroed by {gap:.2e}")    # the notebook's bound, on other random images
+
+
+def _compare_pruned(result, model, cfg, cfg_mask, where):
+    """The recorded prune_vgg(model, cfg, cfg_mask) equals reference.prune_vgg's, and `model` was not changed."""
+    call = f"prune_vgg on a {where}"
+    pruned = _pruned_from_record(result, cfg, model.classifier.out_features, call)
+    assert _pruned_cfg(result) == cfg, f"{call}: the returned model's cfg is not {cfg}"
+    original = field(result, "original", PRUNE_VGG, dict)
+    for name, before in model.state_dict().items():
+        after = original.get(name)
+        assert after is not None and torch.equal(as_tensor(after, PRUNE_VGG, before.shape, before.dtype), before), (
+            f"{call}: the original model's {name} changed; prune_vgg must copy, never modify the model it prunes")
+    expected = reference.prune_vgg(copy.deepcopy(model), cfg, cfg_mask).state_dict()
+    got = pruned.state_dict()
+    for name, want in expected.items():
+        if name.endswith("num_batches_tracked"):
+            continue    # only used when BN momentum is None; VGG's is 0.1
+        if not torch.allclose(got[name], want, rtol=1e-6, atol=1e-7):
+            raise AssertionError(f"{call}: {name} is wrong. {_hint_pruned(name, model, got[name], cfg_mask)}")
+    gap, scale = _invariant_gap(pruned, model, cfg, cfg_mask)
+    assert gap <= 1e-5 * scale, f"{call}: outputs differ from the original's with the pruned channels zeroed"
+
+
+def _hint_pruned(name, model, got, cfg_mask):
+    """What the wrong tensor `name` (a state-dict key of the pruned VGG) most likely got wrong."""
+    kept = [mask.nonzero().flatten() for mask in cfg_mask]
+    if name.startswith("classifier.weight"):
+        first = model.classifier.weight.detach()[:, :got.shape[1]]
+        if torch.equal(got, first):
+            return ("It holds the classifier's first columns: take the columns of the channels the last BN layer "
+                    "keeps (cfg_mask[-1]).")
+        return "The classifier keeps every row (class) and the columns of the last layer's kept channels."
+    if name.startswith("classifier.bias"):
+        return "The classifier's bias is copied whole: no class is pruned."
+    index = int(name.split(".")[1])
+    module = dict(model.named_modules())[f"feature.{index}"]
+    if isinstance(module, torch.nn.Conv2d):
+        layer = [m for m in model.feature if isinstance(m, torch.nn.Conv2d)].index(module)
+        if layer > 0 and torch.equal(got, module.weight.detach()[kept[layer]][:, :got.shape[1]]):
+            return (f"It reads the first {got.shape[1]} input channels: conv {layer} must read the channels the "
+                    f"previous layer keeps (cfg_mask[{layer - 1}]), because only those exist in the pruned network.")
+        return (f"Conv {layer}: keep the output filters of cfg_mask[{layer}], each restricted to the input channels "
+                "the previous layer keeps (the 3 RGB channels for the first conv).")
+    field_name = name.split(".")[-1]
+    if field_name == "running_var" and torch.equal(got, torch.ones_like(got)):
+        return ("The running variance was not copied (it is still 1): in eval mode BatchNorm normalises with "
+                "running_mean and running_var, so both must be copied with gamma and beta.")
+    return f"BatchNorm {field_name}: copy the values of the kept channels (cfg_mask of that layer)."
+
+
 # ------------------------------------------------------------------------------------ pruned / fine-tuned
 
 def _sparse_model(artifacts):
@@ -440,7 +568,7 @@ def check_pruned_models(artifacts="artifacts"):
         error = (got - expected).abs().max().item()
         assert error <= 1e-4 * scale, (
             f"{path}: its outputs differ from the sparse model's with the pruned channels zeroed by up to "
-            f"{error:.2e}; the kept weights were not copied right (use lib.slimming.prune_vgg)")
+            f"{error:.2e}; the kept weights were not copied right (see the test of your prune_vgg in vggprune)")
 
 
 def finetune_hp(percent):

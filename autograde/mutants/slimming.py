@@ -9,12 +9,13 @@ from torch.utils.data import DataLoader, Subset
 
 from autograde.course import nbgrader_id
 from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
+from autograde.reference.slimming import prune_vgg as reference_prune_vgg
 from autograde.reference.slimming import update_bn as reference_update_bn
 from lib import profile
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG
-from lib.slimming import prune_vgg, sparsity
+from lib.slimming import sparsity
 from lib.train import fit, seed_everything
 
 from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, edit_history, plant_code, start_from, swap_files
@@ -67,6 +68,41 @@ def _build_cfg_mask(name, fraction="percent", compare=">", threshold_line="", mi
     return Mutant(name, "vggprune", "build_cfg_mask", "test_build_cfg_mask", code)
 
 
+_PRUNE_VGG = '''import torch
+import torch.nn as nn
+from lib.models import VGG
+from lib.slimming import bn_layers, check_cfg_mask, kept_indices
+
+
+def prune_vgg(model, cfg, cfg_mask):
+    """A new VGG(cfg) holding the kept channels' weights of `model`."""
+    check_cfg_mask(model, cfg, cfg_mask)
+    kept = kept_indices(cfg_mask)
+    new = VGG(cfg, num_classes=model.classifier.out_features).to(next(model.parameters()).device)
+    old_convs = [m for m in model.feature if isinstance(m, nn.Conv2d)]
+    new_convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
+    in_idx = torch.arange(3)
+    with torch.no_grad():
+        for out_idx, old_conv, new_conv, old_bn, new_bn in zip(kept, old_convs, new_convs,
+                                                                bn_layers(model), bn_layers(new)):
+            new_conv.weight.copy_(old_conv.weight[out_idx][:, {conv_in}])
+            new_bn.weight.copy_(old_bn.weight[out_idx])
+            new_bn.bias.copy_(old_bn.bias[out_idx])
+            new_bn.running_mean.copy_(old_bn.running_mean[out_idx])
+            {running_var}
+            in_idx = out_idx
+        new.classifier.weight.copy_(model.classifier.weight[:, {classifier_in}])
+        new.classifier.bias.copy_(model.classifier.bias)
+    return new
+'''
+
+
+def _prune_vgg(name, conv_in="in_idx", classifier_in="in_idx",
+               running_var="new_bn.running_var.copy_(old_bn.running_var[out_idx])"):
+    code = _PRUNE_VGG.format(conv_in=conv_in, classifier_in=classifier_in, running_var=running_var)
+    return Mutant(name, "vggprune", "prune_vgg", "test_prune_vgg", code)
+
+
 MUTANTS = [
     _update_bn("wrong sign", "bn.weight.grad.add_(-s * torch.sign(bn.weight.detach()))"),
     _update_bn("L2 instead of L1 (s * gamma)", "bn.weight.grad.add_(s * bn.weight.detach())"),
@@ -90,6 +126,12 @@ MUTANTS = [
     # Passed the gamma sets before layer 4's one or two strong channels: there min_channels only ever topped
     # up layers that kept no channel (or, in about 1 seed of 10, one that kept fewer by chance).
     _build_cfg_mask("min_channels only for a layer left empty", min_rule="mask.sum() == 0 and "),
+    _prune_vgg("running_var not copied (left at 1)", running_var="# the running variance stays at its init"),
+    # Shapes fit, so nothing raises: the next conv reads the first channels instead of the kept ones.
+    _prune_vgg("next conv's input channels unmasked (the first ones taken)",
+               conv_in="torch.arange(len(in_idx))"),
+    _prune_vgg("classifier inputs unmasked (the first columns taken)",
+               classifier_in="torch.arange(len(in_idx))"),
 ]
 
 
@@ -241,7 +283,7 @@ def _pruned_in_train_mode(reference, dest):
     test = images.loaders()["test"]
     for percent in slim["percents"]:
         cfg, cfg_mask = reference_build_cfg_mask(model, percent, slim["min_channels"])
-        pruned = prune_vgg(model, cfg, cfg_mask)          # a new module: in training mode
+        pruned = reference_prune_vgg(model, cfg, cfg_mask)   # a new module: in training mode
         correct = 0
         with torch.no_grad():
             for inputs, labels in test:

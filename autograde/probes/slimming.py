@@ -1,4 +1,4 @@
-"""Probes of the slimming TODOs, update_bn and build_cfg_mask, and the inputs they are run on.
+"""Probes of the slimming TODOs, update_bn, build_cfg_mask and prune_vgg, and the inputs they are run on.
 
 The judges (autograde.checks.slimming) import the input generators from here, so probe and judge build the
 very same models from the same seed. Every seed is a valid test: the properties the checks rely on (exact
@@ -12,7 +12,7 @@ import torch
 from lib import profile
 from lib.checkpoint import load_model
 from lib.models import VGG
-from lib.slimming import bn_layers
+from lib.slimming import bn_layers, check_cfg_mask
 
 from . import attempt, away_from_zero, generator, plain, plain_tensor, seeded, text
 
@@ -253,4 +253,132 @@ def probe_build_cfg_mask(build_cfg_mask, seed, artifacts="artifacts"):
         loaded, error = attempt(load_model, path, VGG)
         record["checkpoint"] = error or [_run_cfg_mask(build_cfg_mask, loaded[0], p, min_channels)
                                          for p in percents]
+    return plain(record)
+
+
+# ---------------------------------------------------------------------------------------------- prune_vgg
+
+PRUNE_VGG_CASES = 4   # random models; in the last one every layer keeps a single channel
+
+
+def image_size(cfg):
+    """The input side that leaves VGG(cfg) a 2x2 feature map (its forward average-pools that to 1x1)."""
+    return 2 * 2 ** cfg.count('M')
+
+
+def _draw_cfg(g):
+    """A VGG cfg of 3 to 5 convs of 3 to 10 channels with 1 or 2 max-pools, never first."""
+    convs = int(torch.randint(3, 6, (), generator=g))
+    cfg = [int(torch.randint(3, 11, (), generator=g)) for _ in range(convs)]
+    pools = 1 + int(torch.randint(0, 2, (), generator=g))
+    for place in sorted(torch.randperm(convs - 1, generator=g)[:pools].tolist(), reverse=True):
+        cfg.insert(place + 1, 'M')
+    return cfg
+
+
+def _draw_mask(width, keep, g):
+    """A float 0/1 tensor of `width` entries with `keep` ones at random places, never the first `keep` ones
+    (unless keep == width): so copying the first channels instead of the kept ones always shows."""
+    while True:
+        mask = torch.zeros(width)
+        mask[torch.randperm(width, generator=g)[:keep]] = 1.0
+        if keep == width or mask[:keep].sum() < keep:
+            return mask
+
+
+def randomize_vgg(model, g):
+    """Fill every weight, BN parameter and BN running statistic of `model` from generator `g`, in place.
+
+    Non-trivial everywhere, so that a value copied from the wrong place or not at all shows: signed gammas
+    and betas, running means around 0, running variances in [0.2, 3], a non-zero classifier bias.
+    """
+    with torch.no_grad():
+        for bn in bn_layers(model):
+            n = bn.num_features
+            bn.weight.copy_(torch.randn(n, generator=g))
+            bn.bias.copy_(torch.randn(n, generator=g) * 0.5)
+            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+            bn.running_var.copy_(0.2 + 2.8 * torch.rand(n, generator=g))
+            bn.num_batches_tracked.fill_(int(torch.randint(1, 1000, (), generator=g)))
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.5)
+        model.classifier.bias.copy_(torch.randn(model.classifier.bias.shape, generator=g))
+    return model.eval()
+
+
+def prune_vgg_case(seed, index):
+    """(model, cfg, cfg_mask) of case `index`, the same for the same (seed, index).
+
+    model: a random VGG (randomize_vgg) in eval mode. Each layer keeps a random number of channels at random
+    places; one layer keeps 1 channel (the min_channels floor), another keeps all; in the last case every
+    layer keeps 1 channel.
+    """
+    g = generator(seed, "prune_vgg", index)
+    with seeded(seed, "prune_vgg", index):
+        model = VGG(_draw_cfg(g), num_classes=int(torch.randint(2, 11, (), generator=g)))
+    randomize_vgg(model, g)
+    widths = [bn.num_features for bn in bn_layers(model)]
+    keeps = [int(torch.randint(1, w + 1, (), generator=g)) for w in widths]
+    floor, full = torch.randperm(len(widths), generator=g)[:2].tolist()
+    keeps[floor], keeps[full] = 1, widths[full]
+    if index == PRUNE_VGG_CASES - 1:
+        keeps = [1] * len(widths)
+    cfg_mask = [_draw_mask(w, k, g) for w, k in zip(widths, keeps)]
+    counts = iter(keeps)
+    cfg = ['M' if v == 'M' else next(counts) for v in model.cfg]
+    check_cfg_mask(model, cfg, cfg_mask)
+    return model, cfg, cfg_mask
+
+
+# The notebook's visible test_prune_vgg: this model, cfg and cfg_mask (layer 1 at one channel, layer 2 whole).
+VISIBLE_PRUNE_CFG = [6, 'M', 5, 4]
+VISIBLE_PRUNE_KEEP = ([1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 1, 1])
+
+
+def visible_prune_vgg_case():
+    """(model, cfg, cfg_mask) of the visible test_prune_vgg: its cell draws them after torch.manual_seed(0)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGG(VISIBLE_PRUNE_CFG, num_classes=10)
+        with torch.no_grad():
+            for bn in bn_layers(model):
+                bn.weight.normal_()
+                bn.bias.normal_(0, 0.5)
+                bn.running_mean.normal_(0, 0.5)
+                bn.running_var.uniform_(0.2, 3.0)
+    cfg_mask = [torch.tensor(keep, dtype=torch.float32) for keep in VISIBLE_PRUNE_KEEP]
+    return model.eval(), [3, 'M', 1, 4], cfg_mask
+
+
+def _state(module):
+    """{name: tensor} of module.state_dict() as plain tensors; raises for anything else."""
+    return {text(name, 200): plain_tensor(value) for name, value in dict(module.state_dict()).items()}
+
+
+def _run_prune_vgg(prune_vgg, model, cfg, cfg_mask):
+    """What prune_vgg(model, cfg, cfg_mask) returned, as plain data: {"type": str, "cfg": its cfg,
+    "state": its state_dict, "original": model's state_dict after the call}, or {"error": ...}."""
+    result, error = attempt(prune_vgg, model, list(cfg), [m.clone() for m in cfg_mask])
+    if error:
+        return error
+
+    def read():
+        cfg_read, failed = attempt(lambda: [_cfg_entry(v) for v in result.cfg])
+        return {"type": text(type(result).__name__, 100), "cfg": failed or cfg_read,
+                "state": _state(result), "original": _state(model)}
+
+    entry, error = attempt(read)
+    return error or entry
+
+
+def probe_prune_vgg(prune_vgg, seed):
+    """Run prune_vgg on the visible test's case and on the PRUNE_VGG_CASES cases of prune_vgg_case(seed).
+
+    Returns {"visible": result, "cases": [result, ...]}, a result being what _run_prune_vgg records.
+    The models are tiny (at most 5 convs of 10 channels): a record is a few hundred kB at most.
+    """
+    with seeded(seed, "probe prune_vgg"):
+        record = {"visible": _run_prune_vgg(prune_vgg, *visible_prune_vgg_case()),
+                  "cases": [_run_prune_vgg(prune_vgg, *prune_vgg_case(seed, i)) for i in range(PRUNE_VGG_CASES)]}
     return plain(record)

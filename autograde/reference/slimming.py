@@ -1,7 +1,9 @@
 """Reference answers of the slimming assignment's TODOs (the solution cells hold the same code)."""
 import torch
+import torch.nn as nn
 
-from lib.slimming import bn_layers, gammas
+from lib.models import VGG
+from lib.slimming import bn_layers, check_cfg_mask, gammas, kept_indices
 
 
 def update_bn(model, s):
@@ -34,3 +36,32 @@ def build_cfg_mask(model, percent, min_channels):
         cfg.append(int(mask.sum()))
         cfg_mask.append(mask)
     return cfg, cfg_mask
+
+
+def prune_vgg(model, cfg, cfg_mask):
+    """A new VGG(cfg) holding the weights of the channels of `model` that cfg_mask keeps.
+
+    Copied, layer by layer: the conv's kept output filters, each restricted to the kept channels of the
+    previous layer (the 3 RGB channels for the first conv); the BN's gamma, beta, running_mean and
+    running_var of the kept channels; the classifier's columns of the last layer's kept channels and its
+    whole bias. `model` is not changed; the new model is on model's device, in training mode (a new module).
+    Invariant: in eval mode its outputs equal lib.slimming.zero_pruned_channels(model, cfg_mask)'s.
+    """
+    check_cfg_mask(model, cfg, cfg_mask)
+    kept = kept_indices(cfg_mask)
+    new = VGG(cfg, num_classes=model.classifier.out_features).to(next(model.parameters()).device)
+    old_convs = [m for m in model.feature if isinstance(m, nn.Conv2d)]
+    new_convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
+    in_idx = torch.arange(3)   # the RGB channels feed the first conv
+    with torch.no_grad():
+        for out_idx, old_conv, new_conv, old_bn, new_bn in zip(kept, old_convs, new_convs,
+                                                                bn_layers(model), bn_layers(new)):
+            new_conv.weight.copy_(old_conv.weight[out_idx][:, in_idx])   # (out, in, 3, 3)
+            new_bn.weight.copy_(old_bn.weight[out_idx])
+            new_bn.bias.copy_(old_bn.bias[out_idx])
+            new_bn.running_mean.copy_(old_bn.running_mean[out_idx])
+            new_bn.running_var.copy_(old_bn.running_var[out_idx])
+            in_idx = out_idx   # the next conv reads only the channels kept here
+        new.classifier.weight.copy_(model.classifier.weight[:, in_idx])
+        new.classifier.bias.copy_(model.classifier.bias)
+    return new
