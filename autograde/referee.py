@@ -115,6 +115,8 @@ def _sincnet_quant():
         "test_pruned": Verdict(checks=(sincnet_quant.check_pruned_model,)),
         "test_ste_quantize": Verdict("STEQuantize", "sincnet_quant.probe_ste_quantize",
                                      lambda record, seed, _: sincnet_quant.judge_ste_quantize(record, seed)),
+        "test_weight_scale": Verdict("weight_scale", "sincnet_quant.probe_weight_scale",
+                                     lambda record, seed, _: sincnet_quant.judge_weight_scale(record, seed)),
         "test_qat": Verdict(checks=(sincnet_quant.check_quantized_model,)),
     }
 

@@ -24,7 +24,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 from autograde.course import make_student_work  # noqa: E402
-from autograde.reference.sincnet_quant import STEQuantize  # noqa: E402
+from autograde.reference.sincnet_quant import STEQuantize, weight_scale  # noqa: E402
 from lib import deploy, profile  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
 from lib.data import speech  # noqa: E402
@@ -52,14 +52,15 @@ def packed_sizes(artifacts, folder):
     """Prints the bytes on disk of the float, pruned and packed QAT SincNets, and checks the packed outputs."""
     float_model = load_model(artifacts / "sincnet_float.pt", SincNet)[0]
     pruned = load_model(artifacts / "sincnet_pruned.pt", SincNet)[0]
-    qmodel = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply)[0].eval()
+    qmodel = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply,
+                        weight_scale=weight_scale)[0].eval()
     sizes = {}                                         # name: (bytes of the tensors, bytes of the file)
     for name, net in (("float", float_model), ("pruned + fine-tuned", pruned)):
         torch.save(net.state_dict(), folder / f"{name}.pt")
         sizes[name] = (deploy.tensor_bytes(net.state_dict()), (folder / f"{name}.pt").stat().st_size)
     packed = deploy.save_packed(qmodel, folder / "packed.pt")
     sizes["pruned + QAT, packed"] = (packed["tensors"], packed["file"])
-    reloaded = deploy.load_packed(folder / "packed.pt", STEQuantize.apply)
+    reloaded = deploy.load_packed(folder / "packed.pt", STEQuantize.apply, weight_scale)
     clips, _ = next(iter(speech.loaders()["test"]))
     with torch.no_grad():
         difference = (reloaded(clips) - qmodel(clips)).abs().max().item()

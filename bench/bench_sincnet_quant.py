@@ -26,7 +26,7 @@ ASSIGNMENT = "sincnet_quant"
 
 def accuracies(work):
     """Test accuracies of the three submitted checkpoints, re-evaluated (the reference quantizer for QAT)."""
-    from autograde.reference.sincnet_quant import STEQuantize
+    from autograde.reference.sincnet_quant import STEQuantize, weight_scale
     from lib.checkpoint import load_model
     from lib.data import speech
     from lib.models import SincNet
@@ -35,7 +35,8 @@ def accuracies(work):
     test = speech.loaders()["test"]
     found = {}
     for name, builder, kwargs in (("sincnet_float", SincNet, {}), ("sincnet_pruned", SincNet, {}),
-                                  ("sincnet_quant", QuantSincNet, {"quantizer": STEQuantize.apply})):
+                                  ("sincnet_quant", QuantSincNet,
+                                   {"quantizer": STEQuantize.apply, "weight_scale": weight_scale})):
         model, _ = load_model(work / "artifacts" / f"{name}.pt", builder, **kwargs)
         found[name] = (model.cfg, evaluate(model.eval(), test, progress=False)[1])
     return found

@@ -86,6 +86,8 @@ def _sincnet_quant(table):
         **{f: replace(pruned, graded=False) for f in _plots("pruned_accuracy")},
         **{f: quant for f in _run("sincnet_quant")},
         **{f: replace(quant, graded=False) for f in _plots("quant_accuracy", "val_accuracy")},
+        **{f: replace(quant, cell="weight_levels", graded=False) for f in _plots("weight_levels")},
+        **{f: replace(quant, cell="ptq_sweep", graded=False) for f in _plots("ptq_sweep")},
     }
 
 

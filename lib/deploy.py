@@ -24,7 +24,7 @@ _extension_log.setLevel(logging.ERROR)
 import torch.utils.benchmark as benchmark  # noqa: E402
 _extension_log.setLevel(_level)
 
-from .models.quant import QuantConv1d, QuantLinear, QuantSincNet, weight_bound
+from .models.quant import QuantConv1d, QuantLinear, QuantSincNet
 
 
 def cpu_latency(models, input_shape, batch_sizes=(1, 64), threads=1, min_run_time=0.2):
@@ -90,11 +90,11 @@ def weight_codes(layer):
 
     layer  a QuantConv1d or QuantLinear (it has .weight, .bits and .effective_weight())
     Returns codes, a uint8 tensor shaped like layer.weight with values in [0, 2**bits), and bound, the 0-d float
-    tensor of the layer's range [-bound, bound] (lib.models.quant.weight_bound). Code k stands for the level
+    tensor of the layer's range [-bound, bound] (layer.weight_bound()). Code k stands for the level
     -bound + k * level_step(bound, bits). The codes are read off the layer's quantized weights, so they hold
     what its quantizer produced; values off that grid would be rounded to the nearest level.
     """
-    bound = weight_bound(layer.weight, layer.bits)
+    bound = layer.weight_bound().detach()
     levels = layer.effective_weight().detach()
     codes = torch.round((levels + bound) / level_step(bound, layer.bits))
     return codes.clamp(0, 2 ** layer.bits - 1).to(torch.uint8), bound
@@ -134,7 +134,8 @@ def save_packed(qmodel, path):
     arch = {"cfg": list(qmodel.cfg), "num_classes": qmodel.classifier[-1].out_features,
             "sample_rate": qmodel.front[0].sample_rate, "sinc_bits": qmodel.sinc_bits,
             "front_act_bits": qmodel.front_act_bits, "weight_bits": qmodel.weight_bits,
-            "act_bits": qmodel.act_bits, "classifier_bits": qmodel.classifier_bits}
+            "act_bits": qmodel.act_bits, "classifier_bits": qmodel.classifier_bits,
+            "clip_stds": dict(qmodel.clip_stds)}
     saved = {"arch": arch, "packed": packed, "float": floats}
     torch.save(saved, path)
     return {"file": os.path.getsize(path), "tensors": tensor_bytes([packed, floats]),
@@ -156,16 +157,17 @@ def _plain_copy(layer, weight):
     return plain
 
 
-def load_packed(path, quantizer):
+def load_packed(path, quantizer, weight_scale):
     """The model saved by save_packed, computing with the stored integer weights.
 
-    quantizer  the activation quantizer, quantizer(x, bits, lo, hi) (the lab's STEQuantize.apply)
+    quantizer     the activation quantizer, quantizer(x, bits, lo, hi) (the lab's STEQuantize.apply)
+    weight_scale  the lab's weight_scale: the sinc filters are recomputed from their band edges and quantized
     Returns a QuantSincNet (CPU, eval mode) whose quantized conv and linear layers are plain nn.Conv1d /
     nn.Linear holding dequantize(unpack_codes(...)): fixed weights, as on the device; activations are still
     quantized on the fly.
     """
     saved = torch.load(path, map_location="cpu")
-    model = QuantSincNet(quantizer=quantizer, **saved["arch"])
+    model = QuantSincNet(quantizer=quantizer, weight_scale=weight_scale, **saved["arch"])
     result = model.load_state_dict(saved["float"], strict=False)
     if set(result.missing_keys) != set(saved["packed"]) or result.unexpected_keys:
         raise ValueError(f"{path}: expected the float state of all but the packed weights {sorted(saved['packed'])}; "

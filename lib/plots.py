@@ -121,3 +121,46 @@ def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title
     ax.set_title(title or "")
     fig.colorbar(image, ax=ax)
     return _finish(fig, path)
+
+
+def plot_weight_levels(weights, level_sets, bins=80, title="weights and their quantization levels", path=None):
+    """One panel per range choice: the histogram of `weights` with that choice's quantization levels over it.
+
+    weights     a tensor of any shape (one layer's weights)
+    level_sets  {label: 1-d tensor of the levels, ascending}, e.g. {"max|w|": ..., "clipped at 1.71 std": ...}
+    Each level is a vertical line labelled with the share of the weights that round to it (the nearest level;
+    weights beyond the end levels are clipped to them). Returns the figure.
+    """
+    w = weights.detach().flatten().float().cpu()
+    fig, axes = plt.subplots(1, len(level_sets), figsize=(5.5 * len(level_sets), 3.6), sharey=True, squeeze=False)
+    for ax, (label, levels) in zip(axes[0], level_sets.items()):
+        levels = torch.as_tensor(levels, dtype=torch.float32).flatten().cpu()
+        nearest = (w[:, None] - levels[None, :]).abs().argmin(1)
+        share = torch.bincount(nearest, minlength=len(levels)).float() / max(len(w), 1)
+        ax.hist(w.numpy(), bins=bins, color="lightgray", edgecolor="gray")
+        top = ax.get_ylim()[1]
+        for level, fraction in zip(levels.tolist(), share.tolist()):
+            ax.axvline(level, color="tab:red", linewidth=1)
+            ax.text(level, top * 0.97, f"{fraction:.0%}", color="tab:red", ha="center", va="top", fontsize=8,
+                    backgroundcolor="white")
+        ax.set_title(f"{label}: {len(levels)} levels")
+        ax.set_xlabel("weight")
+    axes[0][0].set_ylabel("weights per bin")
+    fig.suptitle(title)
+    return _finish(fig, path)
+
+
+def plot_sweep(series, xlabel, ylabel, title=None, path=None):
+    """One line per series: {label: {x: y}}, e.g. {"max|w|": {8: 84.1, 4: 80.2, ...}}; x values as categories,
+    in the order of the first series."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = list(next(iter(series.values())))
+    for label, points in series.items():
+        ax.plot(range(len(xs)), [points[x] for x in xs], marker="o", label=str(label))
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or "")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)

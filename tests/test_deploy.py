@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from autograde.reference.sincnet_quant import STEQuantize
+from autograde.reference.sincnet_quant import STEQuantize, weight_scale
 from lib import deploy
 from lib.models import VGG, SincNet
 from lib.models.quant import QuantConv1d, QuantLinear, quantize_sincnet
@@ -19,7 +19,7 @@ def small_qat_model(weight_bits=2):
     with torch.no_grad():
         for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)):
             bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.2, 0.2)       # nothing all ones or all zeros
-    qmodel = quantize_sincnet(model, STEQuantize.apply, weight_bits=weight_bits)
+    qmodel = quantize_sincnet(model, STEQuantize.apply, weight_scale, weight_bits=weight_bits)
     qmodel.train()
     with torch.no_grad():
         qmodel(torch.randn(4, 1, 16000))        # the activation quantizers record their ranges
@@ -67,7 +67,7 @@ def test_packed_model_reloads_and_computes_exactly_what_the_fake_quantized_one_d
     float_state = deploy.tensor_bytes(qmodel.state_dict())
     assert sizes["tensors"] == float_state - sizes["float_weights"] + sizes["weights"] + 4 * len(layers), \
         "the float state with the packed weights in place of the float ones, plus one float bound per layer"
-    reloaded = deploy.load_packed(tmp_path / "packed.pt", STEQuantize.apply)
+    reloaded = deploy.load_packed(tmp_path / "packed.pt", STEQuantize.apply, weight_scale)
     assert not any(isinstance(m, (QuantConv1d, QuantLinear)) for m in reloaded.modules()), \
         "the reloaded model computes with fixed weights, not re-quantized latent ones"
     clips = torch.randn(6, 1, 16000)

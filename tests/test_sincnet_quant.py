@@ -19,14 +19,17 @@ from autograde.course import SOLUTIONS, nbgrader_id, reference_code
 from autograde.mutants.sincnet_quant import ARTIFACT_MUTANTS, MUTANTS
 from autograde.probes import sincnet_quant as probes
 from autograde.reference import slimming as reference_slimming
-from autograde.reference.sincnet_quant import STEQuantize
+from autograde.reference.sincnet_quant import STEQuantize, weight_scale
 from lib import profile
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lib.models import SincNet
-from lib.models.quant import QuantSincNet, model_size_bytes, quantize_sincnet, quantized_layers
+from lib.models.quant import (CLIP_STDS, QuantSincNet, model_size_bytes, quantization_levels, quantize_sincnet,
+                              quantized_layers)
 from lib.slimming import bn_layers, prune_sincnet, zero_pruned_channels
 
 NOTEBOOK = SOLUTIONS / "sincnet_quant" / "sincnet_quant.ipynb"
+STE_MUTANTS = [m for m in MUTANTS if m.cell == "ste_quantize"]
+SCALE_MUTANTS = [m for m in MUTANTS if m.cell == "weight_scale"]
 
 
 def solution_namespace(grade_id):
@@ -65,7 +68,7 @@ def test_solution_cell_passes_and_equals_the_reference():
         assert torch.equal(x.grad, y.grad)
 
 
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+@pytest.mark.parametrize("mutant", STE_MUTANTS, ids=[m.name for m in STE_MUTANTS])
 def test_mutant_fails(mutant):
     with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.check_ste_quantize(mutant_class(mutant))
@@ -167,11 +170,11 @@ def test_reference_passes_the_judge(seed):
 
 
 def test_every_mutant_has_a_hint():
-    assert {m.name for m in MUTANTS} == set(HINTS)
+    assert {m.name for m in STE_MUTANTS} == set(HINTS)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+@pytest.mark.parametrize("mutant", STE_MUTANTS, ids=[m.name for m in STE_MUTANTS])
 def test_mutant_fails_the_judge_with_its_hint(mutant, seed):
     with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.judge_ste_quantize(probed(mutant_class(mutant), seed), seed)
@@ -190,7 +193,7 @@ def test_every_bit_width_is_tried_on_a_range_without_0(seed):
 
 
 def test_a_mutant_that_fails_the_visible_test_is_marked():
-    mutant = next(m for m in MUTANTS if m.name == "no clipping")
+    mutant = next(m for m in STE_MUTANTS if m.name == "no clipping")
     with pytest.raises(VisibleCheckFailed, match="four levels"):
         checks.judge_ste_quantize(probed(mutant_class(mutant), 0), 0)
 
@@ -285,6 +288,134 @@ def test_tampered_records_give_assertion_errors():
             checks.judge_ste_quantize(dict(record, model=model), 0)
 
 
+# ------------------------------------------------------------------------------------------ weight_scale
+
+# The part of its hint each weight_scale mutant must get (the hidden cases' message, also when the visible
+# test fails first).
+SCALE_HINTS = {"max w instead of max |w|": r"not max\(w\)",
+               "sigma = std of |w| instead of sqrt(mean(w**2))": r"not the std of \|w\|",
+               "int8-style r / (2**(b-1) - 1) instead of 2**b - 1 steps across [-r, r]": "one step of 2r apart",
+               "clip_std * sigma even above max|w|": "r stays max|w|"}
+
+
+def scale_function(code, name="weight_scale"):
+    namespace = {}
+    exec(compile(code, f"<{name}>", "exec"), namespace)
+    return namespace["weight_scale"]
+
+
+def probed_scale(weight_scale, seed):
+    return round_trip(probes.probe_weight_scale(weight_scale, seed))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_reference_weight_scale_passes_the_judge(seed):
+    checks.judge_weight_scale(probed_scale(weight_scale, seed), seed)
+
+
+def test_weight_scale_solution_cell_equals_the_reference():
+    student = solution_namespace("weight_scale")["weight_scale"]
+    checks.check_weight_scale(student)
+    for seed in SEEDS:
+        for index, case in enumerate(probes.scale_cases(seed)):
+            w = probes.scale_input(seed, index, case)
+            assert torch.equal(student(w, case[0], case[1]), weight_scale(w, case[0], case[1])), case
+
+
+def test_every_weight_scale_mutant_has_a_hint():
+    assert {m.name for m in SCALE_MUTANTS} == set(SCALE_HINTS)
+    assert all(m.target == "test_weight_scale" for m in SCALE_MUTANTS) and len(SCALE_MUTANTS) >= 3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", SCALE_MUTANTS, ids=[m.name for m in SCALE_MUTANTS])
+def test_weight_scale_mutant_fails_the_judge_with_its_hint(mutant, seed):
+    with pytest.raises(VisibleCheckFailed, match=SCALE_HINTS[mutant.name]):
+        checks.judge_weight_scale(probed_scale(scale_function(mutant.code), seed), seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", SCALE_MUTANTS, ids=[m.name for m in SCALE_MUTANTS])
+def test_hidden_cases_alone_catch_each_weight_scale_mutant(mutant, seed):
+    """With the visible test's entries replaced by the reference's, the drawn cases still catch the mutant."""
+    record = probed_scale(scale_function(mutant.code), seed)
+    record[probes.SCALE_VISIBLE] = probed_scale(weight_scale, seed)[probes.SCALE_VISIBLE]
+    with pytest.raises(AssertionError, match=SCALE_HINTS[mutant.name]) as failure:
+        checks.judge_weight_scale(record, seed)
+    assert not isinstance(failure.value, VisibleCheckFailed)
+
+
+OTHER_CORRECT_SCALES = {
+    "python float": "def weight_scale(w, bits, clip_std=None):\n"
+                    "    r = max(float(w.abs().max()), 1e-8)\n"
+                    "    if clip_std is not None:\n"
+                    "        r = min(r, clip_std * float((w ** 2).mean()) ** 0.5)\n"
+                    "    return 2 * max(r, 1e-8) / (2 ** bits - 1)\n",
+    "float64, amax, floor on the step": "import torch\n"
+                    "def weight_scale(w, bits, clip_std=None):\n"
+                    "    w = w.double()\n"
+                    "    r = w.abs().amax()\n"
+                    "    if clip_std:\n"
+                    "        r = r.clamp(max=clip_std * torch.sqrt(torch.mean(w * w)))\n"
+                    "    return (2 * r / (2 ** bits - 1)).clamp_min(1e-9)\n",
+}
+
+
+@pytest.mark.parametrize("name", OTHER_CORRECT_SCALES)
+def test_other_correct_weight_scales_pass(name):
+    for seed in SEEDS:
+        checks.check_weight_scale(scale_function(OTHER_CORRECT_SCALES[name], name), seed)
+
+
+def test_blank_weight_scale_fails_with_a_message():
+    def blank(w, bits, clip_std=None):
+        raise NotImplementedError()
+    with pytest.raises(AssertionError, match="not implemented yet"):
+        checks.check_weight_scale(blank)
+
+
+def test_weight_scale_that_writes_into_w_fails():
+    def in_place(w, bits, clip_std=None):
+        step = weight_scale(w, bits, clip_std)
+        w.clamp_(-1e-3, 1e-3)
+        return step
+    with pytest.raises(AssertionError, match="changed the weights w in place"):
+        checks.check_weight_scale(in_place)
+
+
+def test_tampered_weight_scale_records_give_assertion_errors():
+    record = probed_scale(weight_scale, 0)
+    for tampered in tamperings(record, random.Random(3), count=60):
+        try:
+            checks.judge_weight_scale(tampered, 0)
+        except AssertionError:
+            pass
+    for change in ({"type": "Tensor", "tensor": torch.zeros(3)}, {"type": "str"}, {"error": "ValueError: no"}):
+        with pytest.raises(AssertionError):
+            checks.judge_weight_scale(dict(record, cases=[change] + record["cases"][1:]), 0)
+
+
+def test_weight_scale_record_round_trips_as_plain_data():
+    record = probes.probe_weight_scale(weight_scale, 5)
+    assert same_plain_data(record, round_trip(record))
+
+
+def test_lib_layers_quantize_on_the_range_of_weight_scale():
+    """QuantSincNet asks weight_scale for each layer's step with CLIP_STDS.get(bits), and clip_stds={} gives
+    [-max|w|, max|w|] everywhere: the levels the 2-bit block weights take are the expected four."""
+    torch.manual_seed(0)
+    model = SincNet(width=0.25)
+    for clip_stds in (None, {}):
+        qmodel = quantize_sincnet(model, STEQuantize.apply, weight_scale, clip_stds=clip_stds)
+        layer = qmodel.blocks[0][2]
+        w = layer.weight.detach()
+        k = CLIP_STDS[2] if clip_stds is None else None
+        expected_r = w.abs().max() if k is None else min(w.abs().max(), k * w.pow(2).mean().sqrt())
+        assert torch.allclose(layer.weight_bound(), expected_r)
+        assert torch.allclose(torch.unique(layer.effective_weight().detach()),
+                              quantization_levels(expected_r, 2), atol=1e-6)
+
+
 # --------------------------------------------------------------------------------------- build_cfg_mask
 
 def random_sincnet(seed, width=0.25):
@@ -327,12 +458,12 @@ def test_prune_sincnet_keeps_the_outputs(percent):
 
 def test_quantize_sincnet_copies_the_weights_and_passes_gradients():
     model = random_sincnet(2)
-    identity = quantize_sincnet(model, lambda x, bits, lo, hi: x).eval()
+    identity = quantize_sincnet(model, lambda x, bits, lo, hi: x, weight_scale).eval()
     x = torch.randn(2, 1, 16000)
     with torch.no_grad():
         assert torch.allclose(identity(x), model(x), atol=1e-4, rtol=1e-4)   # no rounding: the same network
 
-    qmodel = quantize_sincnet(model, STEQuantize.apply).train()
+    qmodel = quantize_sincnet(model, STEQuantize.apply, weight_scale).train()
     qmodel(x).sum().backward()
     for layer in quantized_layers(qmodel):
         weights = layer.effective_weight().detach()
@@ -343,7 +474,7 @@ def test_quantize_sincnet_copies_the_weights_and_passes_gradients():
 
 def test_model_size_counts_quantized_weights_at_their_bits():
     model = SincNet(width=0.25)
-    qmodel = quantize_sincnet(model, STEQuantize.apply)
+    qmodel = quantize_sincnet(model, STEQuantize.apply, weight_scale)
     assert model_size_bytes(model) == 4 * sum(p.numel() for p in model.parameters())
     weight_bits = sum(m.weight.numel() * m.bits for m in quantized_layers(qmodel) if hasattr(m, "weight"))
     other = sum(p.numel() for p in qmodel.parameters()) - sum(
@@ -395,9 +526,10 @@ def test_untrained_latent_weights_fail(artifacts, tmp_path, loaders):
     weight decay; the check must see through the shrinking."""
     folder = tampered(artifacts, tmp_path)
     path = folder / "sincnet_quant.pt"
-    qmodel, meta = load_model(path, QuantSincNet, quantizer=STEQuantize.apply)
+    qmodel, meta = load_model(path, QuantSincNet, quantizer=STEQuantize.apply,
+                              weight_scale=weight_scale)
     pruned, _ = load_model(folder / "sincnet_pruned.pt", SincNet)
-    start = quantize_sincnet(pruned, STEQuantize.apply)
+    start = quantize_sincnet(pruned, STEQuantize.apply, weight_scale)
     with torch.no_grad():
         for layer, original in zip(quantized_layers(qmodel), quantized_layers(start)):
             if hasattr(layer, "weight"):
@@ -445,7 +577,8 @@ def test_thresholds_sit_below_the_reference_accuracies(artifacts, loaders):
     for name, key, builder in (("sincnet_float", "float", SincNet), ("sincnet_pruned", "pruned", SincNet)):
         model, _ = load_model(artifacts / f"{name}.pt", builder)
         assert evaluate(model.eval(), loaders["test"], progress=False)[1] >= thresholds[key] + 2
-    qmodel, _ = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply)
+    qmodel, _ = load_model(artifacts / "sincnet_quant.pt", QuantSincNet, quantizer=STEQuantize.apply,
+                          weight_scale=weight_scale)
     assert evaluate(qmodel.eval(), loaders["test"], progress=False)[1] >= thresholds["quantized"] + 2
     full = profile.config("sincnet_quant", "full")["thresholds"]
     assert full["float"] >= 90 and full["quantized"] >= 85                 # issue 4, provisional

@@ -12,14 +12,17 @@ The artifact checks take the folder of the submitted artifacts and never trust p
 are loaded with lib.checkpoint (weights_only=True) and evaluated on the test split, and each history is
 cross-checked against its checkpoint on the validation split.
 
-The trained models are rebuilt here with the *reference* quantizer: a wrong STEQuantize loses the points of
-its own grade cell (check_ste_quantize), and the quantized model is judged by what was trained, once.
+weight_scale is judged the same way (probes.probe_weight_scale, judge_weight_scale, check_weight_scale).
+
+The trained models are rebuilt here with the *reference* quantizer and weight range: a wrong STEQuantize or
+weight_scale loses the points of its own grade cell, and the quantized model is judged by what was trained, once.
 
 Artifacts (names fixed by the notebook):
     sincnet_float.pt/.json    the float SincNet            (hyperparameters: profile "sincnet")
     sincnet_pruned.pt/.json   pruned by pruning_rate, fine-tuned  (profile "sincnet_quant", finetune)
     sincnet_quant.pt/.json    the pruned model after QAT   (profile "sincnet_quant", qat)
 """
+import math
 from pathlib import Path
 
 import torch
@@ -31,6 +34,7 @@ from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy,
                                      record_at, tensor_field, visible)
 from autograde.probes import sincnet_quant as probes
 from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
+from autograde.reference.sincnet_quant import weight_scale as reference_weight_scale
 from autograde.reference.slimming import build_cfg_mask
 from lib import profile
 from lib.data import speech
@@ -39,6 +43,9 @@ from lib.models.quant import QuantSincNet, quantized_layers
 from lib.train import History, evaluate
 
 FLOAT, PRUNED, QUANT = "sincnet_float", "sincnet_pruned", "sincnet_quant"
+# The quantized model is rebuilt with the reference quantizer and weight range: the student's own are judged in
+# their cells (test_ste_quantize, test_weight_scale).
+REFERENCE_QUANTIZATION = dict(quantizer=ReferenceSTE.apply, weight_scale=reference_weight_scale)
 
 
 def settings():
@@ -216,7 +223,7 @@ def _judge_backward(entry, seed, index, case):
 
 def _expected_layers():
     """[(bits, parameter names), ...] of the quantized layers of lib's QuantSincNet([8] * 6), in order."""
-    model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=ReferenceSTE.apply)
+    model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=ReferenceSTE.apply, weight_scale=probes.max_abs_scale)
     return [(layer.bits, sorted(name for name, _ in layer.named_parameters(recurse=False)))
             for layer in quantized_layers(model)]
 
@@ -311,7 +318,7 @@ def _submitted(artifacts, name, hp, cfg=None):
     if not loaded_as_submitted(path, hp, cfg):
         return None
     model_class = QuantSincNet if name == QUANT else SincNet
-    kwargs = {"quantizer": ReferenceSTE.apply} if name == QUANT else {}
+    kwargs = REFERENCE_QUANTIZATION if name == QUANT else {}
     model, _, history = load_run(path, model_class, **kwargs)
     return history, sum(p.numel() for p in model.parameters()), model.cfg
 
@@ -404,7 +411,7 @@ def check_quantized_model(artifacts="artifacts", loaders=None):
     loaders = loaders or speech.loaders()
     path = Path(artifacts) / f"{QUANT}.pt"
     pruned = _load_run(artifacts, PRUNED, SincNet)[0]
-    model, meta, history = _load_run(artifacts, QUANT, QuantSincNet, quantizer=ReferenceSTE.apply)
+    model, meta, history = _load_run(artifacts, QUANT, QuantSincNet, **REFERENCE_QUANTIZATION)
     assert model.cfg == pruned.cfg, (
         f"{path} has cfg {model.cfg}, but the pruned model {PRUNED}.pt has {pruned.cfg}: "
         "quantize the pruned model (quantize_sincnet(pruned, STEQuantize.apply))")
@@ -426,3 +433,105 @@ def check_quantized_model(artifacts="artifacts", loaders=None):
             f"{path}: the latent weights of {name} are the pruned model's (up to weight decay's shrinking): no "
             "gradient reached them during QAT. STEQuantize's backward must pass the gradient straight through")
     _assert_accuracy(_test_accuracy(model, record, path, loaders), "quantized", path)
+
+
+# ------------------------------------------------------------------------------------------- weight_scale
+
+SCALE = "weight_scale"
+
+
+def check_weight_scale(weight_scale, seed=0):
+    """The step of the symmetric b-bit range [-r, r], r = max|w| or min(max|w|, clip_std * sqrt(mean(w**2))),
+    on the visible test's calls and on weights of both signs, with outliers, all zero, of several shapes and
+    bit widths (probes.scale_cases)."""
+    judge_weight_scale(probes.probe_weight_scale(weight_scale, seed), seed)
+
+
+def judge_weight_scale(record, seed):
+    """Decide weight_scale from the record of probes.probe_weight_scale(weight_scale, seed): the notebook's
+    visible test first (VisibleCheckFailed), then every case of probes.scale_cases(seed)."""
+    record = probe_record(record, SCALE)
+    calls = probes.scale_visible_calls()
+    visible_entries = entries(record, probes.SCALE_VISIBLE, SCALE, len(calls))
+    cases = probes.scale_cases(seed)
+    case_entries = entries(record, "cases", SCALE, len(cases))
+
+    def visible_part():
+        for entry, (w, bits, clip_std) in zip(visible_entries, calls):
+            _judge_scale(entry, w, bits, clip_std, f"weight_scale(w, {bits}, clip_std={clip_std}) of the visible "
+                         f"test, w = {w.tolist()}", visible)
+
+    def hidden_part():
+        for index, (entry, case) in enumerate(zip(case_entries, cases)):
+            bits, clip_std, shape, kind = case
+            _judge_scale(entry, probes.scale_input(seed, index, case), bits, clip_std,
+                         f"weight_scale(w, {bits}, clip_std={clip_std}) with w of shape {tuple(shape)} ({kind})",
+                         _hidden)
+
+    judge_in_order(visible_part, hidden_part)
+
+
+def _hidden(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def _scale_value(entry, call, check):
+    """The step weight_scale returned (a float), checked to be a 0-d tensor or a number; `check(condition,
+    message)` raises the failure (visible or hidden). None after a failed check cannot happen: check raises."""
+    error = failed_call(entry)
+    check(error is None or not error.startswith("NotImplementedError"),
+          "weight_scale is not implemented yet (it raises NotImplementedError)")
+    check(error is None, f"{call} raised {error}")
+    found = field(entry, "type", SCALE, str)
+    if "number" in entry:
+        return float(field(entry, "number", SCALE, float))
+    check("tensor" in entry, f"{call}: returned {found}, expected a 0-d tensor (the step)")
+    value = as_tensor(entry["tensor"], SCALE, dtype=torch.float64)
+    check(value.numel() == 1, f"{call}: returned a tensor of shape {tuple(value.shape)}, expected a 0-d tensor")
+    return float(value.reshape(()))
+
+
+def _judge_scale(entry, w, bits, clip_std, call, check):
+    """One call: the step equals the reference's (relative tolerance 1e-5); for all-zero weights any step in
+    (0, 1e-6] is accepted (the weights quantize to about 0 whatever it is); w is left unchanged."""
+    step = _scale_value(entry, call, check)
+    w_after = tensor_field(entry, "w_after", SCALE, tuple(w.shape), torch.float32)
+    _hidden(torch.equal(w_after, w), f"{call}: changed the weights w in place; compute the step without writing to w")
+    check(math.isfinite(step), f"{call}: returned {step} (NaN or inf)" + (
+        "; at bits = 1 the two levels -r and r are one step of 2r apart" if bits == 1 else ""))
+    if not bool(w.any()):
+        check(0 < step <= 1e-6, f"{call}: returned {step:.3g} for all-zero weights; max|w| = 0, so use a tiny "
+              "floor r = 1e-8 for the range: the step must be positive (the quantizer divides by it) and tiny")
+        return
+    expected = float(reference_weight_scale(w, bits, clip_std))
+    check(abs(step - expected) <= 1e-5 * expected,
+          f"{call}: returned {step:.6g}, expected {expected:.6g}. {_scale_hint(step, w, bits, clip_std)}")
+
+
+def _scale_hint(step, w, bits, clip_std):
+    """What a wrong step matches among the usual mistakes, else the contract."""
+    w = w.double()
+    rms, top = w.pow(2).mean().sqrt(), w.abs().max()
+    levels_apart = 2 ** bits - 1
+
+    def r_of(clip_sigma, top=top):
+        return top if clip_std is None else torch.minimum(top, clip_std * clip_sigma)
+
+    mistakes = [
+        (2 * r_of(rms, w.max()) / levels_apart, "r must be max|w| (the largest magnitude, of either sign), not max(w)"),
+        (2 * r_of(w.abs().std()) / levels_apart, "sigma is sqrt(mean(w**2)), the spread around 0, not the std of |w|"),
+        (2 * r_of(w.std()) / levels_apart, "sigma is sqrt(mean(w**2)), the spread around 0 (the centre of the "
+                                           "range), not w.std(), the spread around the mean"),
+        (r_of(rms) / (2 ** (bits - 1) - 1) if bits > 1 else math.inf,
+         "2**bits levels are 2**bits - 1 steps across [-r, r]: step = 2r / (2**bits - 1), not the int8-style "
+         "r / (2**(bits-1) - 1)"),
+        (2 * clip_std * rms / levels_apart if clip_std is not None else math.inf,
+         "when clip_std * sigma is above max|w|, r stays max|w| (r = min(max|w|, clip_std * sigma))"),
+    ]
+    for value, hint in mistakes:
+        value = float(value)
+        if math.isfinite(value) and abs(value - step) <= 1e-5 * abs(value):
+            return hint
+    return ("The range is [-r, r] with r = max|w| (clip_std None) or min(max|w|, clip_std * sqrt(mean(w**2))), "
+            "and its 2**bits levels are 2**bits - 1 steps apart")

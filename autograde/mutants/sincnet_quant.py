@@ -1,5 +1,5 @@
-"""Known-wrong STEQuantize implementations (MUTANTS: each must lose the points of test_ste_quantize, and only
-those) and wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of its target cell,
+"""Known-wrong STEQuantize and weight_scale implementations (MUTANTS: each must lose the points of its grade
+cell, test_ste_quantize or test_weight_scale, and only those) and wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of its target cell,
 test_float, test_pruned or test_qat, and only those).
 
 The trained-model checks rebuild the submitted checkpoints with the reference quantizer, so a wrong
@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
+from autograde.reference.sincnet_quant import weight_scale as reference_weight_scale
 from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
 from lib import profile
 from lib.checkpoint import load_model, save_checkpoint
@@ -60,6 +61,32 @@ MUTANTS = [
          prelude="\n        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0"),
 ]
 
+_SCALE = '''import torch
+
+
+def weight_scale(w, bits, clip_std=None):
+    """Step between two levels of the symmetric bits-bit range of w."""
+    r = {max_abs}
+    if clip_std is not None:
+        r = {clipped}
+    return {step}
+'''
+
+
+def _scale(name, max_abs="w.abs().max()", clipped="torch.minimum(r, clip_std * w.pow(2).mean().sqrt())",
+           step="2 * r.clamp_min(1e-8) / (2 ** bits - 1)"):
+    return Mutant(name, "sincnet_quant", "weight_scale", "test_weight_scale",
+                  _SCALE.format(max_abs=max_abs, clipped=clipped, step=step))
+
+
+MUTANTS += [
+    _scale("max w instead of max |w|", max_abs="w.max()"),
+    _scale("sigma = std of |w| instead of sqrt(mean(w**2))", clipped="torch.minimum(r, clip_std * w.abs().std())"),
+    _scale("int8-style r / (2**(b-1) - 1) instead of 2**b - 1 steps across [-r, r]",
+           step="r.clamp_min(1e-8) / (2 ** (bits - 1) - 1)"),
+    _scale("clip_std * sigma even above max|w|", clipped="clip_std * w.pow(2).mean().sqrt()"),
+]
+
 
 # ------------------------------------------------------------------------------------ artifact mutants
 #
@@ -96,7 +123,7 @@ def _quantize_and_train(artifacts, pruned, loaders, freeze_weights=False, **chan
 
     freeze_weights: the conv/linear weights get requires_grad False (no gradient, no update)."""
     settings, _ = _settings()
-    qmodel = quantize_sincnet(pruned, ReferenceSTE.apply)
+    qmodel = quantize_sincnet(pruned, ReferenceSTE.apply, reference_weight_scale)
     _calibrate(qmodel, loaders["train"], settings["calibration_batches"])
     layers = [m for m in quantized_layers(qmodel) if hasattr(m, "weight")]
     for layer in layers:
@@ -163,7 +190,7 @@ def _qat_latent_weights_overwritten(reference, dest):
     weight (.data) and saved the model again as artifacts/sincnet_quant.pt (meta kept)."""
     artifacts = start_from(reference, dest)
     path = artifacts / "sincnet_quant.pt"
-    qmodel, meta = load_model(path, QuantSincNet, quantizer=ReferenceSTE.apply)
+    qmodel, meta = load_model(path, QuantSincNet, quantizer=ReferenceSTE.apply, weight_scale=reference_weight_scale)
     with torch.no_grad():
         for layer in quantized_layers(qmodel):
             if hasattr(layer, "weight"):

@@ -1,4 +1,4 @@
-"""Probe of the sincnet_quant TODO, STEQuantize, and the inputs it is run on.
+"""Probes of the sincnet_quant TODOs, STEQuantize and weight_scale, and the inputs they are run on.
 
 The judge (autograde.checks.sincnet_quant) imports the input generators from here, so probe and judge build
 the very same tensors from the same seed. Every seed is a valid test: each case has inputs below, inside and
@@ -124,6 +124,12 @@ def distinct_count(values, tolerance):
     return int(1 + (v.diff() > tolerance).sum())
 
 
+def max_abs_scale(w, bits, clip_std=None):
+    """A fixed weight range for probing STEQuantize alone, [-max|w|, max|w|]: so that STEQuantize's grade
+    does not depend on the student's weight_scale (its own cell)."""
+    return 2 * w.abs().max().clamp_min(1e-8) / (2 ** bits - 1)
+
+
 def probe_in_quantized_model(quantizer, seed=0):
     """lib's QuantSincNet([8] * 6) built with `quantizer`, one forward and backward pass on a random batch.
 
@@ -132,7 +138,7 @@ def probe_in_quantized_model(quantizer, seed=0):
     """
     def run():
         with seeded(seed, "quantized sincnet"), torch.enable_grad():
-            model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=quantizer)
+            model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=quantizer, weight_scale=max_abs_scale)
             model(0.1 * torch.randn(2, 1, 16000)).logsumexp(1).sum().backward()
             return [_layer_entry(i, layer) for i, layer in enumerate(quantized_layers(model))]
 
@@ -185,3 +191,97 @@ def probe_ste_quantize(STEQuantize, seed):
         record["model"] = error or probe_in_quantized_model(apply, seed)
     return plain(record)
 
+
+
+# ------------------------------------------------------------------------------------------ weight_scale
+
+SCALE_BITS = (1, 2, 3, 4, 8)
+SCALE_KINDS = ("negative outlier", "positive outlier, clipped", "shifted mean, clipped",
+               "clip above max|w|", "all zero")
+SCALE_VISIBLE = "visible"     # the record's entry of the notebook's visible test
+
+
+def scale_cases(seed):
+    """[(bits, clip_std, shape, kind), ...]: every kind of SCALE_KINDS at every bit width of SCALE_BITS, on
+    tensors of 1 to 4 dimensions (a bias-like vector, a linear weight, depthwise and pointwise conv weights).
+    clip_std has 2 decimals; None for "negative outlier", drawn for "all zero" half of the time. The clipped
+    kinds have at least 100 weights, so that their outliers make at most a bounded part of sigma and the
+    clipping really cuts (see scale_input)."""
+    g = generator(seed, "scale", "cases")
+
+    def uniform(a, b):
+        return round(a + (b - a) * float(torch.rand((), generator=g)), 2)
+
+    def size(a, b):
+        return int(torch.randint(a, b + 1, (), generator=g))
+
+    cases = []
+    for bits in SCALE_BITS:
+        shapes = [(size(50, 400),), (size(10, 30), size(10, 40)), (size(20, 40), 1, size(5, 11)),
+                  (size(2, 6), size(2, 8), size(1, 5), size(3, 9)), (size(3, 20), size(3, 20))]
+        clips = [None, uniform(1.2, 3.0), uniform(1.2, 2.0), uniform(4.0, 8.0),
+                 None if bool(torch.rand((), generator=g) < 0.5) else uniform(1.2, 3.0)]
+        cases += [(bits, clip, shape, kind) for clip, shape, kind in zip(clips, shapes, SCALE_KINDS)]
+    return cases
+
+
+def scale_input(seed, index, case):
+    """The weights w of case `index`, by kind: "negative outlier" has max|w| at a negative weight, larger
+    than the largest positive one (w.max() is not max|w|); "positive outlier, clipped" three positive weights
+    8 to 9 standard deviations out, which clip_std * sigma cuts off; "shifted mean, clipped" a mean of 0.5 to
+    1.5 standard deviations (the spread around 0 then differs from w.std() and from the spread of |w|) and one
+    weight 10 standard deviations out, cut off; "clip above max|w|" uniform weights, whose max|w| is below
+    clip_std * sigma; "all zero" zeros."""
+    _, _, shape, kind = case
+    g = generator(seed, "scale", "input", index)
+    scale = 0.02 + float(torch.rand((), generator=g))            # weights of any magnitude, 0.02 to 1
+    w = torch.randn(shape, generator=g) * scale
+    flat = w.view(-1)
+    if kind == "negative outlier":
+        flat[int(torch.randint(0, flat.numel(), (), generator=g))] = -(w.abs().max() * 2 + scale)
+    elif kind == "positive outlier, clipped":
+        flat[:3] = w.abs().max() + scale * (8 + torch.rand(3, generator=g))
+    elif kind == "shifted mean, clipped":
+        sign = 1 if bool(torch.rand((), generator=g) < 0.5) else -1
+        w += sign * scale * (0.5 + torch.rand((), generator=g))
+        flat[0] = sign * (w.abs().max() + 10 * scale)
+    elif kind == "clip above max|w|":
+        w = (torch.rand(shape, generator=g) * 2 - 1) * scale
+    elif kind == "all zero":
+        w = torch.zeros(shape)
+    return w
+
+
+SCALE_VISIBLE_W = ((0.5, -2.0), (1.0, 0.0))    # the notebook's visible test: this w, and zeros((3, 4))
+
+
+def scale_visible_calls():
+    """[(w, bits, clip_std), ...]: the calls of the notebook's visible test_weight_scale, in order."""
+    w = torch.tensor(SCALE_VISIBLE_W)
+    return [(w, 2, None), (w, 2, 1.0), (w, 8, 10.0), (torch.zeros(3, 4), 4, None)]
+
+
+def _scale_output(weight_scale, w, bits, clip_std):
+    """describe() of weight_scale(w, bits, clip_std) (a Python number as {"type", "number"}), with w after
+    the call (to see in-place changes), or {"error": ...}."""
+    given = w.clone()
+    out, error = attempt(lambda: weight_scale(given, bits, clip_std))
+    if error:
+        return error
+    entry = describe(out)
+    if type(out) in (int, float):
+        entry["number"] = float(out)
+    entry["w_after"] = given
+    return entry
+
+
+def probe_weight_scale(weight_scale, seed):
+    """Run the student's weight_scale on the visible test's calls and on every case of scale_cases(seed).
+
+    Returns {"visible": [entry per call], "cases": [entry per case]}, each entry _scale_output's. Milliseconds.
+    """
+    with seeded(seed, "probe weight_scale"):
+        record = {SCALE_VISIBLE: [_scale_output(weight_scale, *call) for call in scale_visible_calls()],
+                  "cases": [_scale_output(weight_scale, scale_input(seed, i, case), case[0], case[1])
+                            for i, case in enumerate(scale_cases(seed))]}
+    return plain(record)

@@ -1,4 +1,5 @@
-"""Reference answer of the sincnet_quant assignment's TODO (the solution cell holds the same code).
+"""Reference answers of the sincnet_quant assignment's TODOs, STEQuantize and weight_scale (the solution cells
+hold the same code).
 
 The other solution cell of that notebook, build_cfg_mask, is the slimming assignment's: see
 autograde.reference.slimming.build_cfg_mask.
@@ -30,3 +31,18 @@ class STEQuantize(torch.autograd.Function):
         x, lo, hi = ctx.saved_tensors
         inside = (x >= lo) & (x <= hi)
         return grad_output * inside, None, None, None
+
+
+def weight_scale(w, bits, clip_std=None):
+    """The step between two neighbouring levels of the symmetric `bits`-bit range of the weights `w`.
+
+    w: a tensor of any shape (the layer's weights, detached); bits: int >= 1; clip_std: None or a number k > 0.
+    The range is [-r, r] with r = max|w|; with clip_std, r = min(max|w|, clip_std * sigma), where
+    sigma = sqrt(mean(w**2)) is the spread of the weights around 0, the centre of the range. r is at least
+    1e-8 (all-zero weights still get a positive step). Returns the 0-d tensor 2 * r / (2**bits - 1): the
+    2**bits levels are -r, -r + step, ..., r.
+    """
+    r = w.abs().max()
+    if clip_std is not None:
+        r = torch.minimum(r, clip_std * w.pow(2).mean().sqrt())
+    return 2 * r.clamp_min(1e-8) / (2 ** bits - 1)

@@ -1,8 +1,12 @@
 """Quantized SincNet for quantization-aware training (QAT).
 
-Every quantized layer takes the quantizer as an argument: a function `quantizer(x, bits, lo, hi)` that
-rounds x onto 2**bits evenly spaced levels from lo to hi (clipping outside). In the lab that is your
-`STEQuantize.apply`; its backward pass decides how gradients get through the rounding.
+Every quantized layer takes two functions of the lab as arguments:
+    quantizer(x, bits, lo, hi)         rounds x onto 2**bits evenly spaced levels from lo to hi (clipping
+                                       outside): your `STEQuantize.apply`; its backward pass decides how
+                                       gradients get through the rounding;
+    weight_scale(w, bits, clip_std)    the step between two levels of the symmetric range of the weights w
+                                       (clip_std None: the range is [-max|w|, max|w|]; else clipped at clip_std
+                                       standard deviations): your `weight_scale`.
 
 The layers keep full-precision ("latent") weights as their parameters and quantize them afresh in every
 forward pass. The optimizer updates the latent weights; the network computes with the quantized ones.
@@ -11,6 +15,7 @@ Writing quantized values into `.data` instead would cut the gradients off from t
 Bit widths of QuantSincNet (as in the lab):
     sinc filters 8 bits, front-end activations 8 bits, block weights 2 bits (four levels),
     block activations 4 bits, classifier input and weights 8 bits. BatchNorm stays in float.
+Weight ranges are clipped at CLIP_STDS[bits] standard deviations at 2-4 bits, [-max|w|, max|w|] otherwise.
 """
 import torch
 import torch.nn as nn
@@ -22,65 +27,72 @@ from .sincnet import SincConv1d, SincNet
 # mean squared rounding + clipping error of 2**bits uniform levels for bell-shaped (Gaussian) weights
 # (Banner et al., "Post training 4-bit quantization", NeurIPS 2019). With [-max|w|, max|w|] instead, a few
 # large weights stretch the range and at 2 bits nearly every weight lands on the two inner levels.
+# QuantSincNet's default; clip_stds={} quantizes every layer on [-max|w|, max|w|].
 CLIP_STDS = {2: 1.71, 3: 2.15, 4: 2.55}
 
 
-def weight_bound(weight, bits):
-    """The half-width of the symmetric range [-bound, bound] that `weight` is quantized on (a 0-d tensor).
+def quantization_levels(bound, bits):
+    """The 2**bits levels -bound, -bound + step, ..., bound of a symmetric range (a 1-d tensor, ascending)."""
+    bound = torch.as_tensor(bound, dtype=torch.float32)
+    return torch.linspace(-1.0, 1.0, 2 ** bits) * bound
 
-    bound = max|w| at 5 bits and more; at 2-4 bits min(max|w|, CLIP_STDS[bits] * std(w)).
+
+class _QuantizedWeights:
+    """What the quantized conv, linear and sinc layers share: the range of their weights and its rounding.
+
+    `weight_scale(w, bits, clip_std)` (the lab's TODO) gives the step between two levels; the symmetric range is
+    [-bound, bound] with bound = step * (2**bits - 1) / 2, and `quantizer(w, bits, -bound, bound)` rounds.
     """
-    w = weight.detach()                                    # the range is data, not something to learn
-    bound = w.abs().max()
-    if bits in CLIP_STDS:
-        bound = torch.minimum(bound, CLIP_STDS[bits] * w.pow(2).mean().sqrt())   # RMS: std of zero-mean weights
-    return bound.clamp_min(1e-8)
 
+    def _setup(self, quantizer, weight_scale, bits, clip_std):
+        self.quantizer, self.weight_scale, self.bits, self.clip_std = quantizer, weight_scale, bits, clip_std
 
-def quantize_weight(weight, bits, quantizer):
-    """`weight` rounded to 2**bits levels spread symmetrically over [-bound, bound] (see weight_bound)."""
-    bound = weight_bound(weight, bits)
-    return quantizer(weight, bits, -bound, bound)
+    def raw_weight(self):
+        return self.weight
 
-
-class QuantConv1d(nn.Conv1d):
-    """nn.Conv1d that convolves with its weights quantized to `bits` bits."""
-
-    def __init__(self, *args, quantizer, bits, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.quantizer, self.bits = quantizer, bits
+    def weight_bound(self):
+        """The half-width of the symmetric range the weights are quantized on (0-d tensor)."""
+        w = self.raw_weight().detach()                     # the range is data, not something to learn
+        step = torch.as_tensor(self.weight_scale(w, self.bits, self.clip_std), dtype=w.dtype, device=w.device)
+        return step * (2 ** self.bits - 1) / 2
 
     def effective_weight(self):
         """The weights the layer computes with: at most 2**bits distinct values."""
-        return quantize_weight(self.weight, self.bits, self.quantizer)
+        bound = self.weight_bound()
+        return self.quantizer(self.raw_weight(), self.bits, -bound, bound)
+
+
+class QuantConv1d(_QuantizedWeights, nn.Conv1d):
+    """nn.Conv1d that convolves with its weights quantized to `bits` bits."""
+
+    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._setup(quantizer, weight_scale, bits, clip_std)
 
     def forward(self, x):
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
-class QuantLinear(nn.Linear):
+class QuantLinear(_QuantizedWeights, nn.Linear):
     """nn.Linear with weights quantized to `bits` bits (the bias stays in float, as in integer kernels)."""
 
-    def __init__(self, *args, quantizer, bits, **kwargs):
+    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.quantizer, self.bits = quantizer, bits
-
-    def effective_weight(self):
-        return quantize_weight(self.weight, self.bits, self.quantizer)
+        self._setup(quantizer, weight_scale, bits, clip_std)
 
     def forward(self, x):
         return nn.functional.linear(x, self.effective_weight(), self.bias)
 
 
-class QuantSincConv1d(SincConv1d):
+class QuantSincConv1d(_QuantizedWeights, SincConv1d):
     """SincConv1d whose computed filters are quantized to `bits` bits (the band edges stay in float)."""
 
-    def __init__(self, *args, quantizer, bits, **kwargs):
+    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.quantizer, self.bits = quantizer, bits
+        self._setup(quantizer, weight_scale, bits, clip_std)
 
-    def effective_weight(self):
-        return quantize_weight(super().filters(), self.bits, self.quantizer)
+    def raw_weight(self):
+        return super().filters()
 
     def filters(self):
         return self.effective_weight()
@@ -114,46 +126,55 @@ class QuantAct(nn.Module):
 class QuantSincNet(SincNet):
     """SincNet computing with low-bit weights and activations; same cfg, same wiring as SincNet.
 
-    Build it from a trained float (or pruned) SincNet with `quantize_sincnet`, then train it (QAT).
+    quantizer, weight_scale: the lab's functions (see the module docstring). clip_stds: {bits: k}, the weights
+    of a layer with that many bits are clipped at k standard deviations (CLIP_STDS by default; {}: every layer
+    on [-max|w|, max|w|]). Build it from a trained float (or pruned) SincNet with `quantize_sincnet`, then
+    train it (QAT).
     """
 
-    def __init__(self, cfg, quantizer, num_classes=10, sample_rate=16000, sinc_bits=8, front_act_bits=8,
-                 weight_bits=2, act_bits=4, classifier_bits=8):
-        self.quantizer = quantizer
+    def __init__(self, cfg, quantizer, weight_scale, num_classes=10, sample_rate=16000, sinc_bits=8,
+                 front_act_bits=8, weight_bits=2, act_bits=4, classifier_bits=8, clip_stds=None):
+        self.quantizer, self.weight_scale = quantizer, weight_scale
+        self.clip_stds = dict(CLIP_STDS if clip_stds is None else clip_stds)
         self.sinc_bits, self.front_act_bits, self.weight_bits = sinc_bits, front_act_bits, weight_bits
         self.act_bits, self.classifier_bits = act_bits, classifier_bits
         super().__init__(cfg, num_classes=num_classes, sample_rate=sample_rate)
         self.front.append(QuantAct(front_act_bits, quantizer, signed=True))   # BN output can be negative
 
+    def _weights(self, bits):
+        """The keyword arguments of a quantized layer with `bits`-bit weights."""
+        return dict(quantizer=self.quantizer, weight_scale=self.weight_scale, bits=bits,
+                    clip_std=self.clip_stds.get(bits))
+
     def make_sinc(self, channels, sample_rate):
-        return QuantSincConv1d(channels, sample_rate=sample_rate, quantizer=self.quantizer, bits=self.sinc_bits)
+        return QuantSincConv1d(channels, sample_rate=sample_rate, **self._weights(self.sinc_bits))
 
     def make_block(self, in_channels, out_channels, kernel, stride):
-        q, wb, ab = self.quantizer, self.weight_bits, self.act_bits
+        q, ab, weights = self.quantizer, self.act_bits, self._weights(self.weight_bits)
         return nn.Sequential(
             QuantConv1d(in_channels, in_channels, kernel, stride, padding=kernel // 2, groups=in_channels,
-                        bias=False, quantizer=q, bits=wb),
+                        bias=False, **weights),
             QuantAct(ab, q, signed=True),
-            QuantConv1d(in_channels, out_channels, 1, bias=False, quantizer=q, bits=wb),
+            QuantConv1d(in_channels, out_channels, 1, bias=False, **weights),
             nn.BatchNorm1d(out_channels), nn.ReLU(inplace=True), nn.AvgPool1d(2),
             QuantAct(ab, q))
 
     def make_linear(self, in_features, num_classes):
-        q, b = self.quantizer, self.classifier_bits
-        return nn.Sequential(QuantAct(b, q), QuantLinear(in_features, num_classes, quantizer=q, bits=b))
+        b = self.classifier_bits
+        return nn.Sequential(QuantAct(b, self.quantizer), QuantLinear(in_features, num_classes, **self._weights(b)))
 
 
 def _layers(model, kind):
     return [m for m in model.modules() if isinstance(m, kind)]
 
 
-def quantize_sincnet(model, quantizer, **bits):
+def quantize_sincnet(model, quantizer, weight_scale, **settings):
     """A QuantSincNet with the cfg and the trained weights of the float SincNet `model` (the QAT start).
 
-    `bits` overrides QuantSincNet's bit widths, e.g. weight_bits=4.
+    `settings` overrides QuantSincNet's bit widths and clip_stds, e.g. weight_bits=4, clip_stds={}.
     """
-    qmodel = QuantSincNet(model.cfg, quantizer, num_classes=_layers(model, nn.Linear)[0].out_features,
-                          sample_rate=model.front[0].sample_rate, **bits)
+    qmodel = QuantSincNet(model.cfg, quantizer, weight_scale, num_classes=_layers(model, nn.Linear)[0].out_features,
+                          sample_rate=model.front[0].sample_rate, **settings)
     for kind in (SincConv1d, nn.Conv1d, nn.BatchNorm1d, nn.Linear):
         sources, targets = _layers(model, kind), _layers(qmodel, kind)
         assert len(sources) == len(targets), f"{kind.__name__}: {len(sources)} vs {len(targets)} layers"
