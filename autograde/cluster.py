@@ -29,7 +29,7 @@ def connect(jobs=1, scheduler=None):
         finally:
             client.close()
         return
-    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False, dashboard_address=None,
+    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     client = Client(cluster)
     try:

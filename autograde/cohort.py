@@ -671,4 +671,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy's: Dask sends tasks by reference to
+    # autograde.cohort.grade_task (a worker imports it), and Ctrl-C must stop the gradings that copy started.
+    from autograde.cohort import main as cohort_main
+    sys.exit(cohort_main())
