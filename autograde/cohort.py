@@ -1,37 +1,45 @@
-"""Autograde a whole class in parallel, safely: `python -m autograde.cohort ASSIGNMENT [ASSIGNMENT ...] -j 2`.
+"""Autograde a whole class in parallel, safely: `python -m autograde.cohort ASSIGNMENT [ASSIGNMENT ...] -j 2`,
+or on a Dask cluster of several machines: `... --scheduler tcp://HOST:PORT`.
 
 nbgrader grades one submission at a time, and its SQLite gradebook is not safe for concurrent writers.
-So each submission is graded by real `nbgrader autograde` in a scratch course of its own
-(grading/cohort/<assignment>/<student>/): a copy of the submission and of the gradebook as it was before
-grading. Only this process writes the course's gradebook: when a worker finishes, its grades are copied
-in and read back to check that none was lost, then its autograded notebooks are moved into place.
+So each submission is one Dask task (autograde.cluster): real `nbgrader autograde` in a scratch course of its
+own, on whichever worker runs it. The task carries what it needs as data, so workers share no filesystem with
+this process: the submission's files (checked and repaired here first), and once per assignment the course's
+configuration, the assignment's source and the gradebook as it was before this run. It returns its grades
+(the scratch gradebook), its autograded notebooks and its log as data. Only this process writes the course's
+gradebook: each result is copied in and read back to check that none was lost, then its autograded notebooks
+are moved into place. By default the workers are a LocalCluster of `-j` threads in this process.
 
 Each submission runs under a wall-clock limit (--timeout) and a memory limit (--memory, on every process
-it starts, kernels included); its kernel gets its share of the cores (cores / workers torch threads).
-A submission that breaks something (unreadable notebook, duplicated or renamed cells, a file over the size
-limit, a crash, a timeout) gets zero on what it broke and a message at the top of its feedback saying why;
-the others are graded as usual. Progress is saved after every submission in
-grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops every worker's
-nbgrader and kernel at once; the submissions being graded then are graded again on resume. Several
-assignments given at once share one pool of workers.
+it starts, kernels included); its kernel gets its share of its machine's cores (cores / gradings at once
+torch threads). A submission that breaks something (unreadable notebook, duplicated or renamed cells, a file
+over the size limit, a crash, a timeout) gets zero on what it broke and a message at the top of its feedback
+saying why; the others are graded as usual. Progress is saved after every submission in
+grading/cohort/<assignment>/results.json: run the command again to resume. Ctrl-C stops every local worker's
+nbgrader and kernel at once; the submissions being graded then are graded again on resume. A cluster worker
+that dies mid-task has its submission graded again by another (Dask reschedules it); each result is merged
+once. Several assignments given at once share one pool of workers.
 """
 import argparse
+import ast
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
 import psutil
 from sqlalchemy.exc import SAWarning
 
+from . import cluster
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
 from .lms import manifest_problems
 from .referee import AUTOGRADE_PREPROCESSORS
@@ -104,10 +112,14 @@ def _repair_notebook(path, target, known_ids):
 # ---------------------------------------------------------------------------------------------------------
 # One worker: real nbgrader in a scratch course, under limits.
 
-# Run as `python -c LIMITED arg...`: set the memory limit, then become nbgrader. (A preexec_fn would do the
-# same, but it is not safe in a process that runs threads, as this one does.)
-LIMITED = ("import os, resource, sys; limit = int(sys.argv[1]); "
-           "limit and resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)); os.execv(sys.argv[2], sys.argv[2:])")
+# Run as `python -c LIMITED arg...`: set the memory limit, ask the kernel to kill this process when the thread
+# that started it dies (a worker killed mid-task leaves no nbgrader behind; its sandboxed kernel dies with
+# nbgrader, bwrap --die-with-parent), then become nbgrader. (A preexec_fn would do the same, but it is not safe
+# in a process that runs threads, as this one does.)
+LIMITED = ("import ctypes, os, resource, signal, sys; limit = int(sys.argv[1]); "
+           "limit and resource.setrlimit(resource.RLIMIT_DATA, (limit, limit)); "
+           "sys.platform == 'linux' and ctypes.CDLL(None).prctl(1, signal.SIGKILL); "   # 1: PR_SET_PDEATHSIG
+           "os.execv(sys.argv[2], sys.argv[2:])")
 
 _running = set()                 # the nbgrader processes started by the workers, to stop them on Ctrl-C
 _stopping = threading.Event()    # set on Ctrl-C: workers start no new nbgrader
@@ -128,10 +140,30 @@ def _kill(process):
     process.wait()
 
 
-def grade_one(course, assignment, student, scratch_root, template_db, timeout, memory_bytes, threads=None,
-              sandbox=True):
-    """Grade one submission in its own scratch course; returns a result dict (never raises).
+def grade_task(bundle, task):
+    """One Dask task, on a worker: grade one submission from data alone; returns grade_one's result, its
+    "scratch" replaced by "files": the grading's gradebook, autograded notebooks and log as tar bytes.
 
+    bundle: course_bundle()'s bytes; task: the submission (pack_submission) and the limits (run_many).
+    """
+    course = _worker_course(bundle)
+    scratch_root = Path(tempfile.mkdtemp(prefix="grading-", dir=_worker_dir()))
+    try:
+        threads = _worker_threads() if task["threads"] == "worker" else task["threads"]
+        result = grade_one(course, task["assignment"], task["student"], scratch_root, task["submission"],
+                           task["timeout"], task["memory_bytes"], threads, task["sandbox"])
+        result["files"] = cluster.pack(result.pop("scratch"), exclude=[Path("grading", "submitted")])
+    finally:
+        shutil.rmtree(scratch_root, ignore_errors=True)
+    return result
+
+
+def grade_one(course, assignment, student, scratch_root, submission, timeout, memory_bytes, threads=None,
+              sandbox=True):
+    """Grade one submission in its own scratch course under scratch_root; returns a result dict (never raises).
+
+    course: the course as the worker has it (its config, the assignment's source, the gradebook template);
+    submission: pack_submission()'s dict (the prepared files as tar bytes, the problems found while preparing).
     threads: the OMP_NUM_THREADS of its kernel (torch's threads), None to leave it as it is.
     sandbox: run the student's kernel in the bubblewrap sandbox (False: --no-sandbox, recorded in the result).
     The scores are the referee's (autograde.referee), decided in this trusted nbgrader process.
@@ -140,7 +172,7 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     scratch = scratch_root / student
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "grading").mkdir(parents=True)
-    shutil.copy(template_db, scratch / "grading" / "gradebook.db")
+    shutil.copy(course.db, scratch / "grading" / "gradebook.db")
     _forget_submission(course, scratch / "grading" / "gradebook.db", assignment, student)
     course_config(scratch, base=course.root, **{
         "CourseDirectory.root": str(scratch),
@@ -152,21 +184,20 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
         "Autograde.autograde_preprocessors": AUTOGRADE_PREPROCESSORS,
         "SandboxedExecute.sandbox": bool(sandbox),
         "Referee.report": str(scratch / "referee.json")})
-    problems = prepare_submission(course, assignment, course.submitted / student / assignment,
-                                  scratch / "grading" / "submitted" / student / assignment)
-    changed = manifest_problems(course.submitted / student / assignment)   # an LMS upload's (autograde.lms)
-    if changed:
-        problems.setdefault("(files)", []).extend(changed)
+    cluster.unpack(submission["files"], scratch / "grading" / "submitted" / student / assignment)
+    problems = {notebook: list(notes) for notebook, notes in submission["problems"].items()}
     command = [str(BIN / "nbgrader"), "autograde", assignment,
                "--student", student, "--create", "--force"]
     log = scratch / "nbgrader.log"
     if _stopping.is_set():
         return dict(student=student, status="interrupted", scratch=str(scratch))
     status = "graded"
+    # The grading's profile is the TA's (the client's), whatever the worker's shell says; never the preflight's.
+    env = tool_env(threads, LAB_PROFILE=submission["profile"])
+    env.pop(_preflight_variable(), None)
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env=tool_env(threads))
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         _running.add(process)
         if _stopping.is_set():                     # Ctrl-C came while it started
             _kill(process)
@@ -184,22 +215,109 @@ def grade_one(course, assignment, student, scratch_root, template_db, timeout, m
     else:
         reason = "nbgrader could not grade it"
     graded_dir = scratch / "grading" / "autograded" / student / assignment
-    copied_dir = scratch / "grading" / "submitted" / student / assignment
     for notebook in course.notebooks(assignment):
         if not (graded_dir / f"{notebook}.ipynb").exists():
-            left_out = (course.submitted / student / assignment / f"{notebook}.ipynb").exists() and \
-                not (copied_dir / f"{notebook}.ipynb").exists()
-            if not left_out:              # an unreadable notebook left out already has its message
+            if notebook not in submission["left_out"]:   # an unreadable notebook left out already has its message
                 problems.setdefault(notebook, []).append(
                     f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; its cells score zero")
             if status == "graded":
                 status = "failed"
     report = json.loads((scratch / "referee.json").read_text()) if (scratch / "referee.json").is_file() else {}
     return dict(student=student, status=status, seconds=round(time.time() - start, 1), problems=problems,
-                sandbox=bool(sandbox), manifest_mismatch=changed,
+                sandbox=bool(sandbox), manifest_mismatch=submission["manifest_mismatch"],
                 verdicts_disagree=sorted({c for found in report.values() for c in found["disagree"]}),
                 unrefereed=sorted({c for found in report.values() for c in found["unrefereed"]}),
                 scratch=str(scratch))
+
+
+def _preflight_variable():
+    from lib.profile import PREFLIGHT_VARIABLE
+    return PREFLIGHT_VARIABLE
+
+
+_unpacking = threading.Lock()      # a worker's threads unpack a course bundle once between them
+
+
+def _worker_dir():
+    """This worker's own folder for scratch courses (Dask's local directory; the temp folder outside Dask)."""
+    try:
+        from distributed import get_worker
+        return Path(get_worker().local_directory)
+    except (ImportError, ValueError):
+        return Path(tempfile.gettempdir())
+
+
+def _worker_threads():
+    """Torch threads for one grading on this worker: OMP_NUM_THREADS if its shell sets it, else its cores
+    shared out between the submissions it grades at once (its Dask threads)."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    from distributed import get_worker
+    return cores_per_worker(get_worker().state.nthreads)
+
+
+def _worker_course(bundle):
+    """The worker's copy of a course bundle, unpacked once per worker (named by its digest); a Course."""
+    root = _worker_dir() / f"course-{hashlib.sha256(bundle).hexdigest()[:16]}"
+    with _unpacking:
+        if not (root / "nbgrader_config.py").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            cluster.unpack(bundle, root)
+    return Course.open(root)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What travels to the workers, made here (the client).
+
+def course_bundle(course, assignment, template):
+    """What a worker needs of the course to grade `assignment`, as tar bytes: nbgrader_config.py (the
+    course's configuration resolved here into plain values: a worker has the kit, not this course's files),
+    source/<assignment>/ and grading/gradebook.db (the gradebook `template`, as it was before this run)."""
+    from traitlets.config.loader import PyFileConfigLoader
+    config = PyFileConfigLoader("nbgrader_config.py", str(course.root)).load_config()
+    lines = [f"c.{section}.{name} = {_literal(value)!r}" for section, traits in config.items()
+             for name, value in traits.items()]
+    lines += ["c.CourseDirectory.source_directory = 'source'",
+              "c.CourseDirectory.db_url = 'sqlite:///grading/gradebook.db'"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shutil.copytree(course.source / assignment, root / "source" / assignment, symlinks=True)
+        (root / "grading").mkdir()
+        shutil.copy(template, root / "grading" / "gradebook.db")
+        (root / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n" + "\n".join(lines) + "\n")
+        return cluster.pack(root)
+
+
+def _literal(value):
+    """A configuration value as a Python literal: a class becomes its import path (traitlets takes either)."""
+    if isinstance(value, type):
+        return f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, (list, tuple)):
+        return type(value)(_literal(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    ast.literal_eval(repr(value))         # anything else must already be one (ValueError otherwise)
+    return value
+
+
+def pack_submission(course, assignment, student, staging):
+    """One submission, checked and repaired here (prepare_submission, in the empty folder `staging`, removed
+    after), as data for a worker: {files: tar bytes, problems, manifest_mismatch, left_out, profile}.
+
+    left_out: the notebooks that were submitted but are not readable (they already have their message).
+    """
+    submitted = course.submitted / student / assignment
+    shutil.rmtree(staging, ignore_errors=True)
+    problems = prepare_submission(course, assignment, submitted, staging)
+    changed = manifest_problems(submitted)          # an LMS upload's (autograde.lms)
+    if changed:
+        problems.setdefault("(files)", []).extend(changed)
+    left_out = [notebook for notebook in course.notebooks(assignment)
+                if (submitted / f"{notebook}.ipynb").exists() and not (staging / f"{notebook}.ipynb").exists()]
+    files = cluster.pack(staging)
+    shutil.rmtree(staging)
+    return dict(files=files, problems=problems, manifest_mismatch=changed, left_out=left_out,
+                profile=course.profile)
 
 
 def _forget_submission(course, db, assignment, student):
@@ -312,6 +430,15 @@ def _save(path, results):
     os.replace(tmp, path)
 
 
+def _receive(work, result):
+    """Unpack a worker's result files into work/<student>/ (a scratch course as merge() reads it)."""
+    scratch = work / result["student"]
+    shutil.rmtree(scratch, ignore_errors=True)
+    cluster.unpack(result.pop("files"), scratch)
+    result["scratch"] = str(scratch)
+    return result
+
+
 def _record(course, assignment, result, results, state_file, keep_scratch, say):
     """Merge one finished worker into the course and save the progress (the single writer's job)."""
     try:
@@ -327,19 +454,21 @@ def _record(course, assignment, result, results, state_file, keep_scratch, say):
 
 
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-        keep_scratch=False, quiet=False, sandbox=True):
+        keep_scratch=False, quiet=False, sandbox=True, scheduler=None):
     """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
     return run_many([assignment], jobs, timeout, memory_gb, course_root, students, force, keep_scratch,
-                    quiet, sandbox)[assignment]
+                    quiet, sandbox, scheduler)[assignment]
 
 
 def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-             keep_scratch=False, quiet=False, sandbox=True):
+             keep_scratch=False, quiet=False, sandbox=True, scheduler=None):
     """Grade the submissions of several assignments with one pool of workers (none waits for an assignment's
     last submission while another assignment has work left); returns {assignment: {student: result}}.
 
-    sandbox=False grades without the bubblewrap sandbox (recorded per submission); with sandbox=True and no
-    bwrap installed, it raises SandboxUnavailable before grading anyone.
+    scheduler: the address of a Dask cluster's scheduler (tcp://HOST:PORT) to grade on; None: a LocalCluster
+    of `jobs` workers in this process. sandbox=False grades without the bubblewrap sandbox (recorded per
+    submission); with sandbox=True and no bwrap installed here, it raises SandboxUnavailable before grading
+    anyone (a cluster worker without it fails each of its gradings with the same message).
     """
     if sandbox:
         bwrap()
@@ -358,33 +487,35 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
         template = work / "gradebook-template.db"
         shutil.copy(course.db, template)          # the gradebook before this run: every worker starts from it
         mine = [s for s in (students or course.students(assignment)) if s not in results]
-        todo += [(assignment, student, work, template) for student in mine]
-        say(f"{assignment}: {len(mine)} submission(s) to grade with {jobs} worker(s), "
+        todo += [(assignment, student) for student in mine]
+        say(f"{assignment}: {len(mine)} submission(s) to grade "
+            f"{f'on the Dask cluster at {scheduler}' if scheduler else f'with {jobs} worker(s)'}, "
             f"{len(results)} already done ({state_file})")
-    # Share the cores out between the workers (oversubscribed, grading gets several times slower); an
-    # OMP_NUM_THREADS set by the TA wins.
-    threads = None if "OMP_NUM_THREADS" in os.environ else cores_per_worker(jobs)
+    # Share the cores out between the gradings running at once (oversubscribed, grading gets several times
+    # slower); an OMP_NUM_THREADS set by the TA wins. On a cluster, each worker shares out its own machine's.
+    threads = "worker" if scheduler else None if "OMP_NUM_THREADS" in os.environ else cores_per_worker(jobs)
+    limits = dict(timeout=timeout, memory_bytes=int(memory_gb * 2**30), threads=threads, sandbox=sandbox)
     start = time.time()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grade_one, course, assignment, student, work, template, timeout,
-                               int(memory_gb * 2**30), threads, sandbox): assignment
-                   for assignment, student, work, template in todo}
-        try:
-            for future in as_completed(futures):
-                assignment = futures[future]
-                state_file, results = progress[assignment]
-                _record(course, assignment, future.result(), results, state_file, keep_scratch, say)
-        except KeyboardInterrupt:               # Ctrl-C: stop every nbgrader now; what was merged stays saved
-            _stopping.set()
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in list(_running):
-                _kill(process)
-            say(f"\ninterrupted: the results so far are saved in {', '.join(str(f) for f, _ in progress.values())}; "
-                "run the command again to resume")
-            raise
-        finally:
-            pool.shutdown(wait=True)
-            _stopping.clear()
+    bar = cluster.Progress(len(todo), enabled=not quiet)
+    lost = []
+    try:
+        with cluster.connect(jobs, scheduler) as client:
+            try:
+                lost = _grade_on(client, course, todo, progress, limits, keep_scratch, bar,
+                                 bar.write if not quiet else say)
+            except KeyboardInterrupt:       # Ctrl-C: stop every local nbgrader now, before the cluster closes
+                _stopping.set()
+                for process in list(_running):
+                    _kill(process)
+                raise
+    except KeyboardInterrupt:               # what was merged stays saved
+        bar.close()
+        say(f"\ninterrupted: the results so far are saved in {', '.join(str(f) for f, _ in progress.values())}; "
+            "run the command again to resume")
+        raise
+    finally:
+        _stopping.clear()
+    bar.close()
     elapsed = time.time() - start
     for assignment, (state_file, results) in progress.items():
         _mark_similar(course, assignment, results)
@@ -395,8 +526,58 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
         for student, result in sorted(results.items()):
             for flag in _flags(result):
                 say(f"  {student}: {flag}")
+    for assignment, student, error in lost:
+        say(f"  {assignment} {student}: NOT GRADED ({error}); run the command again to grade it")
     say(f"this run: {len(todo)} submission(s) in {elapsed:.1f} s")
     return {assignment: results for assignment, (_, results) in progress.items()}
+
+
+def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
+    """Hand `todo` [(assignment, student)] to the Dask cluster of `client`, in order, and merge each result as
+    it comes back; returns [(assignment, student, error)] of the tasks Dask gave up on (their worker died
+    `distributed.scheduler.allowed-failures` times, or the cluster lost them), which are not recorded.
+
+    At most two tasks per worker thread are out at once: a submission's files are read and held in memory
+    only when a worker is about to need them.
+    """
+    from distributed import as_completed
+    bundles = {}
+    for assignment in {a for a, _ in todo}:
+        work = course.grading / "cohort" / assignment
+        bundle = course_bundle(course, assignment, work / "gradebook-template.db")
+        # on every worker now (a worker that dies does not take the only copy with it); new ones fetch it
+        bundles[assignment] = client.scatter(bundle, broadcast=bool(cluster.slots(client)), hash=False)
+    queue, out, lost = list(reversed(todo)), {}, []
+    finished = as_completed()
+    run_id = os.urandom(4).hex()
+
+    def hand_out():
+        while queue and len(out) < max(2, 2 * cluster.slots(client)):
+            assignment, student = queue.pop()
+            work = course.grading / "cohort" / assignment
+            task = dict(limits, assignment=assignment, student=student,
+                        submission=pack_submission(course, assignment, student, work / student / "submitted"))
+            future = client.submit(grade_task, bundles[assignment], task, key=f"grade-{assignment}-{student}-{run_id}",
+                                   pure=False)
+            out[future.key] = assignment, student
+            finished.add(future)
+
+    hand_out()
+    for future in finished:
+        assignment, student = out.pop(future.key)
+        try:
+            result = future.result()
+        except Exception as error:           # KilledWorker after repeated worker deaths, a lost connection...
+            lost.append((assignment, student, f"{type(error).__name__}: {error}"))
+            bar.update("lost")
+        else:
+            state_file, results = progress[assignment]
+            result = _receive(course.grading / "cohort" / assignment, result)
+            _record(course, assignment, result, results, state_file, keep_scratch, say)
+            bar.update(result["status"])
+        future.release()
+        hand_out()
+    return lost
 
 
 class GradebookNotReady(RuntimeError):
@@ -463,7 +644,10 @@ def _mark_similar(course, assignment, results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("assignment", nargs="+", help="one or more assignments, graded with one pool of workers")
-    parser.add_argument("-j", "--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    parser.add_argument("-j", "--jobs", type=int, default=1,
+                        help="submissions graded at once on this machine (default 1; not with --scheduler)")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                        help="grade on this Dask cluster (its workers need the kit and bubblewrap installed)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
     parser.add_argument("--memory", type=float, default=4.0,
                         help="GB of memory for each process of a submission, nbgrader and its kernel (default 4)")
@@ -476,14 +660,18 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
-                           args.force, sandbox=not args.no_sandbox)
+                           args.force, sandbox=not args.no_sandbox, scheduler=args.scheduler)
     except (SandboxUnavailable, GradebookNotReady, PreflightSet) as error:
         print(f"autograde.cohort: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0 if all(r["status"] == "graded" for done in results.values() for r in done.values()) else 1
+    everyone = all(set(args.student or Course.open(args.course).students(a)) <= set(done) for a, done in results.items())
+    return 0 if everyone and all(r["status"] == "graded" for done in results.values() for r in done.values()) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main, not this __main__ copy's: Dask sends tasks by reference to
+    # autograde.cohort.grade_task (a worker imports it), and Ctrl-C must stop the gradings that copy started.
+    from autograde.cohort import main as cohort_main
+    sys.exit(cohort_main())

@@ -127,6 +127,10 @@ include = ["lib*"]
 """
 
 
+# Not for students: the tests' (pytest, the browser test's selenium) and the cohort runner's cluster (Dask).
+GRADING_ONLY = ("pytest", "selenium", "distributed", "dask-jobqueue")
+
+
 def dependencies():
     text = (REPO / "pyproject.toml").read_text()
     block = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
@@ -171,7 +175,7 @@ def build(dist=REPO / "dist", exchange=None):
     (bundle / "README.md").write_text(STUDENT_README)
     (bundle / "environment.yml").write_text(STUDENT_ENVIRONMENT)
     (bundle / "nbgrader_config.py").write_text(student_nbgrader_config(exchange))
-    deps = [d for d in dependencies() if not d.startswith(("pytest", "selenium"))]  # tests only
+    deps = [d for d in dependencies() if not d.startswith(GRADING_ONLY)]
     (bundle / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(dependencies=deps).replace("'", '"'))
     check(bundle)
     archive = shutil.make_archive(str(bundle), "zip", root_dir=dist, base_dir=BUNDLE)

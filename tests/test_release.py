@@ -62,6 +62,8 @@ def test_student_bundle_is_complete_and_clean(tmp_path):
     assert not (bundle / "autograde").exists() and not (bundle / "solutions").exists()
     assert (tmp_path / "compresslab-student.zip").stat().st_size > 0
     assert "selenium" not in (bundle / "pyproject.toml").read_text(), "the browser test's driver is not for students"
+    for grading_only in ("distributed", "dask"):
+        assert grading_only not in (bundle / "pyproject.toml").read_text(), f"{grading_only} is the grader's, not for students"
 
 
 def test_student_bundle_installs_nbgraders_student_side(tmp_path):

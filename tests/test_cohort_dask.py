@@ -1,0 +1,181 @@
+"""The cohort runner on a real Dask cluster: `dask scheduler` and two `dask worker` processes on localhost,
+graded through `python -m autograde.cohort --scheduler`.
+
+The submissions are the small "toy" assignment of tests/test_cohort.py (a few seconds of grading each). The
+workers share nothing with the client but the kit: each task carries its submission's files and brings its
+grades back as data. Two hard stops are tested: a worker killed mid-task (its submission is graded again by
+the other worker: every submission ends graded exactly once, with the scores of a local run) and the client
+killed mid-run (the rerun grades only what was not merged). No process started here outlives the module.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from autograde import cohort
+from autograde.course import BIN
+from test_cohort import corrupt_json, good_work, points, toy_course
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None,
+    reason="grading in the sandbox needs `bwrap`: install the package 'bubblewrap'")
+
+# Two submissions: one graded in full, one that fails fast (an unreadable notebook: no kernel started).
+CASES = {"good": None, "corrupt": corrupt_json}
+
+
+def submit_class(tmp, name, cell_timeout=60):
+    """A toy course under tmp/name with one submission per CASES entry."""
+    course = toy_course(tmp / name, cell_timeout=cell_timeout)
+    for student, change in CASES.items():
+        work = good_work(tmp / name / "work" / student)
+        if change is not None:
+            change(work)
+        course.submit(student, "toy", work)
+    return course
+
+
+def family(pids):
+    """The live processes among `pids` and all their descendants."""
+    found = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            found += [proc] + proc.children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+    return [p for p in found if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def wait_for(condition, seconds, what):
+    for _ in range(int(seconds * 5)):
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"waited {seconds} s for {what}")
+
+
+class LocalDaskCluster:
+    """A scheduler and worker processes, as a TA's cluster would run them (one thread per worker, no nanny:
+    killing a worker's process kills the worker)."""
+
+    def __init__(self, tmp):
+        self.tmp, self.file = tmp, tmp / "scheduler.json"
+        self.env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                                     "--scheduler-file", str(self.file))
+        wait_for(self.file.exists, 120, "the scheduler to start")
+        self.address = json.loads(self.file.read_text())["address"]
+        self.workers = [self.start_worker(i) for i in range(2)]
+        wait_for(lambda: self._count_workers() >= 2, 180, "two workers to join")
+        self.started = [self.scheduler, *self.workers]
+
+    def _start(self, *args):
+        log = open(self.tmp / f"{args[0]}-{len(list(self.tmp.glob('*.log')))}.log", "w")
+        return subprocess.Popen([str(BIN / "dask"), *args], cwd=self.tmp, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start_worker(self, i):
+        folder = self.tmp / f"worker-{i}"
+        folder.mkdir(exist_ok=True)
+        return self._start("worker", "--scheduler-file", str(self.file), "--nthreads", "1", "--no-nanny",
+                           "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(folder))
+
+    def _count_workers(self):
+        from distributed import Client
+        with Client(self.address, timeout=30) as client:
+            return len(client.scheduler_info()["workers"])
+
+    def stop(self):
+        everything = family([p.pid for p in self.started])
+        for process in self.started:
+            process.terminate()
+        for process in self.started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for proc in everything:           # whatever they started, should it have outlived them
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return everything
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    cluster = LocalDaskCluster(tmp_path_factory.mktemp("dask"))
+    yield cluster
+    cluster.stop()
+    time.sleep(1)
+    assert not family([p.pid for p in cluster.started]), "processes of the Dask cluster left running"
+
+
+def cohort_cli(course, *args):
+    return subprocess.Popen([sys.executable, "-m", "autograde.cohort", "toy", "--course", str(course.root), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def merged_lines(output):
+    """student -> how many times the client printed that it merged that student's grades."""
+    return {s: sum(line.split()[:2] == ["toy", s] for line in output.splitlines()) for s in CASES}
+
+
+def test_killing_the_client_mid_run_resumes_without_regrading(dask_cluster, tmp_path):
+    course = submit_class(tmp_path, "course")
+    state = course.root / "grading" / "cohort" / "toy" / "results.json"
+    client = cohort_cli(course, "--scheduler", dask_cluster.address)
+    wait_for(lambda: state.exists() and json.loads(state.read_text()), 300, "a first merged submission")
+    client.kill()
+    client.communicate()
+    merged = json.loads(state.read_text())
+    assert 0 < len(merged) < len(CASES), f"the client was not killed mid-run: {sorted(merged)}"
+    before = {s: course.scores("toy", s) for s in merged}
+    rerun = cohort_cli(course, "--scheduler", dask_cluster.address)
+    output, _ = rerun.communicate(timeout=600)
+    assert f"{len(CASES) - len(merged)} submission(s) to grade" in output, output
+    counts = merged_lines(output)
+    assert all(counts[s] == 0 for s in merged) and all(counts[s] == 1 for s in CASES if s not in merged), output
+    after = json.loads(state.read_text())
+    assert set(after) == set(CASES)
+    assert all(after[s]["seconds"] == merged[s]["seconds"] for s in merged)     # the saved results, untouched
+    assert {s: course.scores("toy", s) for s in merged} == before
+
+
+def test_a_worker_killed_mid_task_loses_no_grade(dask_cluster, tmp_path):
+    local = submit_class(tmp_path, "local")
+    cohort.run("toy", jobs=2, course_root=local.root, quiet=True)
+    course = submit_class(tmp_path, "remote")
+    client = cohort_cli(course, "--scheduler", dask_cluster.address)
+
+    def busy_worker():                   # a worker running nbgrader for one of our submissions
+        for worker in dask_cluster.workers:
+            graders = [p for p in family([worker.pid]) if "nbgrader" in " ".join(p.cmdline())]
+            if worker.poll() is None and graders:
+                return worker, graders
+    victim, graders = wait_for(busy_worker, 300, "a worker to start grading")
+    victim.kill()
+    victim.wait()
+    output, _ = client.communicate(timeout=600)
+    assert client.returncode == 1, output            # the corrupt notebook fails, as in a local run
+    time.sleep(2)
+    assert not [p for p in graders if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+        "the killed worker's nbgrader outlived it"
+    assert merged_lines(output) == {s: 1 for s in CASES}, output      # each merged exactly once
+    results = json.loads((course.root / "grading" / "cohort" / "toy" / "results.json").read_text())
+    local_results = json.loads((local.root / "grading" / "cohort" / "toy" / "results.json").read_text())
+    assert {s: r["status"] for s, r in results.items()} == {s: r["status"] for s, r in local_results.items()}
+    for student in CASES:
+        assert points({"s": course.scores("toy", student)}, "s") == points({"s": local.scores("toy", student)}, "s")
+    assert points({"s": course.scores("toy", "good")}, "s") == {"test_add": 2, "test_model": 1}
+    assert (course.root / "grading" / "autograded" / "good" / "toy" / "toy.ipynb").exists()
