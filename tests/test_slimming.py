@@ -85,7 +85,7 @@ def _fake_run(model, hp, path, test_loader, threshold, last=False):
     """Checkpoint + history of a `hp["epochs"]` run whose every epoch holds `model`'s weights."""
     _, accuracy = evaluate(model, test_loader, progress=False)
     records = [dict(epoch=e, train_loss=1.0, train_accuracy=accuracy, val_loss=1.0, val_accuracy=accuracy,
-                    lr=0.1, train_time=1.0, test_time=0.1, sparsity=sparsity(model, threshold))
+                    lr=0.1, train_time=1.0, val_time=0.1, sparsity=sparsity(model, threshold))
                for e in range(1, hp["epochs"] + 1)]
     save_checkpoint(path, model, meta=dict(epoch=1, val_accuracy=accuracy))
     if last:
