@@ -41,6 +41,8 @@ def test_validation_split_is_stratified_fixed_and_disjoint():
     again_train, again_val = images.validation_split(labels.numpy())
     assert (again_train == train_idx).all() and (again_val == val_idx).all()
     assert not (images.validation_split(labels.numpy(), seed=1)[1] == val_idx).all()   # the seed picks them
+    tiny = images.validation_split([0, 0, 1, 1, 1, 2])    # 10% of 2 or 3 rounds to 0: still one of each
+    assert list(tiny[1]) in ([0, 2], [0, 3], [0, 4], [1, 2], [1, 3], [1, 4]) and len(tiny[0]) == 4
 
 
 def test_quick_loaders_batches_and_seeded_shuffle():

@@ -19,7 +19,7 @@ from lib.checkpoint import load_model, save_checkpoint
 from lib.models import VGG
 from lib.slimming import sparsity
 from lib.data import images
-from lib.train import History, evaluate
+from lib.train import History, evaluate, last_path
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 TINY_CFG = [4, 'M', 8, 'M', 8, 'M', 8, 'M']
@@ -193,3 +193,30 @@ def test_no_notebook_calls_a_validation_figure_test_accuracy():
                 if isinstance(node, ast.Assert) or name in ("plot_curves", "plot_heatmap"):
                     segment = ast.get_source_segment(source, node)
                     assert "test accuracy" not in segment, f"{path.name}: {segment}"
+
+
+def test_bench_slimming_prints_each_figure_with_the_model_it_comes_from(reference_work, capsys):
+    """bench/bench_slimming.py's report: the best checkpoint's validation, test and sparsity figures, then the
+    last epoch's, each measured on the checkpoint that the line names (no last-epoch sparsity next to the
+    best epoch's accuracy)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_slimming", SOLUTIONS.parent / "bench" / "bench_slimming.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    artifacts = reference_work("slimming") / "artifacts"
+    bench.report(artifacts)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("lambda")]
+    assert len(lines) == len(profile.config("slimming")["lambdas"])
+    test_loader, threshold = images.loaders()["test"], profile.config("sparsity_threshold")
+    pattern = (r"best \(epoch +(\d+)\): validation +([\d.]+)% +test +([\d.]+)% +sparsity ([\d.]+) +"
+               r"last \(epoch +(\d+)\): test +([\d.]+)% +sparsity ([\d.]+)")
+    for line, tag in zip(lines, profile.config("slimming")["lambdas"]):
+        epoch, val, test, spars, last_epoch, last_test, last_spars = re.search(pattern, line).groups()
+        for path, printed in ((artifacts / f"sparsity_{tag}.pt", (epoch, test, spars)),
+                              (last_path(artifacts / f"sparsity_{tag}.pt"), (last_epoch, last_test, last_spars))):
+            model, meta = load_model(path, VGG)
+            assert int(printed[0]) == meta["epoch"], line
+            assert float(printed[1]) == pytest.approx(evaluate(model, test_loader, progress=False)[1], abs=5e-3)
+            assert float(printed[2]) == pytest.approx(sparsity(model, threshold), abs=5e-3), line
+        assert float(val) == pytest.approx(History.load(artifacts / f"sparsity_{tag}.json").best["val_accuracy"],
+                                           abs=5e-3)

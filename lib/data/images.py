@@ -26,15 +26,17 @@ def validation_split(labels, fraction=VAL_FRACTION, seed=VAL_SEED):
     """(train indices, val indices) of a training set with these labels: a stratified, fixed hold-out.
 
     labels: (N,) class of each training image. From each class round(fraction * its count) images go to
-    validation, drawn with a generator seeded by `seed`. Returns two sorted int64 arrays, disjoint, that
-    together cover 0..N-1.
+    validation, at least one of a class with two or more (so that a tiny data set still has a validation
+    split), drawn with a generator seeded by `seed`. Returns two sorted int64 arrays, disjoint, that together
+    cover 0..N-1.
     """
     labels = np.asarray(labels)
     rng = np.random.RandomState(seed)
     val = []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
-        val.append(members[:int(round(fraction * len(members)))])
+        count = max(int(round(fraction * len(members))), 1 if len(members) > 1 else 0)
+        val.append(members[:count])
     val = np.sort(np.concatenate(val))
     return np.setdiff1d(np.arange(len(labels)), val), val
 
