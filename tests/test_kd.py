@@ -268,7 +268,7 @@ def test_untrained_kd_student_with_a_copied_history_fails(artifacts):
     torch.manual_seed(0)
     save_checkpoint(artifacts / "student_kd.pt", VGG(_cfg(artifacts)),
                     meta=dict(epoch=history.best["epoch"]))
-    with pytest.raises(AssertionError, match=r"student_kd.pt evaluates to [\d.]+% on the test split, but its "
+    with pytest.raises(AssertionError, match=r"student_kd.pt evaluates to [\d.]+% on the validation split, but its "
                                              r"history recorded [\d.]+% for that epoch"):
         checks.check_kd_student(artifacts)
 
