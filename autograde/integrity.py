@@ -118,9 +118,10 @@ def _run(artifacts, name, cfg, advice):
     return model, meta, history
 
 
-def _test_batches():
-    """The test split as a list of (inputs, labels) batches (loaded once per check)."""
-    return list(images.loaders(batch_size=256)["test"])
+def _batches():
+    """{"val", "test"}: each split as a list of (inputs, labels) batches (loaded once per check)."""
+    loaders = images.loaders(batch_size=256)
+    return {split: list(loaders[split]) for split in ("val", "test")}
 
 
 @torch.no_grad()
@@ -132,14 +133,15 @@ def _logits(model, batches):
 
 
 def _checked_logits(model, history, batches, path):
-    """The model's test logits, after checking its test accuracy against the one its history recorded."""
-    logits, labels = _logits(model, batches)
+    """The model's test logits, after checking its validation accuracy against the one its history recorded
+    for its best epoch (`batches` as _batches() gives them)."""
+    logits, labels = _logits(model, batches["val"])
     accuracy = 100.0 * (logits.argmax(1) == labels).float().mean().item()
     recorded = history.best["val_accuracy"]
     assert abs(accuracy - recorded) <= ACCURACY_TOLERANCE, (
-        f"{path}: evaluated at {accuracy:.2f}% on the test split, but its history records {recorded:.2f}%; "
+        f"{path}: evaluated at {accuracy:.2f}% on the validation split, but its history records {recorded:.2f}%; "
         "the checkpoint and its history are from different runs; re-run the training cell")
-    return logits
+    return _logits(model, batches["test"])[0]
 
 
 def _float_tensors(state):
@@ -224,7 +226,7 @@ def check_kd_sweep(artifacts="artifacts"):
     For each run (sweep_runs()): the checkpoint and its history exist; the history's config is the sweep setup
     with that T and alpha, as the notebook's train_student records it; it has the sweep's number of epochs; the
     checkpoint is the profile's student network and holds the history's best epoch, whose recorded accuracy
-    the checkpoint reproduces on the test split (within ACCURACY_TOLERANCE). No two runs have the same weights
+    the checkpoint reproduces on the validation split (within ACCURACY_TOLERANCE). No two runs have the same weights
     or training curve. Every distilled run with T > 1 behaves like one (_check_distilled against the sweep's
     scratch run and teacher.pt); at T = 1 the teacher's softmax is nearly the labels, and a distilled run is
     measurably but not reliably closer to the teacher than a scratch run (KL ratio 0.36-0.49 at T = 1 and 4).
@@ -232,7 +234,7 @@ def check_kd_sweep(artifacts="artifacts"):
     config = profile.config("kd")
     student_cfg = list(config["student_cfg"])
     grid = f"T in {tuple(config['sweep']['T'])} x alpha in {tuple(config['sweep']['alpha'])}"
-    batches = _test_batches()
+    batches = _batches()
     loaded = []
     for name, T, alpha, expected in sweep_runs(config):
         what = f"the sweep's run T = {T}, alpha = {alpha}" if T is not None else "the sweep's scratch run"
@@ -314,7 +316,7 @@ def check_kd_distilled(artifacts="artifacts"):
        another scratch run, e.g. with another seed, labelled as KD: 0.76-1.31 times).
     """
     config = profile.config("kd")
-    batches = _test_batches()
+    batches = _batches()
     teacher_logits = _teacher_logits(artifacts, batches)
     students = {}
     for name in ("student_scratch", "student_kd"):

@@ -161,7 +161,7 @@ def timing(history):
     """The Timing of a preflight run, from its History's (single) record (lib.train.fit writes its fields)."""
     record = history.records[0]
     batch_seconds = statistics.median(record["batch_times"])
-    validation = record["test_time"] / record["val_batches"] * record["val_batches_per_epoch"]
+    validation = record["val_time"] / record["val_batches"] * record["val_batches_per_epoch"]
     return Timing(batch_seconds, record["batches_per_epoch"],
                   batch_seconds * record["batches_per_epoch"] + validation)
 

@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_kd.py [--slimming FOLDER] [--keep FOLDER]
 
 Executes the reference kd notebook as a student would (nbclient, in a temporary folder) and prints its wall
-time, the accuracies it reached (from its saved histories), then the time of `nbgrader autograde` on that
-submission (grading mode loads the artifacts instead of training) and its score.
+time, the test accuracies of its checkpoints and the sweep's validation accuracies, then the time of
+`nbgrader autograde` on that submission (grading mode loads the artifacts instead of training) and its score.
 
 Without --slimming the notebook finds no slimming artifacts, so it trains its own teacher: the path CI runs.
 With --slimming FOLDER (an executed slimming work folder, e.g. from make_student_work("slimming", ...)) the
@@ -28,7 +28,10 @@ import torch  # noqa: E402
 
 from autograde.course import Course, execute, fill_solutions  # noqa: E402
 from lib import profile  # noqa: E402
-from lib.train import History  # noqa: E402
+from lib.checkpoint import load_model  # noqa: E402
+from lib.data import images  # noqa: E402
+from lib.models import VGG  # noqa: E402
+from lib.train import History, evaluate  # noqa: E402
 
 
 def load():
@@ -36,24 +39,32 @@ def load():
 
 
 def best(artifacts, name):
+    """The best validation accuracy of a run (the epoch its checkpoint holds)."""
     return History.load(artifacts / f"{name}.json").best["val_accuracy"]
 
 
+def tested(artifacts, name, loader):
+    """The test accuracy of the checkpoint artifacts/<name>.pt (the best-validation epoch), measured here."""
+    model, _ = load_model(artifacts / f"{name}.pt", VGG)
+    return evaluate(model, loader, device=torch.device("cpu"), progress=False)[1]
+
+
 def report(work):
-    """Print the accuracies the executed notebook reached (best epochs, test split)."""
+    """Print the accuracies the executed notebook reached: test accuracy of each checkpoint (the epoch of the
+    best validation accuracy); the sweep, which chooses T and alpha, by its validation accuracies."""
     artifacts = work / "artifacts"
     kd = profile.config("kd", "quick")
     cfg = json.loads((artifacts / "student_cfg.json").read_text())["cfg"]
     teacher = "copied from the slimming artifacts" if "s" in History.load(artifacts / "teacher.json").config \
         else "trained by the notebook"
     print(f"  student cfg {cfg}; teacher {teacher}")
-    line = "  best test accuracy: " + ", ".join(
-        f"{name} {best(artifacts, name):.2f}%" for name in ("teacher", "student_scratch", "student_kd"))
-    if (artifacts / "finetuned_90.json").is_file():
-        line += f", pruned 90% + fine-tuned {best(artifacts, 'finetuned_90'):.2f}%"
-    print(line)
+    test = images.loaders("quick")["test"]
+    names = ("teacher", "student_scratch", "student_kd") + (
+        ("finetuned_90",) if (artifacts / "finetuned_90.pt").is_file() else ())
+    print("  test accuracy of the best-validation checkpoints: " + ", ".join(
+        f"{name} {tested(artifacts, name, test):.2f}%" for name in names))
     sweep = kd["sweep"]
-    print(f"  sweep ({sweep['epochs']} epochs):")
+    print(f"  sweep ({sweep['epochs']} epochs), best validation accuracy:")
     for T in sweep["T"]:
         # the notebook reuses the main KD run for its own (T, alpha) when the budgets agree
         names = [f"sweep/T{T}_alpha{a}" if (artifacts / f"sweep/T{T}_alpha{a}.json").is_file() else "student_kd"

@@ -143,7 +143,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         epoch_metrics=None, seed=0, device=None, progress=None, save_last=False):
     """Train `model` with SGD and a step schedule; return its History.
 
-    loaders      dict with "train" and "val" or "test" (validation falls back to the test split)
+    loaders      dict with "train" and "val": the checkpoint is selected on "val" (ValueError without it);
+                 a "test" loader is never used here: evaluate the returned (selected) model on it once
     hp           epochs, lr, momentum, weight_decay, milestones (fractions of the epochs where lr drops
                  x0.1); any other keys are only recorded, so they tell runs apart
     save_path    where the best-validation checkpoint goes; its history goes next to it as .json.
@@ -154,6 +155,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     In a preflight (profile.preflight_batches()) each epoch stops after that many batches, and its record
     also holds the seconds of each training step and the loaders' batch counts (autograde.preflight).
     """
+    _require_validation(loaders)
     seed_everything(seed)
     if getattr(loaders["train"], "generator", None) is not None:
         loaders["train"].generator.manual_seed(seed)   # the same batches as any other run with this seed
@@ -164,7 +166,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     # A short run may merge two milestones; one at epoch 0 would lower the lr before training starts.
     milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    val_loader = loaders["val"] if "val" in loaders else loaders["test"]
+    val_loader = loaders["val"]
     history = History(config=hp)
     best_state, best_accuracy = None, -1.0
 
@@ -194,7 +196,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         val_loss, val_accuracy = evaluate(model, val_loader, device, progress)
         record = dict(epoch=epoch, train_loss=total_loss / count, train_accuracy=100.0 * correct / count,
                       val_loss=val_loss, val_accuracy=val_accuracy, lr=lr, train_time=train_time,
-                      test_time=time.time() - start)
+                      val_time=time.time() - start)
         record.update({name: metric(model) for name, metric in (epoch_metrics or {}).items()})
         if profile.preflight_batches():     # what autograde.preflight scales to a whole epoch
             record.update(batch_times=batch_times, batches_per_epoch=len(loaders["train"]),
@@ -203,7 +205,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         history.append(record)
         print(f"Epoch: {epoch} |train loss: {record['train_loss']:.4f} |train accuracy: {record['train_accuracy']:.2f} "
               f"|validation loss: {val_loss:.4f} |validation accuracy: {val_accuracy:.2f} |learning rate: {lr:.1e} "
-              f"|train time: {train_time:.2f} |test time: {record['test_time']:.2f}")
+              f"|train time: {train_time:.2f} |validation time: {record['val_time']:.2f}")
 
         if val_accuracy > best_accuracy:
             best_accuracy = val_accuracy
@@ -217,6 +219,16 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         save_checkpoint(last_path(save_path), model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
     model.load_state_dict(best_state)
     return history
+
+
+def _require_validation(loaders):
+    """Refuse loaders without a "val" split: selecting the best epoch on the test split would make the
+    reported test accuracy a biased (too high) estimate."""
+    if "val" not in loaders:
+        raise ValueError(
+            f"fit() selects the best epoch on loaders['val'], but the loaders have only {sorted(loaders)}: "
+            "hold a validation split out of the training data (lib.data.images.loaders() and "
+            "lib.data.speech.loaders() return one); never select on the test split")
 
 
 def last_path(save_path):

@@ -203,7 +203,7 @@ def test_distillation_step_leaves_the_teacher_untouched():
     data = torch.utils.data.TensorDataset(torch.randn(32, 3, 4, 4), torch.randint(0, 10, (32,)))
     loader = torch.utils.data.DataLoader(data, batch_size=8)
     hp = dict(epochs=1, lr=0.1, momentum=0.9, weight_decay=0.0, milestones=())
-    fit(student, {"train": loader, "test": loader}, hp, step=distillation_step(teacher, kd_loss, 4.0, 0.9),
+    fit(student, {"train": loader, "val": loader}, hp, step=distillation_step(teacher, kd_loss, 4.0, 0.9),
         device=torch.device("cpu"), progress=False)
     for k, v in teacher.state_dict().items():
         assert torch.equal(v, before[k]), f"the teacher's {k} changed during distillation"
@@ -268,7 +268,7 @@ def test_untrained_kd_student_with_a_copied_history_fails(artifacts):
     torch.manual_seed(0)
     save_checkpoint(artifacts / "student_kd.pt", VGG(_cfg(artifacts)),
                     meta=dict(epoch=history.best["epoch"]))
-    with pytest.raises(AssertionError, match=r"student_kd.pt evaluates to [\d.]+% on the test split, but its "
+    with pytest.raises(AssertionError, match=r"student_kd.pt evaluates to [\d.]+% on the validation split, but its "
                                              r"history recorded [\d.]+% for that epoch"):
         checks.check_kd_student(artifacts)
 

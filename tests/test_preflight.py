@@ -73,7 +73,7 @@ def test_full_profile_preflight_on_fabricated_data(tmp_path, capsys):
     # The notebooks ran the full profile: VGG-19 at full width on CIFAR-10, one epoch, on this device.
     executed = (tmp_path / "work" / "slimming" / "sparsity_train.ipynb").read_text()
     assert "profile 'full' on cpu: VGG-19 at width 1.0, 1 epochs, batch 64" in executed
-    assert "20 training and 4 test images" in executed
+    assert "14 training, 6 validation (held out of the training images) and 4 test images" in executed
     for artifact in ("sparsity_s0.pt", "sparsity_s2_last.pt", "pruned_90.pt", "finetuned_50.pt"):
         assert (tmp_path / "work" / "slimming" / "artifacts" / artifact).is_file()
 

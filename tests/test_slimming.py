@@ -16,13 +16,14 @@ import torch
 
 from records import Liar, round_trip, same_plain_data, tamperings
 from autograde.checks import slimming as checks
+from autograde.checks import common
 from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
 from autograde.mutants.slimming import MUTANTS
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
-from lib.checkpoint import CheckpointError, load_into, save_checkpoint
+from lib.checkpoint import CheckpointError, load_into, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG, SincNet
 import lib.slimming
@@ -67,28 +68,28 @@ def artifacts(tmp_path_factory):
     folder = tmp_path_factory.mktemp("slimming") / "artifacts"
     hp, config = profile.config("vgg"), profile.config("slimming")
     threshold = profile.config("sparsity_threshold")
-    test_loader = images.loaders()["test"]
+    val_loader = images.loaders()["val"]
     for i, (tag, s) in enumerate(sorted(config["lambdas"].items(), key=lambda item: item[1])):
         model = _random_vgg(i, width=hp["width"])
         with torch.no_grad():   # more lambda, more gammas near zero
             for bn in bn_layers(model):
                 bn.weight.mul_((torch.rand(bn.num_features) > 0.3 * i).float())
-        _fake_run(model, dict(hp, s=s), folder / f"sparsity_{tag}.pt", test_loader, threshold, last=True)
+        _fake_run(model, dict(hp, s=s), folder / f"sparsity_{tag}.pt", val_loader, threshold, last=True)
     sparse = VGG(cfg=torch.load(folder / f"sparsity_{config['sparse_tag']}.pt", weights_only=True)["cfg"])
     load_into(sparse, folder / f"sparsity_{config['sparse_tag']}.pt")
     for percent in config["percents"]:
         tag = checks.pct_tag(percent)
         pruned = reference.prune_vgg(sparse, *reference.build_cfg_mask(sparse, percent, config["min_channels"]))
         save_checkpoint(folder / f"pruned_{tag}.pt", pruned, meta=dict(percent=percent))
-        _fake_run(pruned, checks.finetune_hp(percent), folder / f"finetuned_{tag}.pt", test_loader, threshold)
+        _fake_run(pruned, checks.finetune_hp(percent), folder / f"finetuned_{tag}.pt", val_loader, threshold)
     return folder
 
 
-def _fake_run(model, hp, path, test_loader, threshold, last=False):
+def _fake_run(model, hp, path, val_loader, threshold, last=False):
     """Checkpoint + history of a `hp["epochs"]` run whose every epoch holds `model`'s weights."""
-    _, accuracy = evaluate(model, test_loader, progress=False)
+    _, accuracy = evaluate(model, val_loader, progress=False)
     records = [dict(epoch=e, train_loss=1.0, train_accuracy=accuracy, val_loss=1.0, val_accuracy=accuracy,
-                    lr=0.1, train_time=1.0, test_time=0.1, sparsity=sparsity(model, threshold))
+                    lr=0.1, train_time=1.0, val_time=0.1, sparsity=sparsity(model, threshold))
                for e in range(1, hp["epochs"] + 1)]
     save_checkpoint(path, model, meta=dict(epoch=1, val_accuracy=accuracy))
     if last:
@@ -178,7 +179,7 @@ def test_update_bn_in_training_pulls_gammas_down():
     from lib.train import fit
     loaders = images.loaders()
     subset = torch.utils.data.Subset(loaders["train"].dataset, range(64))
-    small = {"train": torch.utils.data.DataLoader(subset, batch_size=32), "test": loaders["test"]}
+    small = {"train": torch.utils.data.DataLoader(subset, batch_size=32), "val": loaders["val"]}
     hp = dict(profile.config("vgg"), epochs=2, milestones=())
     means = []
     for s in (0.0, 0.1):
@@ -291,6 +292,23 @@ def test_accuracy_thresholds_apply(artifacts):
         checks.check_sparsity_accuracy(artifacts)     # untrained fabricated models: ~10%
     with pytest.raises(AssertionError, match="at least"):
         checks.check_finetuned(artifacts)
+
+
+def test_accuracy_is_graded_on_test_and_the_history_checked_on_validation(artifacts, monkeypatch, no_thresholds):
+    """The threshold applies to the checkpoint's test accuracy; the history's recorded accuracy is the
+    validation split's (where fit selected the epoch), so it is compared with the validation accuracy."""
+    monkeypatch.setattr(common, "ACCURACY_TOLERANCE", 0.05)             # exact: same device, same data
+    monkeypatch.setattr(checks, "visible", lambda ok, message: None)    # the notebook's own test reads validation
+    model, _ = load_model(artifacts / "sparsity_s0.pt", VGG)
+    loaders = images.loaders()
+    val, test = (evaluate(model, loaders[split], progress=False)[1] for split in ("val", "test"))
+    assert abs(val - test) > 0.05                                       # the two splits tell them apart
+    section = profile.TABLES[profile.name()]["slimming"]
+    monkeypatch.setitem(section, "baseline_accuracy", test)
+    checks.check_sparsity_accuracy(artifacts)
+    monkeypatch.setitem(section, "baseline_accuracy", test + 0.01)
+    with pytest.raises(AssertionError, match=rf"reaches {test:.2f}% test accuracy"):
+        checks.check_sparsity_accuracy(artifacts)
 
 
 def test_sparsity_curves_must_increase(artifacts, tmp_path):

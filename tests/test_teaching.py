@@ -18,7 +18,8 @@ from lib import profile, teacher as lib_teacher
 from lib.checkpoint import load_model, save_checkpoint
 from lib.models import VGG
 from lib.slimming import sparsity
-from lib.train import History
+from lib.data import images
+from lib.train import History, evaluate, last_path
 
 LIB = Path(__file__).resolve().parents[1] / "lib"
 TINY_CFG = [4, 'M', 8, 'M', 8, 'M', 8, 'M']
@@ -155,3 +156,67 @@ def test_sparsity_train_summary_describes_the_best_checkpoint(reference_work):
         assert float(values["sparsity"]) == pytest.approx(sparsity(model, threshold), abs=5e-4), (
             f"run {values['run']}: the summary's sparsity is not that of {path.name}: {row}")
         assert float(values["last-epoch sparsity"]) == pytest.approx(history["sparsity"][-1], abs=5e-4)
+
+
+def test_sparsity_train_summary_names_validation_and_test(reference_work):
+    """The summary's accuracies are named for their split: "val. accuracy" is the best epoch's recorded
+    validation accuracy (where the checkpoint was chosen), "test accuracy" that checkpoint on the test split."""
+    work = reference_work("slimming")
+    nb = nbformat.read(work / "sparsity_train.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if nbgrader_id(c) == "summary")
+    text = "".join(output.get("text", "") for output in cell.outputs)
+    header, *rows = [line for line in text.splitlines() if "|" in line]
+    columns = [c.strip() for c in header.split("|")]
+    assert {"val. accuracy", "test accuracy"} <= set(columns), f"the summary names no split: {header}"
+    test_loader = images.loaders()["test"]
+    for row in rows:
+        values = dict(zip(columns, (c.strip() for c in row.split("|"))))
+        path = work / "artifacts" / f"sparsity_{values['run']}.pt"
+        model, _ = load_model(path, VGG)
+        history = History.load(path.with_suffix(".json"))
+        assert float(values["val. accuracy"].rstrip("%")) == pytest.approx(history.best["val_accuracy"], abs=5e-3)
+        assert float(values["test accuracy"].rstrip("%")) == pytest.approx(
+            evaluate(model, test_loader, progress=False)[1], abs=5e-3), row
+
+
+def test_no_notebook_calls_a_validation_figure_test_accuracy():
+    """Where a solution cell shows a history's "val_accuracy" (a curve, the sweep's map, a visible test's
+    message), the words are validation accuracy, never test accuracy."""
+    for path in SOLUTIONS.glob("*/*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or "val_accuracy" not in cell.source:
+                continue
+            source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
+            for node in ast.walk(ast.parse(source)):
+                name = getattr(node, "func", None)
+                name = getattr(name, "attr", getattr(name, "id", None))
+                if isinstance(node, ast.Assert) or name in ("plot_curves", "plot_heatmap"):
+                    segment = ast.get_source_segment(source, node)
+                    assert "test accuracy" not in segment, f"{path.name}: {segment}"
+
+
+def test_bench_slimming_prints_each_figure_with_the_model_it_comes_from(reference_work, capsys):
+    """bench/bench_slimming.py's report: the best checkpoint's validation, test and sparsity figures, then the
+    last epoch's, each measured on the checkpoint that the line names (no last-epoch sparsity next to the
+    best epoch's accuracy)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_slimming", SOLUTIONS.parent / "bench" / "bench_slimming.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    artifacts = reference_work("slimming") / "artifacts"
+    bench.report(artifacts)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("lambda")]
+    assert len(lines) == len(profile.config("slimming")["lambdas"])
+    test_loader, threshold = images.loaders()["test"], profile.config("sparsity_threshold")
+    pattern = (r"best \(epoch +(\d+)\): validation +([\d.]+)% +test +([\d.]+)% +sparsity ([\d.]+) +"
+               r"last \(epoch +(\d+)\): test +([\d.]+)% +sparsity ([\d.]+)")
+    for line, tag in zip(lines, profile.config("slimming")["lambdas"]):
+        epoch, val, test, spars, last_epoch, last_test, last_spars = re.search(pattern, line).groups()
+        for path, printed in ((artifacts / f"sparsity_{tag}.pt", (epoch, test, spars)),
+                              (last_path(artifacts / f"sparsity_{tag}.pt"), (last_epoch, last_test, last_spars))):
+            model, meta = load_model(path, VGG)
+            assert int(printed[0]) == meta["epoch"], line
+            assert float(printed[1]) == pytest.approx(evaluate(model, test_loader, progress=False)[1], abs=5e-3)
+            assert float(printed[2]) == pytest.approx(sparsity(model, threshold), abs=5e-3), line
+        assert float(val) == pytest.approx(History.load(artifacts / f"sparsity_{tag}.json").best["val_accuracy"],
+                                           abs=5e-3)

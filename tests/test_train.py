@@ -19,7 +19,17 @@ def tiny_loaders(n=48):
     y = (x[:, 0].mean(dim=(1, 2)) > 0).long()        # a learnable rule
     data = TensorDataset(x, y)
     return {"train": DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0)),
-            "test": DataLoader(data, batch_size=16)}
+            "val": DataLoader(data, batch_size=16), "test": DataLoader(data, batch_size=16)}
+
+
+class Untouchable:
+    """A loader that fails the test when anything iterates over it (fit must never look at the test split)."""
+
+    def __len__(self):
+        return 1
+
+    def __iter__(self):
+        raise AssertionError("fit() read the test split")
 
 
 def tiny_model(seed=0):
@@ -53,7 +63,7 @@ def test_fit_records_history_and_saves_best_checkpoint(tmp_path, capsys):
     assert "Epoch: 1 |train loss: " in out and "|validation accuracy: " in out and "|learning rate: 5.0e-02" in out
     assert len(history) == 2 and history["epoch"] == [1, 2]
     assert set(history.records[0]) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                                       "train_time", "test_time"}
+                                       "train_time", "val_time"}
     assert history["lr"] == pytest.approx([0.05, 0.005])       # x0.1 at 50% of 2 epochs
     saved = train.History.load(tmp_path / "run.json")
     assert saved.records == history.records and saved.config["note"] == "run A"
@@ -65,6 +75,30 @@ def test_fit_records_history_and_saves_best_checkpoint(tmp_path, capsys):
     load_into(reloaded, tmp_path / "run.pt")
     for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_fit_refuses_loaders_without_a_validation_split():
+    loaders = tiny_loaders()
+    del loaders["val"]                        # train + test only: selecting on test is what fit must refuse
+    with pytest.raises(ValueError, match=r"selects the best epoch on loaders\['val'\].*\['test', 'train'\]"):
+        train.fit(tiny_model(), loaders, HP, progress=False)
+
+
+def test_fit_selects_the_checkpoint_on_validation_and_never_reads_test(tmp_path):
+    """Validation and test disagree on the best epoch: the validation labels are the rule's opposite, so the
+    epoch best on validation is the worst on the rule the test images follow. fit keeps the epoch of the best
+    validation accuracy, and never reads loaders["test"] (the rule's accuracy is recorded by a metric here)."""
+    loaders = tiny_loaders()
+    x, y = loaders["val"].dataset.tensors
+    loaders["val"] = DataLoader(TensorDataset(x, 1 - y), batch_size=16)
+    rule = DataLoader(TensorDataset(x, y), batch_size=16)
+    loaders["test"] = Untouchable()
+    history = train.fit(tiny_model(), loaders, dict(HP, epochs=6), save_path=tmp_path / "run.pt", progress=False,
+                        epoch_metrics={"rule_accuracy": lambda m: train.evaluate(m, rule, progress=False)[1]})
+    by_val = max(history.records, key=lambda r: r["val_accuracy"])["epoch"]
+    by_rule = max(history.records, key=lambda r: r["rule_accuracy"])["epoch"]
+    assert by_val != by_rule                                  # the case where the split chosen on matters
+    assert load_checkpoint(tmp_path / "run.pt")["meta"]["epoch"] == by_val == history.best["epoch"]
 
 
 def test_fit_is_deterministic_under_a_seed():

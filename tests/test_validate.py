@@ -133,7 +133,7 @@ def _tiny_run():
     x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 2
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
     hp = dict(epochs=1, lr=0.01, momentum=0.9, weight_decay=0.0, milestones=(0.5, 0.75))
-    return model, {"train": loader, "test": loader}, hp
+    return model, {"train": loader, "val": loader, "test": loader}, hp
 
 
 def test_fit_or_load_under_validate_raises_and_writes_nothing(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, entries, failed_call, field,
+from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accuracy, entries, failed_call, field,
                                      judge_in_order, load_run, loaded_as_submitted, probe_record, raise_if_failed,
                                      visible)
 from autograde.probes import kd as probes
@@ -233,14 +233,15 @@ def _load(artifacts, name):
     return model, meta, history
 
 
-def _test_accuracy(model, loader, path, history):
-    """The checkpoint's accuracy on the test split, cross-checked with what its history recorded."""
-    return checked_accuracy(model, loader, history.best["val_accuracy"], path)
+def _test_accuracy(model, loaders, path, history):
+    """The checkpoint's accuracy on the test split, after cross-checking its validation accuracy with the one
+    its history recorded for its best epoch."""
+    return checked_test_accuracy(model, loaders, history.best, path)
 
 
 def _visible_kd_student(artifacts):
-    """test_kd_student's own asserts, on the submitted histories: the KD student's best accuracy reaches the
-    profile's and is not below the scratch student's by more than the margin."""
+    """test_kd_student's own asserts, on the submitted histories: the KD student's best validation accuracy
+    reaches the profile's and is not below the scratch student's by more than the margin."""
     config = settings()
     runs = {"student_scratch": config["student"],
             "student_kd": dict(config["student"], T=config["T"], alpha=config["alpha"])}
@@ -253,8 +254,8 @@ def _visible_kd_student(artifacts):
         if accuracy[name] is None:
             return
     kd, scratch = accuracy["student_kd"], accuracy["student_scratch"]
-    visible(kd >= config["kd_accuracy"], f"KD student: {kd:.2f}% test accuracy, at least {config['kd_accuracy']}% "
-                                         "expected")
+    visible(kd >= config["kd_accuracy"],
+            f"KD student: {kd:.2f}% validation accuracy, at least {config['kd_accuracy']}% expected")
     visible(kd >= scratch - config["margin"], f"KD student {kd:.2f}% vs scratch {scratch:.2f}%: worse by more than "
                                               f"the seed noise ({config['margin']} points)")
 
@@ -282,9 +283,9 @@ def check_kd_student(artifacts="artifacts"):
         f"the scratch run was trained with {scratch_history.config} and the KD run with {kd_history.config}: "
         "apart from T and alpha they must be the same (epochs, learning rate, batch size...)")
 
-    loader = images.loaders(batch_size=256)["test"]
-    scratch_accuracy = _test_accuracy(scratch, loader, "student_scratch.pt", scratch_history)
-    kd_accuracy = _test_accuracy(student, loader, "student_kd.pt", kd_history)
+    loaders = images.loaders(batch_size=256)
+    scratch_accuracy = _test_accuracy(scratch, loaders, "student_scratch.pt", scratch_history)
+    kd_accuracy = _test_accuracy(student, loaders, "student_kd.pt", kd_history)
     assert kd_accuracy >= config["kd_accuracy"], (
         f"the KD student reaches {kd_accuracy:.2f}% test accuracy, at least {config['kd_accuracy']}% is "
         f"expected in the {profile.name()} profile; check kd_loss and re-run the training cells")

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from autograde.checks.common import ACCURACY_TOLERANCE  # noqa: F401 (re-exported: the tests tamper by it)
-from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, entries, failed_call, field,
+from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accuracy, entries, failed_call, field,
                                      judge_in_order, load_run, loaded_as_submitted, probe_record, raise_if_failed,
                                      record_at, tensor_field, visible)
 from autograde.probes import sincnet_quant as probes
@@ -40,7 +40,7 @@ from lib import profile
 from lib.data import speech
 from lib.models import SincNet
 from lib.models.quant import QuantSincNet, quantized_layers
-from lib.train import History, evaluate
+from lib.train import History
 
 FLOAT, PRUNED, QUANT = "sincnet_float", "sincnet_pruned", "sincnet_quant"
 # The quantized model is rebuilt with the reference quantizer and weight range: the student's own are judged in
@@ -306,8 +306,7 @@ def _check_history(history, meta, path, hp, what):
 
 def _test_accuracy(model, record, path, loaders):
     """Test accuracy of `model`, after checking its validation accuracy against its history's record."""
-    checked_accuracy(model, loaders["val"], record["val_accuracy"], path, split="validation")
-    return evaluate(model, loaders["test"], device=torch.device("cpu"), progress=False)[1]
+    return checked_test_accuracy(model, loaders, record, path)
 
 
 def _submitted(artifacts, name, hp, cfg=None):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, entries, failed_call, field,
+from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accuracy, entries, failed_call, field,
                                      judge_in_order, length_field, load_history, load_run, loaded_as_submitted,
                                      probe_record, raise_if_failed, record_at, visible)
 from autograde.probes import slimming as probes
@@ -268,13 +268,13 @@ def check_sparsity_accuracy(artifacts="artifacts"):
         accuracy = best_accuracy(_submitted_run(artifacts, tag))
         if accuracy is not None:
             visible(accuracy >= config[key],
-                    f"run {tag}: {accuracy:.2f}% test accuracy, at least {config[key]}% expected")
-    test_loader = images.loaders()["test"]
+                    f"run {tag}: {accuracy:.2f}% validation accuracy, at least {config[key]}% expected")
+    loaders = images.loaders()
     for tag, key in _accuracy_runs():
         model, meta, history = _load_run(artifacts, tag)
         path = _run_path(artifacts, tag)
         record = record_at(history, meta, path)
-        accuracy = checked_accuracy(model, test_loader, record["val_accuracy"], path)
+        accuracy = checked_test_accuracy(model, loaders, record, path)
         assert accuracy >= config[key], (
             f"{path} reaches {accuracy:.2f}% test accuracy; at least {config[key]}% is expected "
             f"(profile {profile.name()}, {key})")
@@ -578,7 +578,8 @@ def finetune_hp(percent):
 
 
 def _visible_finetuned(artifacts):
-    """test_finetuned_accuracy's own assert, on the submitted histories: each fine-tuned net's best accuracy."""
+    """test_finetuned_accuracy's own assert, on the submitted histories: each fine-tuned net's best
+    validation accuracy."""
     for percent in settings()["percents"]:
         tag = pct_tag(percent)
         path = Path(artifacts) / f"finetuned_{tag}.pt"
@@ -587,14 +588,15 @@ def _visible_finetuned(artifacts):
         accuracy, need = best_accuracy(load_history(path.with_suffix(".json"))), settings()["finetuned_accuracy"][tag]
         if accuracy is not None:
             visible(accuracy >= need,
-                    f"{percent:.0%} pruned: {accuracy:.2f}% after fine-tuning, at least {need}% expected")
+                    f"{percent:.0%} pruned: {accuracy:.2f}% validation accuracy after fine-tuning, at least "
+                    f"{need}% expected")
 
 
 def check_finetuned(artifacts="artifacts"):
     """finetuned_<pct>.pt: fine-tuned from pruned_<pct>.pt (same cfg, complete history) to the profile's accuracy."""
     _visible_finetuned(artifacts)
     config = settings()
-    test_loader = images.loaders()["test"]
+    loaders = images.loaders()
     for percent in config["percents"]:
         tag = pct_tag(percent)
         path = Path(artifacts) / f"finetuned_{tag}.pt"
@@ -610,7 +612,7 @@ def check_finetuned(artifacts="artifacts"):
             f"{path.with_suffix('.json')} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
             f"found {len(history)} epochs with {history.config}")
         record = record_at(history, meta, path)
-        accuracy = checked_accuracy(model, test_loader, record["val_accuracy"], path)
+        accuracy = checked_test_accuracy(model, loaders, record, path)
         need = config["finetuned_accuracy"][tag]
         assert accuracy >= need, (
             f"{path} reaches {accuracy:.2f}% test accuracy after fine-tuning; at least {need}% is expected "

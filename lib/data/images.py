@@ -1,11 +1,14 @@
 """Image data: CIFAR-10 (full profile) and the embedded coloured digits (quick profile), one loader API.
 
-    loaders = images.loaders()          # {"train": DataLoader, "test": DataLoader}, batches of
+    loaders = images.loaders()          # {"train", "val", "test"}: DataLoaders, batches of
     x, y = next(iter(loaders["train"]))  # x (B, 3, 32, 32) float normalised, y (B,) int64 in 0..9
+
+"val" is held out of the training images (VAL_FRACTION of each class, fixed by VAL_SEED, never augmented):
+training selects its checkpoint there, so that "test" stays unseen until the selected model is reported.
 """
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import profile as lab_profile      # not "profile": that is the name of loaders()'s argument
 from . import check_sha256
@@ -15,45 +18,88 @@ CIFAR_STD = (0.2023, 0.1994, 0.2010)
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 DIGITS_FILE = lab_profile.DATA_DIR / "digits" / "digits32.npz"
 NUM_CLASSES = 10
+VAL_FRACTION = 0.1   # of each class's training images: CIFAR-10 5,000 of 50,000; the digits 142 of 1,437
+VAL_SEED = 0         # the split never changes with the loaders' seed (which only orders the batches)
 
 
-def cifar10(train, root=None, download=True):
-    """torchvision's CIFAR-10 with the network-slimming preprocessing.
+def validation_split(labels, fraction=VAL_FRACTION, seed=VAL_SEED):
+    """(train indices, val indices) of a training set with these labels: a stratified, fixed hold-out.
 
-    Train: 4-pixel padded random 32x32 crop and horizontal flip (the augmentation of the reference code);
-    both splits normalised with CIFAR_MEAN / CIFAR_STD.
+    labels: (N,) class of each training image. From each class round(fraction * its count) images go to
+    validation, at least one of a class with two or more (so that a tiny data set still has a validation
+    split), drawn with a generator seeded by `seed`. Returns two sorted int64 arrays, disjoint, that together
+    cover 0..N-1.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.RandomState(seed)
+    val = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        count = max(int(round(fraction * len(members))), 1 if len(members) > 1 else 0)
+        val.append(members[:count])
+    val = np.sort(np.concatenate(val))
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def cifar10(train, root=None, download=True, augment=None):
+    """torchvision's CIFAR-10 (train=True: the 50,000 training images, else the 10,000 test images) with
+    the network-slimming preprocessing.
+
+    augment (default: train): 4-pixel padded random 32x32 crop and horizontal flip (the augmentation of the
+    reference code); every image is normalised with CIFAR_MEAN / CIFAR_STD.
     """
     from torchvision import datasets, transforms
+    augment = train if augment is None else augment
     normalize = [transforms.ToTensor(), transforms.Normalize(CIFAR_MEAN, CIFAR_STD)]
-    augment = [transforms.Pad(4), transforms.RandomCrop(32), transforms.RandomHorizontalFlip()] if train else []
+    steps = [transforms.Pad(4), transforms.RandomCrop(32), transforms.RandomHorizontalFlip()] if augment else []
     return datasets.CIFAR10(str(root or lab_profile.DATA_DIR / "cifar10"), train=train, download=download,
-                            transform=transforms.Compose(augment + normalize))
+                            transform=transforms.Compose(steps + normalize))
+
+
+def cifar10_splits(root=None, download=True):
+    """{"train", "val", "test"} datasets of CIFAR-10: train and val split the training images
+    (validation_split), only train is augmented."""
+    train = cifar10(True, root, download)
+    train_idx, val_idx = validation_split(train.targets)
+    return {"train": Subset(train, train_idx.tolist()),
+            "val": Subset(cifar10(True, root, download=False, augment=False), val_idx.tolist()),
+            "test": cifar10(False, root, download)}
 
 
 class EmbeddedDigits(Dataset):
-    """The 1797 scikit-learn digits as coloured 3x32x32 images (data/digits/README.md): 1437 train, 360 test.
+    """The 1797 scikit-learn digits as coloured 3x32x32 images (data/digits/README.md).
 
-    Items are (image (3, 32, 32) float normalised with the training set's per-channel mean/std, label).
+    split: "train" (1295 images), "val" (142, held out of the file's 1437 training images by
+    validation_split) or "test" (the file's 360 test images).
+    Items are (image (3, 32, 32) float normalised with the train split's per-channel mean/std, label).
     Training images get a random shift of up to 2 pixels (padded crop); no flip, digits are not symmetric.
     """
 
-    def __init__(self, train, path=DIGITS_FILE):
+    def __init__(self, split, path=DIGITS_FILE):
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"EmbeddedDigits split {split!r}: expected 'train', 'val' or 'test'")
         check_sha256(path)
-        split = "train" if train else "test"
         with np.load(path) as data:
-            self.images = torch.from_numpy(data[f"{split}_images"]).float() / 255   # (N, 3, 32, 32)
-            self.labels = torch.from_numpy(data[f"{split}_labels"])
-            train_images = torch.from_numpy(data["train_images"]).float() / 255
-        self.mean = train_images.mean(dim=(0, 2, 3)).view(3, 1, 1)
-        self.std = train_images.std(dim=(0, 2, 3)).view(3, 1, 1)
-        self.train = train
+            train_images = torch.from_numpy(data["train_images"]).float() / 255   # (N, 3, 32, 32)
+            train_labels = torch.from_numpy(data["train_labels"])
+            test_images, test_labels = torch.from_numpy(data["test_images"]).float() / 255, \
+                torch.from_numpy(data["test_labels"])
+        train_idx, val_idx = (torch.from_numpy(i) for i in validation_split(train_labels.numpy()))
+        self.mean = train_images[train_idx].mean(dim=(0, 2, 3)).view(3, 1, 1)
+        self.std = train_images[train_idx].std(dim=(0, 2, 3)).view(3, 1, 1)
+        if split == "test":
+            self.images, self.labels = test_images, test_labels
+        else:
+            index = train_idx if split == "train" else val_idx
+            self.images, self.labels = train_images[index], train_labels[index]
+        self.split = split
 
     def __len__(self):
         return len(self.labels)
 
     def __getitem__(self, i):
         image = (self.images[i] - self.mean) / self.std
-        if self.train:
+        if self.split == "train":
             padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
             dy, dx = torch.randint(0, 5, (2,)).tolist()
             image = padded[:, dy:dy + 32, dx:dx + 32]
@@ -61,19 +107,21 @@ class EmbeddedDigits(Dataset):
 
 
 def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
-    """{"train", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
+    """{"train", "val", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
 
-    The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat.
+    The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat; val and
+    test are in a fixed order, not augmented. Select checkpoints on "val"; "test" is for the final report.
     """
     profile = profile or lab_profile.name()
     batch_size = batch_size or lab_profile.config("vgg", profile)["batch_size"]
     if profile == "quick":
-        train_set, test_set = EmbeddedDigits(train=True), EmbeddedDigits(train=False)
+        sets = {split: EmbeddedDigits(split) for split in ("train", "val", "test")}
     else:
-        train_set, test_set = cifar10(True, root, download), cifar10(False, root, download)
+        sets = cifar10_splits(root, download)
     generator = torch.Generator().manual_seed(seed)
     return {
-        "train": DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator,
+        "train": DataLoader(sets["train"], batch_size=batch_size, shuffle=True, generator=generator,
                             num_workers=num_workers),
-        "test": DataLoader(test_set, batch_size=256, shuffle=False, num_workers=num_workers),
+        "val": DataLoader(sets["val"], batch_size=256, shuffle=False, num_workers=num_workers),
+        "test": DataLoader(sets["test"], batch_size=256, shuffle=False, num_workers=num_workers),
     }
