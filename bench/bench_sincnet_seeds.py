@@ -1,0 +1,108 @@
+"""Seed spread of the sincnet_quant pipeline (quick profile): how far the sinc filters move, and QAT accuracy.
+
+    .venv/bin/python bench/bench_sincnet_seeds.py [--seeds 0 1 2] [--threads 1]
+
+For each seed, the notebook's pipeline with the reference solutions: float SincNet (profile "sincnet"), prune
+with build_cfg_mask, fine-tune, calibrate and quantize, QAT (profile "sincnet_quant"). It prints per seed:
+- the sinc filters' mean relative cut-off change over the float training (lib.models.cutoff_change);
+- float and pruned test accuracy of the kept checkpoints;
+- QAT: the validation curve, and validation / test accuracy of the epoch the profile's rule keeps
+  (qat["select"]) next to those of the best-validation epoch (the old rule), for comparison only.
+Then the mean and std over the seeds. Test accuracy is recorded per epoch here to compare the rules; the
+notebook never selects on it.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from autograde.reference.sincnet_quant import STEQuantize  # noqa: E402
+from autograde.reference.slimming import build_cfg_mask  # noqa: E402
+from lib import profile, train  # noqa: E402
+from lib.data import speech  # noqa: E402
+from lib.models import SincNet, cutoff_change  # noqa: E402
+from lib.models.quant import QuantAct, quantize_sincnet  # noqa: E402
+from lib.slimming import prune_sincnet  # noqa: E402
+
+
+def calibrate(qmodel, loader, batches):
+    """The notebook's calibrate: only the QuantAct layers see `batches` training batches, to set their ranges."""
+    qmodel.eval()
+    for module in qmodel.modules():
+        if isinstance(module, QuantAct):
+            module.train()
+    with torch.no_grad():
+        for i, (inputs, _) in enumerate(loader):
+            if i == batches:
+                break
+            qmodel(inputs)
+    qmodel.eval()
+
+
+def run(seed, loaders):
+    """One pipeline with `seed`: a dict of the figures above."""
+    test = lambda m: train.evaluate(m, loaders["test"], progress=False)[1]   # noqa: E731
+    float_hp, settings = profile.config("sincnet"), profile.config("sincnet_quant")
+    train.seed_everything(seed)
+    model = SincNet(width=float_hp["width"])
+    before = [b.detach().clone() for b in model.front[0].bands()]
+    train.fit(model, loaders, float_hp, seed=seed, progress=False)
+    found = dict(cutoff_change=cutoff_change(before, model.front[0].bands()), float=test(model))
+
+    cfg, cfg_mask = build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])
+    pruned = prune_sincnet(model, cfg, cfg_mask)
+    train.fit(pruned, loaders, settings["finetune"], seed=seed, progress=False)
+    found["pruned"] = test(pruned)
+
+    qmodel = quantize_sincnet(pruned, STEQuantize.apply)
+    calibrate(qmodel, loaders["train"], settings["calibration_batches"])
+    history = train.fit(qmodel, loaders, settings["qat"], seed=seed, progress=False,
+                        epoch_metrics={"test_accuracy": test})
+    found.update(val_curve=history["val_accuracy"], kept=history.kept, best=history.best)
+    return found
+
+
+def spread(values):
+    return f"{statistics.mean(values):6.2f} ± {statistics.stdev(values) if len(values) > 1 else 0.0:5.2f}"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    qat = profile.config("sincnet_quant")["qat"]
+    print(f"{os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads, load average {os.getloadavg()[0]:.1f}; "
+          f"sinc_lr {profile.config('sincnet').get('sinc_lr')}, QAT keeps the {qat.get('select', 'best')!r} epoch")
+    loaders = speech.loaders()
+    results = []
+    for seed in args.seeds:
+        start = time.time()
+        r = run(seed, loaders)
+        results.append(r)
+        print(f"seed {seed} ({time.time() - start:.0f} s): cut-off change {r['cutoff_change']:.3f}, "
+              f"float {r['float']:.2f}%, pruned {r['pruned']:.2f}%", flush=True)
+        print(f"  QAT validation per epoch: {' '.join(f'{v:.1f}' for v in r['val_curve'])}")
+        for rule in ("kept", "best"):
+            record = r[rule]
+            print(f"  QAT {rule:<4} epoch {record['epoch']}: validation {record['val_accuracy']:.2f}%, "
+                  f"test {record['test_accuracy']:.2f}%")
+    print(f"over seeds {args.seeds} (mean ± std):")
+    print(f"  sinc cut-off change      {spread([100 * r['cutoff_change'] for r in results])} %")
+    print(f"  float test               {spread([r['float'] for r in results])}")
+    print(f"  pruned test              {spread([r['pruned'] for r in results])}")
+    for rule in ("kept", "best"):
+        print(f"  QAT {rule:<4} validation      {spread([r[rule]['val_accuracy'] for r in results])}")
+        print(f"  QAT {rule:<4} test            {spread([r[rule]['test_accuracy'] for r in results])}")
+
+
+if __name__ == "__main__":
+    main()
