@@ -59,7 +59,7 @@ FULL = {
         pruning_rate=0.5, min_channels=8,    # global |gamma| threshold over the BN channels, min per layer
         finetune=dict(epochs=20, lr=0.01, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75)),
         qat=dict(epochs=30, lr=0.01, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75),
-                 select="last"),      # as quick: the best-validation epoch of real speech was a spike
+                 select="best"),      # as quick (measured there); PROVISIONAL on real speech
         calibration_batches=8,
         thresholds=dict(float=90.0, pruned=88.0, quantized=85.0),
     ),
@@ -107,11 +107,11 @@ QUICK = {
         pruning_rate=0.5, min_channels=4,
         finetune=dict(epochs=4, lr=0.01, momentum=0.9, weight_decay=1e-4, milestones=(0.75,)),
         qat=dict(epochs=8, lr=0.02, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75),
-                 select="last"),   # keep the last epoch (lr decayed 100x), not a lucky validation spike
+                 select="best"),   # 3 seeds: test 72.2 +- 1.4 at the best-val epoch, 63.9 +- 2.9 at the last
         calibration_batches=4,
         thresholds=dict(float=80.0,        # 88.10 - 8
                         pruned=75.0,       # 82.14 - 7
-                        quantized=55.0),   # 70.48 - 15: QAT's validation accuracy swings by up to 15 points
+                        quantized=60.0),   # QAT seeds 72.2 +- 1.4 (test); -12: the float and pruning runs vary too
     ),
     # Knowledge-distillation lab (solutions/kd). Teacher: the slimming lab's lambda = 0 VGG-19 ("vgg").
     "kd": dict(
