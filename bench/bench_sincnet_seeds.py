@@ -6,11 +6,11 @@ For each seed, the notebook's pipeline with the reference solutions: float SincN
 with build_cfg_mask, fine-tune, calibrate and quantize, QAT (profile "sincnet_quant"). It prints per seed:
 - the sinc filters' mean relative cut-off change over the float training (lib.models.cutoff_change);
 - float and pruned test accuracy of the kept checkpoints;
-- QAT: the validation curve, and validation / test accuracy of the epoch the profile's rule keeps
-  (qat["select"]) next to those of the best-validation epoch (the old rule), for comparison only.
+- QAT: the validation curve, and validation / test accuracy of the epoch each rule of lib.train.kept_record
+  would keep ("best" validation, "last"); the profile's rule (qat["select"]) is the one the notebook uses.
 With --pruned (e.g. the reference work's artifacts/sincnet_pruned.pt) only QAT runs, from that model: the
-spread of QAT alone, in a fraction of the time. Then the mean and std over the seeds. Test accuracy is recorded per epoch here to compare the rules; the
-notebook never selects on it.
+spread of QAT alone, in a fraction of the time. Then the mean and std over the seeds. Test accuracy is
+recorded per epoch here only to compare the rules; the notebook never selects on it.
 """
 import argparse
 import os
@@ -31,6 +31,9 @@ from lib.data import speech  # noqa: E402
 from lib.models import SincNet, cutoff_change  # noqa: E402
 from lib.models.quant import QuantAct, quantize_sincnet  # noqa: E402
 from lib.slimming import prune_sincnet  # noqa: E402
+
+
+RULES = ("best", "last")     # lib.train.kept_record's rules
 
 
 def calibrate(qmodel, loader, batches):
@@ -59,7 +62,8 @@ def run(seed, loaders, pruned=None):
     calibrate(qmodel, loaders["train"], settings["calibration_batches"])
     history = train.fit(qmodel, loaders, settings["qat"], seed=seed, progress=False,
                         epoch_metrics={"test_accuracy": test})
-    found.update(val_curve=history["val_accuracy"], kept=history.kept, best=history.best)
+    found.update(val_curve=history["val_accuracy"],
+                 **{rule: train.kept_record(history.records, rule) for rule in RULES})
     return found
 
 
@@ -102,7 +106,7 @@ def main():
         print(f"seed {seed} ({time.time() - start:.0f} s)" + ("" if pruned else
               f": cut-off change {r['cutoff_change']:.3f}, float {r['float']:.2f}%, pruned {r['pruned']:.2f}%"))
         print(f"  QAT validation per epoch: {' '.join(f'{v:.1f}' for v in r['val_curve'])}")
-        for rule in ("kept", "best"):
+        for rule in RULES:
             record = r[rule]
             print(f"  QAT {rule:<4} epoch {record['epoch']}: validation {record['val_accuracy']:.2f}%, "
                   f"test {record['test_accuracy']:.2f}%")
@@ -111,7 +115,7 @@ def main():
         print(f"  sinc cut-off change      {spread([100 * r['cutoff_change'] for r in results])} %")
         print(f"  float test               {spread([r['float'] for r in results])}")
         print(f"  pruned test              {spread([r['pruned'] for r in results])}")
-    for rule in ("kept", "best"):
+    for rule in RULES:
         print(f"  QAT {rule:<4} validation      {spread([r[rule]['val_accuracy'] for r in results])}")
         print(f"  QAT {rule:<4} test            {spread([r[rule]['test_accuracy'] for r in results])}")
 

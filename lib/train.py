@@ -92,9 +92,8 @@ def kept_record(records, select="best"):
     """Which epoch's weights a run keeps, from its records so far (list of dicts with "val_accuracy").
 
     select "best": the highest validation accuracy (the first, on a tie).
-           "last": the last epoch. For runs whose validation accuracy jumps from epoch to epoch (QAT at
-                   2 bits): the best epoch is then often a lucky one that does not carry over to the test
-                   speakers, while after the learning rate has decayed the last epoch is a settled model.
+           "last": the last epoch, for a run that settles once its learning rate has decayed. (QAT at 2 bits
+                   does not: its last epoch swings like any other, lib/CALIBRATION.md, so it keeps "best".)
     Returns one of `records`. Never select on the test split: it would no longer measure unseen data.
     """
     if select == "best":
