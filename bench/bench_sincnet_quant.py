@@ -1,12 +1,14 @@
 """Speed of the sincnet_quant assignment in the quick profile: notebook wall time and autograde time.
 
-    .venv/bin/python bench/bench_sincnet_quant.py [--keep]
+    .venv/bin/python bench/bench_sincnet_quant.py [--keep] [--work EXECUTED_WORK]
 
 1. Executes the reference work (release notebook + reference solutions) with autograde.course.make_student_work
-   in a temporary folder and prints the notebook's wall time (goal: under 5 minutes on 2 CPU cores) and the
-   test accuracies it reports.
+   in a temporary folder and prints the notebook's wall time (goal: under 5 minutes on 2 CPU cores), the
+   test accuracies it reports, and how far the float model's sinc cut-offs moved (lib.models.cutoff_change).
 2. Submits that work to a temporary nbgrader course and times one real `nbgrader autograde` (grading mode:
    the artifacts are loaded, nothing is retrained), with the scores.
+With --work (an executed work folder, e.g. a prebuilt reference work's sincnet_quant/) only the figures of 1
+are printed, from that folder: nothing is executed or timed.
 """
 import argparse
 import os
@@ -42,10 +44,28 @@ def accuracies(work):
     return found
 
 
+def sinc_change(work):
+    """Mean relative change of the float model's cut-offs from their mel initialisation (the same for any seed)."""
+    from lib.checkpoint import load_model
+    from lib.models import SincNet, cutoff_change
+    model, _ = load_model(work / "artifacts" / "sincnet_float.pt", SincNet)
+    return cutoff_change(SincNet(model.cfg).front[0].bands(), model.front[0].bands())
+
+
+def print_figures(work):
+    for name, (cfg, accuracy) in accuracies(work).items():
+        print(f"  {name:<16} cfg {str(cfg):<26} test accuracy {accuracy:6.2f}%")
+    print(f"  sinc cut-offs moved by {100 * sinc_change(work):.1f}% on average during the float training")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print it")
+    parser.add_argument("--work", type=Path, help="an executed work folder: print its figures, run nothing")
     args = parser.parse_args()
+    if args.work:
+        print_figures(args.work)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="bench_sincnet_quant_"))
     print(f"{os.cpu_count()} CPUs; torch threads as the kernel chooses; load average {os.getloadavg()[0]:.1f} "
           "(other processes inflate the times)")
@@ -53,8 +73,7 @@ def main():
     start = time.time()
     work = make_student_work(ASSIGNMENT, tmp / "work")
     print(f"notebook sincnet_quant.ipynb (quick profile, reference solutions): {time.time() - start:6.1f} s")
-    for name, (cfg, accuracy) in accuracies(work).items():
-        print(f"  {name:<16} cfg {str(cfg):<26} test accuracy {accuracy:6.2f}%")
+    print_figures(work)
 
     course = Course(tmp / "course")
     course.generate(ASSIGNMENT)

@@ -103,6 +103,25 @@ def plot_frequency_responses(filter_sets, sample_rate, path=None):
     return _finish(fig, path)
 
 
+def plot_band_edges(before, after, path=None):
+    """Every sinc filter's pass band before and after training, one row per filter, on a log frequency axis.
+
+    before, after: (low, high) cut-offs in Hz as SincConv1d.bands() returns them, each (C, 1).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (low, high), style in ((before, dict(color="0.75", linewidth=5, label="before training")),
+                               (after, dict(color="C3", linewidth=1.5, label="after training"))):
+        rows = torch.arange(len(low))
+        ax.hlines(rows, low.detach().cpu().flatten(), high.detach().cpu().flatten(), **style)
+    ax.set_xscale("log")
+    ax.set_xlabel("frequency (Hz)")
+    ax.set_ylabel("sinc filter")
+    ax.set_title("pass bands of the sinc filters")
+    ax.legend(loc="upper left")
+    ax.grid(alpha=0.3)
+    return _finish(fig, path)
+
+
 def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title=None, fmt="{:.1f}", path=None):
     """A grid of numbers as coloured cells with the value written in each: values[i][j] is row i, column j."""
     import numpy as np

@@ -58,8 +58,13 @@ class History:
 
     @property
     def best(self):
-        """The record of the epoch with the highest validation accuracy (the one the checkpoint holds)."""
+        """The record of the epoch with the highest validation accuracy."""
         return max(self.records, key=lambda r: r["val_accuracy"])
+
+    @property
+    def kept(self):
+        """The record of the epoch whose weights the checkpoint holds: the run's rule (config "select")."""
+        return kept_record(self.records, self.config.get("select", "best"))
 
     def save(self, path):
         path = Path(path)
@@ -81,6 +86,35 @@ class History:
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{path}: not a training history (expected JSON with 'config' and 'records'): "
                              f"{error}") from None
+
+
+def kept_record(records, select="best"):
+    """Which epoch's weights a run keeps, from its records so far (list of dicts with "val_accuracy").
+
+    select "best": the highest validation accuracy (the first, on a tie).
+           "last": the last epoch, for a run that settles once its learning rate has decayed. (QAT at 2 bits
+                   does not: its last epoch swings like any other, lib/CALIBRATION.md, so it keeps "best".)
+    Returns one of `records`. Never select on the test split: it would no longer measure unseen data.
+    """
+    if select == "best":
+        return max(records, key=lambda r: r["val_accuracy"])
+    if select == "last":
+        return records[-1]
+    raise ValueError(f"select={select!r}: expected 'best' or 'last'")
+
+
+def param_groups(model, hp):
+    """SGD parameter groups: every parameter at hp["lr"], except the sinc band edges when hp has "sinc_lr".
+
+    Band edges are in Hz with tiny gradients (SincConv1d.band_parameters), so they get their own learning
+    rate, and no weight decay: decay would pull every cut-off towards 0 Hz. Group 0 is the main one.
+    """
+    if "sinc_lr" not in hp:
+        return [dict(params=list(model.parameters()))]
+    from .models.sincnet import SincConv1d      # here, not at the top: the image labs never load it
+    bands = [p for m in model.modules() if isinstance(m, SincConv1d) for p in m.band_parameters()]
+    rest = [p for p in model.parameters() if all(p is not b for b in bands)]
+    return [dict(params=rest), dict(params=bands, lr=hp["sinc_lr"], weight_decay=0.0)]
 
 
 def _plain(value):
@@ -146,9 +180,10 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     loaders      dict with "train" and "val": the checkpoint is selected on "val" (ValueError without it);
                  a "test" loader is never used here: evaluate the returned (selected) model on it once
     hp           epochs, lr, momentum, weight_decay, milestones (fractions of the epochs where lr drops
-                 x0.1); any other keys are only recorded, so they tell runs apart
-    save_path    where the best-validation checkpoint goes; its history goes next to it as .json.
-                 At the end the model holds those best weights.
+                 x0.1); optional: sinc_lr (param_groups), select ("best" or "last": kept_record);
+                 any other keys are only recorded, so they tell runs apart
+    save_path    where the kept checkpoint goes (by default the best validation epoch; never chosen on
+                 test); its history goes next to it as .json. At the end the model holds those weights.
     epoch_metrics  {name: f}: each epoch's record also holds name = f(model), the model as that epoch ended
     save_last    also save the last epoch's weights as <save_path stem>_last.pt (where the training ended,
                  which differs from the best epoch when a run degrades)
@@ -161,14 +196,14 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
         loaders["train"].generator.manual_seed(seed)   # the same batches as any other run with this seed
     device = device or profile.device()
     model.to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=hp["momentum"],
+    optimizer = torch.optim.SGD(param_groups(model, hp), lr=hp["lr"], momentum=hp["momentum"],
                                 weight_decay=hp["weight_decay"])
     # A short run may merge two milestones; one at epoch 0 would lower the lr before training starts.
     milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"]
     history = History(config=hp)
-    best_state, best_accuracy = None, -1.0
+    kept_state = None
 
     for epoch in range(1, hp["epochs"] + 1):
         model.train()
@@ -207,9 +242,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
               f"|validation loss: {val_loss:.4f} |validation accuracy: {val_accuracy:.2f} |learning rate: {lr:.1e} "
               f"|train time: {train_time:.2f} |validation time: {record['val_time']:.2f}")
 
-        if val_accuracy > best_accuracy:
-            best_accuracy = val_accuracy
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if kept_record(history.records, hp.get("select", "best")) is history.records[-1]:
+            kept_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if save_path is not None:
                 save_checkpoint(save_path, model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
         if save_path is not None:
@@ -217,7 +251,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
 
     if save_path is not None and save_last:
         save_checkpoint(last_path(save_path), model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
-    model.load_state_dict(best_state)
+    model.load_state_dict(kept_state)
     return history
 
 
@@ -258,7 +292,7 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
             model.to(fit_kwargs.get("device") or profile.device())
             history = History.load(history_path)
             print(f"Loaded {save_path} ({len(history)} epochs, "
-                  f"best validation accuracy {history.best['val_accuracy']:.2f}%)")
+                  f"validation accuracy {history.kept['val_accuracy']:.2f}% at the kept epoch {history.kept['epoch']})")
             return history
         if grading.validating():
             raise ArtifactError(explain(save_path, f"Validation trains nothing, and {reason}"))

@@ -235,3 +235,46 @@ def test_epoch_metrics_are_recorded_from_the_model_as_each_epoch_ended(tmp_path)
     last, _ = load_model(tmp_path / "run_last.pt", VGG, num_classes=2)
     assert history.records[-1]["first_weight"] == first_weight(last)
     assert "sparsity" not in history.records[0]                      # no lab's metric unless asked for
+
+
+# ------------------------------------------------------------- which epoch a run keeps; sinc learning rate
+
+def spiky_records():
+    """A QAT-like validation curve: a spike at epoch 3, a calmer end after the lr drops."""
+    curve = [40.0, 55.0, 80.0, 52.0, 60.0, 62.0, 63.0, 61.0]
+    return [dict(epoch=i + 1, val_accuracy=v) for i, v in enumerate(curve)]
+
+
+def test_kept_record_follows_the_select_rule():
+    records = spiky_records()
+    assert train.kept_record(records, "best")["epoch"] == 3          # the spike
+    assert train.kept_record(records, "last")["epoch"] == 8          # the settled end
+    assert train.kept_record(records)["epoch"] == 3                  # default: best validation, as before
+    assert train.History({"select": "last"}, records).kept["epoch"] == 8
+    assert train.History({}, records).kept["epoch"] == 3
+    with pytest.raises(ValueError, match="'best' or 'last'"):
+        train.kept_record(records, "test")
+
+
+def test_fit_with_select_last_keeps_the_last_epoch(tmp_path):
+    model = tiny_model()
+    history = train.fit(model, tiny_loaders(), dict(HP, epochs=3, select="last"), save_path=tmp_path / "run.pt",
+                        progress=False)
+    meta = load_checkpoint(tmp_path / "run.pt")["meta"]
+    assert meta["epoch"] == history.kept["epoch"] == 3
+    reloaded = tiny_model(seed=1)
+    load_into(reloaded, tmp_path / "run.pt")
+    for a, b in zip(model.state_dict().values(), reloaded.state_dict().values()):
+        assert torch.equal(a, b)                                       # the model ends holding that epoch
+
+
+def test_param_groups_give_the_sinc_band_edges_their_own_lr():
+    from lib.models import SincNet
+    from lib.models.quant import quantize_sincnet
+    for model in (SincNet(width=0.25), quantize_sincnet(SincNet(width=0.25), lambda x, bits, lo, hi: x)):
+        sinc = model.front[0]
+        rest, bands = train.param_groups(model, dict(HP, sinc_lr=123.0))
+        assert [id(p) for p in bands["params"]] == [id(sinc.low_hz_), id(sinc.band_hz_)]
+        assert bands["lr"] == 123.0 and bands["weight_decay"] == 0.0    # decay would pull the edges to 0 Hz
+        assert len(rest["params"]) + 2 == len(list(model.parameters()))
+        assert len(train.param_groups(model, HP)) == 1                   # without sinc_lr: one lr for all

@@ -2,7 +2,7 @@
 import torch
 import torch.nn as nn
 
-from .sincnet import SINCNET_CFG, SincConv1d, SincNet
+from .sincnet import SINCNET_CFG, SincConv1d, SincNet, cutoff_change
 from .vgg import VGG, VGG19_CFG, scale_cfg
 
 

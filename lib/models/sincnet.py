@@ -55,6 +55,14 @@ class SincConv1d(nn.Module):
         self.register_buffer("window_", 0.54 - 0.46 * torch.cos(2 * math.pi * n / (kernel_size - 1)))
         self.register_buffer("n_", 2 * math.pi * torch.arange(-half, 0).float().unsqueeze(0) / sample_rate)
 
+    def band_parameters(self):
+        """The two trained tensors, low cut-off and bandwidth in Hz, each (C, 1).
+
+        They are thousands of Hz while a conv weight is ~0.1, and their gradients are as many times smaller,
+        so with the blocks' learning rate they would not move: lib.train.fit gives them `sinc_lr`.
+        """
+        return [self.low_hz_, self.band_hz_]
+
     def bands(self):
         """(low, high) cut-offs in Hz, each (C, 1), after applying the minimums and the Nyquist limit."""
         low = self.min_low_hz + torch.abs(self.low_hz_)
@@ -72,6 +80,16 @@ class SincConv1d(nn.Module):
 
     def forward(self, x):
         return F.conv1d(x, self.filters(), stride=self.stride)
+
+
+def cutoff_change(before, after):
+    """Mean relative change of the cut-offs, e.g. 0.1 when they moved by 10% of their value on average.
+
+    before, after: (low, high) as SincConv1d.bands() returns them, each (C, 1) in Hz (low >= min_low_hz > 0).
+    Returns a float: the mean over all 2C cut-offs of |after - before| / before.
+    """
+    change = [((a.detach() - b.detach()).abs() / b.detach()).flatten() for b, a in zip(before, after)]
+    return torch.cat(change).mean().item()
 
 
 class LogCompression(nn.Module):
