@@ -39,6 +39,11 @@ def report(artifacts):
         history = History.load(artifacts / f"finetuned_{tag}.json")
         print(f"  pruned {tag}% + {len(history)} fine-tune epochs: best test accuracy "
               f"{history.best['val_accuracy']:6.2f}%")
+    # the controls with the fine-tuning's budget (train_prune_model, "Two controls at the same cost")
+    top = round(max(slim["percents"]) * 100)
+    for name, what in (("finetuned_0", "unpruned, trained on"), (f"scratch_{top}", f"{top}% cfg from random weights")):
+        history = History.load(artifacts / f"{name}.json")
+        print(f"  {what} for {len(history)} epochs: best test accuracy {history.best['val_accuracy']:6.2f}%")
 
 
 def main():

@@ -5,7 +5,7 @@
 """
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import profile as lab_profile      # not "profile": that is the name of loaders()'s argument
 from . import check_sha256
@@ -60,10 +60,32 @@ class EmbeddedDigits(Dataset):
         return image, self.labels[i]
 
 
-def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
+def labels_of(dataset):
+    """(N,) int64 class of every item of `dataset` (an EmbeddedDigits or torchvision's CIFAR10)."""
+    labels = dataset.labels if hasattr(dataset, "labels") else dataset.targets
+    return torch.as_tensor(labels)
+
+
+def class_subset(dataset, fraction):
+    """A Subset with `fraction` of each class's items (at least one per class), the same ones on every call.
+
+    Stratified, so that a small fraction keeps the classes balanced; the items are drawn by a fixed generator
+    (seed 0), independent of the runs' seeds: every run on the subset sees the same images.
+    """
+    labels = labels_of(dataset)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    keep = []
+    for c in range(NUM_CLASSES):
+        items = order[labels[order] == c]
+        keep += items[:max(1, round(fraction * len(items)))].tolist()
+    return Subset(dataset, sorted(keep))
+
+
+def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0, train_fraction=1.0):
     """{"train", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
 
     The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat.
+    train_fraction < 1 trains on that fraction of each class (class_subset); the test split stays whole.
     """
     profile = profile or lab_profile.name()
     batch_size = batch_size or lab_profile.config("vgg", profile)["batch_size"]
@@ -71,6 +93,8 @@ def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num
         train_set, test_set = EmbeddedDigits(train=True), EmbeddedDigits(train=False)
     else:
         train_set, test_set = cifar10(True, root, download), cifar10(False, root, download)
+    if train_fraction < 1:
+        train_set = class_subset(train_set, train_fraction)
     generator = torch.Generator().manual_seed(seed)
     return {
         "train": DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator,
