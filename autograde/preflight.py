@@ -34,6 +34,7 @@ import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
+from lib.artifacts import kd_student_runs
 
 DOWNLOAD = ('python -c "from lib.data import images, speech; images.loaders(\'full\'); speech.loaders(\'full\')"'
             "   # CIFAR-10 170 MB, Speech Commands 2.3 GB, into data/")
@@ -68,6 +69,9 @@ def runs(profile, preflight=False):
     found = [Run("sparsity_train", f"sparsity_{tag}.pt", vgg["epochs"]) for tag in slim["lambdas"]]
     found += [Run("train_prune_model", f"finetuned_{round(p * 100)}.pt", slim["finetune_epochs"])
               for p in slim["percents"]]
+    # its two controls with the fine-tuning's budget: the unpruned model trained on, the 90% cfg from scratch
+    found += [Run("train_prune_model", "finetuned_0.pt", slim["finetune_epochs"]),
+              Run("train_prune_model", f"scratch_{round(max(slim['percents']) * 100)}.pt", slim["finetune_epochs"])]
     found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
               Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),
               Run("sincnet_quant", "sincnet_quant.pt", sq["qat"]["epochs"])]
@@ -75,7 +79,7 @@ def runs(profile, preflight=False):
     # student runs when it has their epochs (kd.ipynb, cell "sweep"); otherwise it trains them all, and a
     # scratch run of its own.
     student, sweep = kd["student"]["epochs"], kd["sweep"]["epochs"]
-    found += [Run("kd", "student_scratch.pt", student), Run("kd", "student_kd.pt", student)]
+    found += [Run("kd", f"{name}.pt", student) for _, _, name in kd_student_runs(kd)]
     for T in kd["sweep"]["T"]:
         for alpha in kd["sweep"]["alpha"]:
             if sweep != student or (T, alpha) != (kd["T"], kd["alpha"]):

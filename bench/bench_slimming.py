@@ -54,6 +54,14 @@ def report(artifacts):
         print(f"  pruned {tag}% + {epochs} fine-tune epochs, best (epoch {meta['epoch']:>2}): validation "
               f"{meta['val_accuracy']:6.2f}%  test {_test_accuracy(model, test):6.2f}%")
 
+    # the controls with the fine-tuning's budget (train_prune_model, "Two controls at the same cost")
+    top = round(max(slim["percents"]) * 100)
+    for name, what in (("finetuned_0", "unpruned, trained on"), (f"scratch_{top}", f"{top}% cfg from random weights")):
+        model, meta = load_model(artifacts / f"{name}.pt", VGG)
+        epochs = len(History.load(artifacts / f"{name}.json"))
+        print(f"  {what} for {epochs} epochs, best (epoch {meta['epoch']:>2}): validation "
+              f"{meta['val_accuracy']:6.2f}%  test {_test_accuracy(model, test):6.2f}%")
+
 
 def _test_accuracy(model, loader):
     return evaluate(model, loader, device=torch.device("cpu"), progress=False)[1]

@@ -61,7 +61,8 @@ def _slimming(table):
     control = Producer("vggprune.ipynb", 4, "Control: prune the baseline trained without penalty", "control",
                        graded=False)
     finetune = Producer("train_prune_model.ipynb", 1, "Task: fine-tune", "finetune")
-    finetune_curves = Producer("train_prune_model.ipynb", 2, "Accuracy per epoch", "curves", graded=False)
+    controls = Producer("train_prune_model.ipynb", 2, "Two controls at the same cost", "controls")
+    finetune_curves = Producer("train_prune_model.ipynb", 3, "Accuracy per epoch", "curves", graded=False)
     return {
         **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
         **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
@@ -69,6 +70,8 @@ def _slimming(table):
         **{f: control for f in _plots("control_baseline_pruning")},
         **{f"artifacts/pruned_{p}.pt": prune for p in percents},
         **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
+        # the equal-budget controls: the unpruned model trained on, the most-pruned cfg from random weights
+        **{f: controls for f in _run("finetuned_0") + _run(f"scratch_{max(percents)}")},
         **{f: finetune_curves for f in _plots("finetune_accuracy")},
     }
 
@@ -91,6 +94,15 @@ def _sincnet_quant(table):
     }
 
 
+def kd_student_runs(kd):
+    """[(seed, kind, artifact name)] of the kd notebook's student runs, kind "scratch" or "kd", for the seeds of
+    the profile's kd section `kd`: the first seed's pair is student_scratch / student_kd (the pair the grader
+    compares in detail), the others student_scratch_seed<seed> / student_kd_seed<seed> (kd.ipynb, run_name)."""
+    first = kd["seeds"][0]
+    return [(seed, kind, f"student_{kind}" if seed == first else f"student_{kind}_seed{seed}")
+            for seed in kd["seeds"] for kind in ("scratch", "kd")]
+
+
 def _kd(table):
     kd = table["kd"]
     sweep = kd["sweep"]
@@ -107,7 +119,7 @@ def _kd(table):
         **{f: teacher for f in _run("teacher")},
         "artifacts/student_cfg.json": student,
         **{f: replace(student, optional=True) for f in _run("finetuned_90")},
-        **{f: students for run in ("student_scratch", "student_kd") for f in _run(run)},
+        **{f: students for _, _, run in kd_student_runs(kd) for f in _run(run)},
         **{f: Producer("kd.ipynb", 3, students.title, "curves", graded=False) for f in _plots("kd_vs_scratch")},
         **{f: grid for run in sweep_runs for f in _run(run)},
         **{f: replace(grid, graded=False) for f in _plots("sweep_heatmap")},

@@ -122,23 +122,39 @@ def plot_band_edges(before, after, path=None):
     return _finish(fig, path)
 
 
-def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title=None, fmt="{:.1f}", path=None):
-    """A grid of numbers as coloured cells with the value written in each: values[i][j] is row i, column j."""
+def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title=None, fmt="{:.1f}", path=None,
+                 center=None, colorbar_label=None):
+    """A grid of numbers as coloured cells with the value written in each: values[i][j] is row i, column j.
+
+    center: None colours from the smallest to the largest value (viridis). A number (e.g. 0 for differences
+    from a baseline) uses a diverging map symmetric about it: equal distances above and below get equally
+    strong colours, red above, blue below, white at `center`, so the sign of each cell reads at a glance.
+    """
     import numpy as np
     grid = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(col_labels) + 2.2), 0.8 * len(row_labels) + 1.6))
-    image = ax.imshow(grid, cmap="viridis", aspect="auto")
+    if center is None:
+        image = ax.imshow(grid, cmap="viridis", aspect="auto")
+        middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
+
+        def dark(value):
+            return value <= middle                       # viridis is dark at its low end
+    else:
+        reach = max(float(np.nanmax(np.abs(grid - center))), 1e-9)
+        image = ax.imshow(grid, cmap="RdBu_r", aspect="auto", vmin=center - reach, vmax=center + reach)
+
+        def dark(value):
+            return abs(value - center) > 0.6 * reach     # strong red and blue are dark
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
-    middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             ax.text(j, i, fmt.format(grid[i, j]), ha="center", va="center",
-                    color="black" if grid[i, j] > middle else "white")   # readable on dark and light cells
+                    color="white" if dark(grid[i, j]) else "black")   # readable on dark and light cells
     ax.set_xlabel(xlabel or "")
     ax.set_ylabel(ylabel or "")
     ax.set_title(title or "")
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label=colorbar_label or "")
     return _finish(fig, path)
 
 

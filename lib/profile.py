@@ -66,12 +66,15 @@ FULL = {
     # Knowledge-distillation lab (solutions/kd); QUICK["kd"] says what each entry means. PROVISIONAL, no GPU run.
     "kd": dict(
         student_cfg=[32, 'M', 64, 'M', 64, 'M', 96, 'M', 128],   # quick's x4: 0.22 M parameters, 1.1% of VGG-19
-        student=dict(epochs=160, batch_size=64, lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75)),
+        student=dict(epochs=160, batch_size=64, lr=0.1, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75),
+                     train_fraction=0.1),   # 5,000 of CIFAR-10's images, as quick: KD's effect is largest with few
+        seeds=(0, 1, 2),         # each student pair once per seed: mean and std of KD - scratch
         T=4, alpha=0.9,
         sweep=dict(T=(1, 4, 20), alpha=(0.5, 0.9), epochs=40),
         cache_teacher=False,     # 160 epochs x 782 batches of logits would not fit next to the GPU's work
         kd_accuracy=85.0,        # published small-CNN CIFAR-10 results minus a few points
         margin=1.0,              # ~2x the seed std of a CIFAR-10 accuracy difference (0.3-0.5 points)
+        min_gain=0.0,            # PROVISIONAL: KD - scratch averaged over the seeds must at least not be negative
     ),
 }
 
@@ -116,13 +119,16 @@ QUICK = {
     # Knowledge-distillation lab (solutions/kd). Teacher: the slimming lab's lambda = 0 VGG-19 ("vgg").
     "kd": dict(
         student_cfg=[8, 'M', 16, 'M', 16, 'M', 24, 'M', 32],   # 14,562 parameters ~ the 90%-pruned VGG-19's
-        student=dict(epochs=20,          # at 10 the lr drop freezes a noisy early state
-                     batch_size=32, lr=0.05, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75)),
-        T=4, alpha=0.5,                  # KD mean 96.3% over seeds 0-4 (alpha 0.9: 95.6%), test-selected runs
-        sweep=dict(T=(1, 4, 20), alpha=(0.5, 0.9), epochs=20),   # = the student budget: reuses its 2 runs
-        cache_teacher=True,              # every run sees the same batches: the teacher's logits once
-        kd_accuracy=88.0,                # measured 91.39-94.72 test, 93.66-95.07 val (seeds 0-2): 3.4 under the worst
-        margin=5.0,                      # KD - scratch -1.1..-3.3 test, 0..-3.5 val (seeds 0-2): the worst + 1.5
+        student=dict(epochs=30,          # 18 steps per epoch on the fraction: 540 steps
+                     batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75),
+                     train_fraction=0.2),   # 287 images: scratch 81.7 ± 2.7%, KD 84.6 ± 2.5% (seeds 0-2)
+        seeds=(0, 1, 2),                 # each student pair once per seed: mean and std of KD - scratch
+        T=4, alpha=0.5,                  # KD - scratch +3.0 ± 0.6 over seeds 0-2 (alpha 0.9: +1.5 ± 2.0)
+        sweep=dict(T=(1, 4, 20), alpha=(0.5, 0.9), epochs=30),   # = the student budget: reuses seed 0's runs
+        cache_teacher=True,              # runs of one seed see the same batches: the teacher's logits once
+        kd_accuracy=75.0,                # measured 81.9-86.9: 6.9 under the worst KD seed
+        margin=3.0,                      # seed 0's pair: KD may trail scratch by this; measured +2.5
+        min_gain=1.0,                    # mean KD - scratch; measured +3.0 (seeds 0-2, each +2.5 to +3.6)
     ),
 }
 
@@ -174,6 +180,8 @@ def _preflight(value, key=None, threshold=False):
         return 0.0
     if key == "margin":
         return PREFLIGHT["margin"]
+    if key == "min_gain":
+        return -PREFLIGHT["margin"]     # a few batches show no gain either way
     return value
 
 

@@ -93,7 +93,8 @@ def test_short_sweep_run_fails(artifacts):
     history = History.load(path)
     history.records = [r for r in history.records if r["epoch"] <= history.best["epoch"]][-3:]
     history.save(path)
-    with pytest.raises(AssertionError, match=r"T4_alpha0\.9\.json has the epochs .* the sweep trains 20"):
+    epochs = profile.config("kd")["sweep"]["epochs"]
+    with pytest.raises(AssertionError, match=rf"T4_alpha0\.9\.json has the epochs .* the sweep trains {epochs}"):
         integrity.check_kd_sweep(artifacts)
 
 

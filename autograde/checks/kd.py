@@ -14,8 +14,10 @@ cross-checked against the checkpoints they belong to.
 
 Artifact names (fixed, written by the notebook):
     teacher.pt/.json            the teacher (copied from the slimming assignment, or trained by the notebook)
-    student_scratch.pt/.json    the student trained with cross-entropy only
+    student_scratch.pt/.json    the student trained with cross-entropy only (the first seed)
     student_kd.pt/.json         the same student (same cfg, seed, epochs, data order) trained with kd_loss
+    student_scratch_seed<s>, student_kd_seed<s>   the same pair for each further seed of the profile
+                                (lib.artifacts.kd_student_runs names them)
 """
 from pathlib import Path
 
@@ -27,8 +29,10 @@ from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accu
                                      visible)
 from autograde.probes import kd as probes
 from lib import profile
+from lib.artifacts import kd_student_runs
 from lib.data import images
 from lib.models import VGG
+from lib.train import History
 
 
 def settings():
@@ -239,20 +243,35 @@ def _test_accuracy(model, loaders, path, history):
     return checked_test_accuracy(model, loaders, history.best, path)
 
 
+def run_config(config, seed, kind):
+    """The hyperparameters the notebook's train_student records for the student run of `seed` and `kind`."""
+    extra = dict(T=config["T"], alpha=config["alpha"]) if kind == "kd" else {}
+    return dict(config["student"], seed=seed, **extra)
+
+
+def _mean_gain(accuracy):
+    """The mean over the seeds of KD - scratch, from {name: accuracy} of every run of kd_student_runs."""
+    runs = kd_student_runs(settings())
+    gains = [accuracy[kd] - accuracy[scratch] for (_, _, scratch), (_, _, kd) in zip(runs[::2], runs[1::2])]
+    return sum(gains) / len(gains)
+
+
 def _visible_kd_student(artifacts):
-    """test_kd_student's own asserts, on the submitted histories: the KD student's best validation accuracy
-    reaches the profile's and is not below the scratch student's by more than the margin."""
+    """test_kd_student's own asserts, on the submitted histories: KD gains the profile's min_gain over the
+    seeds; the first seed's KD student reaches the profile's accuracy on validation and is not below its scratch student by
+    more than the margin."""
     config = settings()
-    runs = {"student_scratch": config["student"],
-            "student_kd": dict(config["student"], T=config["T"], alpha=config["alpha"])}
     accuracy = {}
-    for name, hp in runs.items():
+    for seed, kind, name in kd_student_runs(config):
         path = Path(artifacts) / f"{name}.pt"
-        if not loaded_as_submitted(path, hp, config["student_cfg"]):
+        if not loaded_as_submitted(path, run_config(config, seed, kind), config["student_cfg"]):
             return          # the notebook trained a fallback run: its test saw that one
         accuracy[name] = best_accuracy(load_run(path, VGG)[2])
         if accuracy[name] is None:
             return
+    gain = _mean_gain(accuracy)
+    visible(gain >= config["min_gain"], f"KD - scratch over the seeds: {gain:.2f} points on average, at least "
+                                        f"{config['min_gain']} expected: check kd_loss")
     kd, scratch = accuracy["student_kd"], accuracy["student_scratch"]
     visible(kd >= config["kd_accuracy"],
             f"KD student: {kd:.2f}% validation accuracy, at least {config['kd_accuracy']}% expected")
@@ -261,31 +280,36 @@ def _visible_kd_student(artifacts):
 
 
 def check_kd_student(artifacts="artifacts"):
-    """The KD student reaches the profile's threshold and is not much worse than the scratch student.
+    """KD gains on the scratch student over the seeds, and the first seed's KD student meets the profile.
 
-    Both students must be the same network (cfg) trained with the same hyperparameters, the KD run's
-    differing only by its T and alpha, which must be the profile's (alpha = 0 would be scratch training).
+    Every run of kd_student_runs is the profile's student (cfg) trained with the profile's setup and its seed, the
+    KD runs differing only by their T and alpha, which must be the profile's (alpha = 0 would be scratch
+    training). Accuracies are re-evaluated from the checkpoints: the first seed's KD student reaches
+    kd_accuracy and is not worse than its scratch student by more than the margin; the mean over the seeds of
+    KD - scratch is at least min_gain.
     """
     _visible_kd_student(artifacts)
     config = settings()
-    scratch, _, scratch_history = _load(artifacts, "student_scratch")
-    student, _, kd_history = _load(artifacts, "student_kd")
-    for name, model in (("student_scratch.pt", scratch), ("student_kd.pt", student)):
-        assert model.cfg == list(config["student_cfg"]), (
-            f"{name} has cfg {model.cfg}, the profile's student is {config['student_cfg']}: train both students "
-            "with the notebook's train_student (the same network in both runs)")
-    for key in ("T", "alpha"):
-        assert kd_history.config.get(key) == config[key], (
-            f"student_kd.json records {key} = {kd_history.config.get(key)}, the profile's KD setup has {key} = "
-            f"{config[key]}: train it with the notebook's KD setup")
-    common = {k: v for k, v in kd_history.config.items() if k not in ("T", "alpha")}
-    assert common == scratch_history.config, (
-        f"the scratch run was trained with {scratch_history.config} and the KD run with {kd_history.config}: "
-        "apart from T and alpha they must be the same (epochs, learning rate, batch size...)")
-
     loaders = images.loaders(batch_size=256)
-    scratch_accuracy = _test_accuracy(scratch, loaders, "student_scratch.pt", scratch_history)
-    kd_accuracy = _test_accuracy(student, loaders, "student_kd.pt", kd_history)
+    accuracy = {}
+    for seed, kind, name in kd_student_runs(config):
+        model, _, history = _load(artifacts, name)
+        assert model.cfg == list(config["student_cfg"]), (
+            f"{name}.pt has cfg {model.cfg}, the profile's student is {config['student_cfg']}: train every student "
+            "with the notebook's train_student (the same network in every run)")
+        expected = History(run_config(config, seed, kind)).config
+        if kind == "kd":
+            for key in ("T", "alpha"):
+                assert history.config.get(key) == config[key], (
+                    f"{name}.json records {key} = {history.config.get(key)}, the profile's KD setup has {key} = "
+                    f"{config[key]}: train it with the notebook's KD setup")
+        assert history.config == expected, (
+            f"{name}.json records the setup {history.config}, the notebook trains this run with {expected} "
+            f"(seed {seed}; apart from T and alpha the scratch and KD runs must be the same: epochs, learning "
+            "rate, batch size, fraction of the images); run the training cell unchanged")
+        accuracy[name] = _test_accuracy(model, loaders, f"{name}.pt", history)
+
+    kd_accuracy, scratch_accuracy = accuracy["student_kd"], accuracy["student_scratch"]
     assert kd_accuracy >= config["kd_accuracy"], (
         f"the KD student reaches {kd_accuracy:.2f}% test accuracy, at least {config['kd_accuracy']}% is "
         f"expected in the {profile.name()} profile; check kd_loss and re-run the training cells")
@@ -293,3 +317,8 @@ def check_kd_student(artifacts="artifacts"):
         f"the KD student ({kd_accuracy:.2f}%) is worse than the same student trained from scratch "
         f"({scratch_accuracy:.2f}%) by more than the seed noise ({config['margin']} points): the teacher's "
         "soft targets should not hurt; check kd_loss (T^2, the direction of the KL, batchmean)")
+    gain = _mean_gain(accuracy)
+    assert gain >= config["min_gain"], (
+        f"averaged over the seeds {tuple(config['seeds'])}, the KD students are {gain:+.2f} points from the scratch "
+        f"students (checkpoints re-evaluated); with this teacher and {config['student']['train_fraction']:.0%} of "
+        f"the images distillation gains at least {config['min_gain']} points: check kd_loss")

@@ -106,11 +106,35 @@ class EmbeddedDigits(Dataset):
         return image, self.labels[i]
 
 
-def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0):
+def labels_of(dataset):
+    """(N,) int64 class of every item of `dataset` (EmbeddedDigits, torchvision's CIFAR10, or a Subset of one)."""
+    if isinstance(dataset, Subset):
+        return labels_of(dataset.dataset)[torch.as_tensor(dataset.indices)]
+    labels = dataset.labels if hasattr(dataset, "labels") else dataset.targets
+    return torch.as_tensor(labels)
+
+
+def class_subset(dataset, fraction):
+    """A Subset with `fraction` of each class's items (at least one per class), the same ones on every call.
+
+    Stratified, so that a small fraction keeps the classes balanced; the items are drawn by a fixed generator
+    (seed 0), independent of the runs' seeds: every run on the subset sees the same images.
+    """
+    labels = labels_of(dataset)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+    keep = []
+    for c in range(NUM_CLASSES):
+        items = order[labels[order] == c]
+        keep += items[:max(1, round(fraction * len(items)))].tolist()
+    return Subset(dataset, sorted(keep))
+
+
+def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0, train_fraction=1.0):
     """{"train", "val", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
 
     The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat; val and
     test are in a fixed order, not augmented. Select checkpoints on "val"; "test" is for the final report.
+    train_fraction < 1 trains on that fraction of each class (class_subset); val and test stay whole.
     """
     profile = profile or lab_profile.name()
     batch_size = batch_size or lab_profile.config("vgg", profile)["batch_size"]
@@ -118,6 +142,8 @@ def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num
         sets = {split: EmbeddedDigits(split) for split in ("train", "val", "test")}
     else:
         sets = cifar10_splits(root, download)
+    if train_fraction < 1:
+        sets["train"] = class_subset(sets["train"], train_fraction)
     generator = torch.Generator().manual_seed(seed)
     return {
         "train": DataLoader(sets["train"], batch_size=batch_size, shuffle=True, generator=generator,
