@@ -111,8 +111,8 @@ def param_groups(model, hp):
     """
     if "sinc_lr" not in hp:
         return [dict(params=list(model.parameters()))]
-    from .models.sincnet import SincConv1d      # here, not at the top: the image labs never load it
-    bands = [p for m in model.modules() if isinstance(m, SincConv1d) for p in m.band_parameters()]
+    # any layer that says which of its parameters are band edges (SincConv1d): train.py knows no lab's model
+    bands = [p for m in model.modules() if hasattr(m, "band_parameters") for p in m.band_parameters()]
     rest = [p for p in model.parameters() if all(p is not b for b in bands)]
     return [dict(params=rest), dict(params=bands, lr=hp["sinc_lr"], weight_decay=0.0)]
 

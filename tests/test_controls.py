@@ -38,7 +38,7 @@ def _markdown(assignment, notebook):
 # ----------------------------------------------------------------------------------------- fast checks
 
 def test_class_subset_keeps_each_class_and_the_same_images():
-    train = images.EmbeddedDigits(train=True)
+    train = images.EmbeddedDigits("train")
     subset = images.class_subset(train, 0.2)
     labels = images.labels_of(train)
     counts = torch.bincount(labels[subset.indices], minlength=10)
