@@ -339,7 +339,7 @@ def test_student_runs_first_cells_and_validates_blank_notebook(browser, student_
             f"the setup cell shows no profile line:\n{setup}"
         runs = ", ".join(f"{tag}: s = {s:g}" for tag, s in slim["lambdas"].items())
         assert f"runs: {runs}" in setup, f"the setup cell shows no lambda grid:\n{setup}"
-        assert re.search(r"\d+ training and \d+ test images", setup), setup
+        assert re.search(r"\d+ training, \d+ validation .* and \d+ test images", setup), setup
         assert outputs(browser, shown[index["update_bn"]]) == "", "defining update_bn should print nothing"
         visible_test = outputs(browser, shown[index[LAST_CELL_RUN]])
         assert "NotImplementedError" in visible_test and "update_bn(_model, 0.1)" in visible_test, \
