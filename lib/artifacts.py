@@ -84,7 +84,7 @@ def _sincnet_quant(table):
     quant = Producer(notebook, 3, "Task 3: quantization-aware training", "qat")
     return {
         **{f: float_run for f in _run("sincnet_float")},
-        **{f: float_plots for f in _plots("float_accuracy", "float_lr", "sinc_responses")},
+        **{f: float_plots for f in _plots("float_accuracy", "float_lr", "sinc_responses", "sinc_bands")},
         **{f: pruned for f in _run("sincnet_pruned")},
         **{f: replace(pruned, graded=False) for f in _plots("pruned_accuracy")},
         **{f: quant for f in _run("sincnet_quant")},
