@@ -23,31 +23,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from autograde.mutants.sincnet_quant import calibrate  # noqa: E402
 from autograde.reference.sincnet_quant import STEQuantize  # noqa: E402
 from autograde.reference.slimming import build_cfg_mask  # noqa: E402
 from lib import profile, train  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
 from lib.data import speech  # noqa: E402
 from lib.models import SincNet, cutoff_change  # noqa: E402
-from lib.models.quant import QuantAct, quantize_sincnet  # noqa: E402
+from lib.models.quant import quantize_sincnet  # noqa: E402
 from lib.slimming import prune_sincnet  # noqa: E402
 
 
 RULES = ("best", "last")     # lib.train.kept_record's rules
-
-
-def calibrate(qmodel, loader, batches):
-    """The notebook's calibrate: only the QuantAct layers see `batches` training batches, to set their ranges."""
-    qmodel.eval()
-    for module in qmodel.modules():
-        if isinstance(module, QuantAct):
-            module.train()
-    with torch.no_grad():
-        for i, (inputs, _) in enumerate(loader):
-            if i == batches:
-                break
-            qmodel(inputs)
-    qmodel.eval()
 
 
 def run(seed, loaders, pruned=None):

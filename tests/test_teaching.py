@@ -136,15 +136,20 @@ def test_cached_teacher_runs_the_teacher_once_per_distinct_batch():
 
 # ------------------------------------------------------------------------- one state per number (item 2)
 
-def test_sparsity_train_summary_describes_the_best_checkpoint(reference_work):
-    """Each row of the summary: the sparsity of sparsity_<tag>.pt (the best epoch, what vggprune prunes)
-    next to that epoch's accuracy, and the last epoch's sparsity said to be the last epoch's."""
-    work = reference_work("slimming")
+def _summary_table(work):
+    """(header line, column names, row lines) of the table sparsity_train's "summary" cell printed in `work`."""
     nb = nbformat.read(work / "sparsity_train.ipynb", as_version=4)
     cell = next(c for c in nb.cells if nbgrader_id(c) == "summary")
     text = "".join(output.get("text", "") for output in cell.outputs)
     header, *rows = [line for line in text.splitlines() if "|" in line]
-    columns = [c.strip() for c in header.split("|")]
+    return header, [c.strip() for c in header.split("|")], rows
+
+
+def test_sparsity_train_summary_describes_the_best_checkpoint(reference_work):
+    """Each row of the summary: the sparsity of sparsity_<tag>.pt (the best epoch, what vggprune prunes)
+    next to that epoch's accuracy, and the last epoch's sparsity said to be the last epoch's."""
+    work = reference_work("slimming")
+    header, columns, rows = _summary_table(work)
     assert "last-epoch sparsity" in columns, f"the summary names no last-epoch column: {header}"
     threshold = profile.config("sparsity_threshold")
     for row in rows:
@@ -162,11 +167,7 @@ def test_sparsity_train_summary_names_validation_and_test(reference_work):
     """The summary's accuracies are named for their split: "val. accuracy" is the best epoch's recorded
     validation accuracy (where the checkpoint was chosen), "test accuracy" that checkpoint on the test split."""
     work = reference_work("slimming")
-    nb = nbformat.read(work / "sparsity_train.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if nbgrader_id(c) == "summary")
-    text = "".join(output.get("text", "") for output in cell.outputs)
-    header, *rows = [line for line in text.splitlines() if "|" in line]
-    columns = [c.strip() for c in header.split("|")]
+    header, columns, rows = _summary_table(work)
     assert {"val. accuracy", "test accuracy"} <= set(columns), f"the summary names no split: {header}"
     test_loader = images.loaders()["test"]
     for row in rows:

@@ -103,8 +103,9 @@ def _settings():
     return settings, finetune_hp
 
 
-def _calibrate(qmodel, loader, batches):
-    """The notebook's calibrate: every QuantAct's range from `batches` batches of `loader`."""
+def calibrate(qmodel, loader, batches):
+    """The notebook's calibrate: every QuantAct's range from `batches` batches of `loader` (also used by
+    bench/bench_sincnet_seeds.py)."""
     qmodel.eval()
     for module in qmodel.modules():
         if isinstance(module, QuantAct):
@@ -124,7 +125,7 @@ def _quantize_and_train(artifacts, pruned, loaders, freeze_weights=False, **chan
     freeze_weights: the conv/linear weights get requires_grad False (no gradient, no update)."""
     settings, _ = _settings()
     qmodel = quantize_sincnet(pruned, ReferenceSTE.apply, reference_weight_scale)
-    _calibrate(qmodel, loaders["train"], settings["calibration_batches"])
+    calibrate(qmodel, loaders["train"], settings["calibration_batches"])
     layers = [m for m in quantized_layers(qmodel) if hasattr(m, "weight")]
     for layer in layers:
         layer.weight.requires_grad_(not freeze_weights)
