@@ -119,16 +119,16 @@ QUICK = {
     # Knowledge-distillation lab (solutions/kd). Teacher: the slimming lab's lambda = 0 VGG-19 ("vgg").
     "kd": dict(
         student_cfg=[8, 'M', 16, 'M', 16, 'M', 24, 'M', 32],   # 14,562 parameters ~ the 90%-pruned VGG-19's
-        student=dict(epochs=30,          # 17 steps per epoch on the fraction: 510 steps
+        student=dict(epochs=60,          # 9 steps per epoch on the fraction: 540 steps
                      batch_size=16, lr=0.05, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75),
-                     train_fraction=0.2),   # 259 images: scratch 64.0 ± 2.2%, KD 75.9 ± 1.3% test (seeds 0-2)
+                     train_fraction=0.1),   # 129 images; with 20% the gain hung on the teacher (CALIBRATION)
         seeds=(0, 1, 2),                 # each student pair once per seed: mean and std of KD - scratch
-        T=4, alpha=0.5,                  # KD - scratch +11.9 ± 2.2 test, +7.5 validation (seeds 0-2)
-        sweep=dict(T=(1, 4, 20), alpha=(0.5, 0.9), epochs=30),   # = the student budget: reuses seed 0's runs
+        T=4, alpha=0.5,                  # KD - scratch, test: +8.5 and +12.3 (teachers of 2 and 1 threads)
+        sweep=dict(T=(1, 4, 20), alpha=(0.5, 0.9), epochs=60),   # = the student budget: reuses seed 0's runs
         cache_teacher=True,              # runs of one seed see the same batches: the teacher's logits once
-        kd_accuracy=65.0,                # KD test 74.4-76.7, validation 73.9-78.9: 8.9 under the worst
-        margin=3.0,                      # seed 0's pair: KD may trail scratch by this; measured +10.3 ahead
-        min_gain=3.0,                    # mean KD - scratch; measured +7.5 validation, +11.9 test (each >= +4.9)
+        kd_accuracy=50.0,                # KD seeds 0-2, 2 teachers: test 56.7-68.3, validation from 61.3
+        margin=5.0,                      # seed 0's pair: KD may trail scratch by this; validation pairs from -2.8
+        min_gain=0.0,                    # mean KD - scratch >= 0: validation +3.3 / +4.2, test +8.5 / +12.3
     ),
 }
 

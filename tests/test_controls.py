@@ -108,8 +108,9 @@ def test_train_prune_model_compares_at_equal_cost(reference_work):
     assert "unpruned, trained on" in _cell(notebook, "curves").source
 
 
-def test_kd_reports_every_seed_as_mean_and_std(reference_work):
-    work = reference_work("kd")
+def _kd_test_accuracy(work):
+    """{(seed, kind): test accuracy} of every student checkpoint of the executed kd work, after checking that
+    each run was trained with the notebook's setup."""
     config = profile.config("kd")
     accuracy = {}
     test = images.loaders()["test"]
@@ -118,9 +119,15 @@ def test_kd_reports_every_seed_as_mean_and_std(reference_work):
         assert history.config == History(kd_checks.run_config(config, seed, kind)).config
         model, _ = load_model(work / "artifacts" / f"{name}.pt", VGG)     # the table reports test, once
         accuracy[seed, kind] = evaluate(model, test, progress=False)[1]
+    return accuracy
+
+
+def test_kd_reports_every_seed_as_mean_and_std(reference_work):
+    work = reference_work("kd")
+    accuracy = _kd_test_accuracy(work)
     lines = {line.split("|")[0].strip(): line for line in _text(_cell(work / "kd.ipynb", "seed_table")).splitlines()
              if "|" in line}
-    seeds = config["seeds"]
+    seeds = profile.config("kd")["seeds"]
     for label, values in (("scratch", [accuracy[s, "scratch"] for s in seeds]),
                           ("KD", [accuracy[s, "kd"] for s in seeds]),
                           ("KD - scratch", [accuracy[s, "kd"] - accuracy[s, "scratch"] for s in seeds])):
@@ -131,14 +138,12 @@ def test_kd_reports_every_seed_as_mean_and_std(reference_work):
 
 
 def test_reference_kd_gain_stands_above_the_seed_noise(reference_work):
-    """The documented calibration: the mean gain is larger than twice its standard deviation over the seeds."""
-    work = reference_work("kd")
-    config = profile.config("kd")
-    best = {name: History.load(work / "artifacts" / f"{name}.json").best["val_accuracy"]
-            for _, _, name in kd_student_runs(config)}
-    runs = kd_student_runs(config)
-    gains = torch.tensor([best[kd] - best[scratch] for (_, _, scratch), (_, _, kd) in zip(runs[::2], runs[1::2])])
-    assert gains.mean() >= config["min_gain"] and gains.mean() > 2 * gains.std()
+    """The documented calibration: on the test split (what the seed table reports), the mean gain is larger
+    than twice its standard deviation over the seeds. (The validation split, 142 images, resolves less: there
+    the notebook's test asks only for a mean gain of at least min_gain.)"""
+    accuracy = _kd_test_accuracy(reference_work("kd"))
+    gains = torch.tensor([accuracy[s, "kd"] - accuracy[s, "scratch"] for s in profile.config("kd")["seeds"]])
+    assert gains.min() > 0 and gains.mean() > 2 * gains.std()
 
 
 def test_a_seed_run_copied_from_another_seed_fails(reference_work, tmp_path):
