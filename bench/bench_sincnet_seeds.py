@@ -7,7 +7,7 @@ with build_cfg_mask, fine-tune, calibrate and quantize, QAT (profile "sincnet_qu
 - the sinc filters' mean relative cut-off change over the float training (lib.models.cutoff_change);
 - float and pruned test accuracy of the kept checkpoints;
 - QAT: the validation curve, and validation / test accuracy of the epoch each rule of lib.train.kept_record
-  would keep ("best" validation, "last"); the profile's rule (qat["select"]) is the one the notebook uses.
+  would keep ("best" validation, "last", "smoothed"); the profile's rule (qat["select"]) is the one the notebook uses.
 With --pruned (e.g. the reference work's artifacts/sincnet_pruned.pt) only QAT runs, from that model: the
 spread of QAT alone, in a fraction of the time. Then the mean and std over the seeds. Test accuracy is
 recorded per epoch here only to compare the rules; the notebook never selects on it.
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from autograde.mutants.sincnet_quant import calibrate  # noqa: E402
-from autograde.reference.sincnet_quant import STEQuantize  # noqa: E402
+from autograde.reference.sincnet_quant import STEQuantize, weight_scale  # noqa: E402
 from autograde.reference.slimming import build_cfg_mask  # noqa: E402
 from lib import profile, train  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
@@ -34,7 +34,7 @@ from lib.models.quant import quantize_sincnet  # noqa: E402
 from lib.slimming import prune_sincnet  # noqa: E402
 
 
-RULES = ("best", "last")     # lib.train.kept_record's rules
+RULES = ("best", "last", "smoothed")     # lib.train.kept_record's rules
 
 
 def run(seed, loaders, pruned=None):
@@ -45,7 +45,7 @@ def run(seed, loaders, pruned=None):
     found = {}
     if pruned is None:
         pruned, found = float_and_pruned(seed, loaders, float_hp, settings, test)
-    qmodel = quantize_sincnet(pruned, STEQuantize.apply)
+    qmodel = quantize_sincnet(pruned, STEQuantize.apply, weight_scale)
     calibrate(qmodel, loaders["train"], settings["calibration_batches"])
     history = train.fit(qmodel, loaders, settings["qat"], seed=seed, progress=False,
                         epoch_metrics={"test_accuracy": test})

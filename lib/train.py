@@ -88,19 +88,32 @@ class History:
                              f"{error}") from None
 
 
+SMOOTHING_EPOCHS = 3   # select "smoothed": the window of epochs whose mean validation accuracy is compared
+
+
 def kept_record(records, select="best"):
     """Which epoch's weights a run keeps, from its records so far (list of dicts with "val_accuracy").
 
     select "best": the highest validation accuracy (the first, on a tie).
            "last": the last epoch, for a run that settles once its learning rate has decayed. (QAT at 2 bits
-                   does not: its last epoch swings like any other, lib/CALIBRATION.md, so it keeps "best".)
+                   does not: its last epoch swings like any other, lib/CALIBRATION.md.)
+           "smoothed": the last epoch of the SMOOTHING_EPOCHS consecutive epochs with the highest mean
+                   validation accuracy, so that one lucky epoch between poor ones is not kept; the last epoch
+                   while fewer epochs exist. Like "best", the kept epoch is the newest when it is chosen, so
+                   fit() can save it as it goes.
     Returns one of `records`. Never select on the test split: it would no longer measure unseen data.
     """
     if select == "best":
         return max(records, key=lambda r: r["val_accuracy"])
     if select == "last":
         return records[-1]
-    raise ValueError(f"select={select!r}: expected 'best' or 'last'")
+    if select == "smoothed":
+        k = SMOOTHING_EPOCHS
+        if len(records) < k:
+            return records[-1]
+        means = [sum(r["val_accuracy"] for r in records[i - k + 1:i + 1]) / k for i in range(k - 1, len(records))]
+        return records[k - 1 + means.index(max(means))]
+    raise ValueError(f"select={select!r}: expected 'best', 'last' or 'smoothed'")
 
 
 def param_groups(model, hp):
@@ -180,7 +193,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     loaders      dict with "train" and "val": the checkpoint is selected on "val" (ValueError without it);
                  a "test" loader is never used here: evaluate the returned (selected) model on it once
     hp           epochs, lr, momentum, weight_decay, milestones (fractions of the epochs where lr drops
-                 x0.1); optional: sinc_lr (param_groups), select ("best" or "last": kept_record);
+                 x0.1); optional: sinc_lr (param_groups), select ("best", "last", "smoothed": kept_record);
                  any other keys are only recorded, so they tell runs apart
     save_path    where the kept checkpoint goes (by default the best validation epoch; never chosen on
                  test); its history goes next to it as .json. At the end the model holds those weights.

@@ -252,8 +252,26 @@ def test_kept_record_follows_the_select_rule():
     assert train.kept_record(records)["epoch"] == 3                  # default: best validation, as before
     assert train.History({"select": "last"}, records).kept["epoch"] == 8
     assert train.History({}, records).kept["epoch"] == 3
-    with pytest.raises(ValueError, match="'best' or 'last'"):
+    with pytest.raises(ValueError, match="'best', 'last' or 'smoothed'"):
         train.kept_record(records, "test")
+
+
+def test_kept_record_smoothed_keeps_the_end_of_the_best_window():
+    """Means of 3 epochs, ending at epochs 3..8: 58.3, 62.3, 64.0, 58.0, 61.7, 62.0: epoch 5's window wins."""
+    records = spiky_records()
+    assert train.kept_record(records, "smoothed")["epoch"] == 5
+    assert train.kept_record(records[:2], "smoothed")["epoch"] == 2              # fewer epochs than the window
+    steady = [dict(epoch=i + 1, val_accuracy=v) for i, v in enumerate([50.0, 90.0, 50.0, 70.0, 72.0, 71.0])]
+    assert train.kept_record(steady, "best")["epoch"] == 2                      # one lucky epoch
+    assert train.kept_record(steady, "smoothed")["epoch"] == 6                  # 71.0: the steady end wins
+
+
+def test_fit_with_select_smoothed_saves_the_kept_epoch(tmp_path):
+    model = tiny_model()
+    history = train.fit(model, tiny_loaders(), dict(HP, epochs=5, select="smoothed"),
+                        save_path=tmp_path / "run.pt", progress=False)
+    meta = load_checkpoint(tmp_path / "run.pt")["meta"]
+    assert meta["epoch"] == history.kept["epoch"] == train.kept_record(history.records, "smoothed")["epoch"]
 
 
 def test_fit_with_select_last_keeps_the_last_epoch(tmp_path):
