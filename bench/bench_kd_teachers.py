@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from autograde.integrity import _kl  # noqa: E402
+from autograde.integrity import _batches, _kl, _logits  # noqa: E402
 from autograde.reference.kd import kd_loss  # noqa: E402
 from lib import profile  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
@@ -45,11 +45,6 @@ def train_student(config, hp, seed, step):
     return model.eval(), history.best["val_accuracy"]
 
 
-def logits(model, loader):
-    with torch.no_grad():
-        return torch.cat([model(x) for x, _ in loader])
-
-
 def summary(values):
     values = torch.tensor(values)
     return f"{values.mean():+6.1f} ± {values.std():4.1f} (worst {values.min():+5.1f})"
@@ -65,7 +60,8 @@ def main():
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     T, alpha = overrides.pop("T", config["T"]), overrides.pop("alpha", config["alpha"])
     hp = dict(config["student"], **overrides)
-    test = images.loaders("quick")["test"]
+    splits = _batches()            # {"val", "test"}: lists of batches, as the integrity check reads them
+    test = splits["test"]
     print(f"students: {hp}, T = {T}, alpha = {alpha}, seeds 0-{args.seeds - 1}; "
           f"{torch.get_num_threads()} torch threads")
 
@@ -75,18 +71,18 @@ def main():
     print(f"scratch: validation {[round(v, 1) for _, v in scratch]}, test {[round(v, 1) for v in scratch_test]}")
     for path in args.teachers:
         teacher = load_model(path, VGG)[0].eval()
-        teacher_val = evaluate(teacher, images.loaders("quick")["val"], device=CPU, progress=False)[1]
+        teacher_val = evaluate(teacher, splits["val"], device=CPU, progress=False)[1]
         distiller = CachedTeacher(teacher)
         step = distillation_step(distiller, kd_loss, T, alpha)
-        teacher_logits = logits(teacher, test)
+        teacher_logits = _logits(teacher, test)[0]
         val_gain, test_gain, kd_test, ratios = [], [], [], []
         for seed, (scratch_model, scratch_val) in enumerate(scratch):
             model, val = train_student(config, hp, seed, step)
             kd_test.append(evaluate(model, test, device=CPU, progress=False)[1])
             val_gain.append(val - scratch_val)
             test_gain.append(kd_test[-1] - scratch_test[seed])
-            ratios.append(float(_kl(teacher_logits, logits(model, test), T)
-                                / _kl(teacher_logits, logits(scratch_model, test), T)))
+            ratios.append(float(_kl(teacher_logits, _logits(model, test)[0], T)
+                                / _kl(teacher_logits, _logits(scratch_model, test)[0], T)))
         print(f"teacher {path} ({teacher_val:.2f}% validation)\n"
               f"  KD test {[round(v, 1) for v in kd_test]}\n"
               f"  KD - scratch  validation {summary(val_gain)}   test {summary(test_gain)}\n"

@@ -623,8 +623,8 @@ def test_qat_checkpoint_is_the_epoch_its_rule_keeps(artifacts):
 
 
 def test_quantized_threshold_is_calibrated_from_the_seed_spread():
-    """QAT reaches 72.2 +- 1.4% test over seeds 0-2 from one pruned model, and 64.52% in the reference build whose
-    float and pruned models differ too (lib/CALIBRATION.md): the threshold sits clearly under the lowest, and far
-    above a QAT that fails (2-bit post-training quantization: 10-25%)."""
+    """QAT over seeds 0-9 from one pruned model reaches 62.6 +- 2.6% test, 56.67% at the worst seed
+    (lib/CALIBRATION.md): the threshold sits clearly under the lowest, and far above a QAT that fails (2-bit
+    post-training quantization: 10-25%)."""
     quantized = profile.config("sincnet_quant", "quick")["thresholds"]["quantized"]
-    assert 40.0 <= quantized <= 64.52 - 5
+    assert 40.0 <= quantized <= 56.67 - 5
