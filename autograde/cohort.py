@@ -539,17 +539,23 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
 
     At most two tasks per worker thread are out at once: a submission's files are read and held in memory
     only when a worker is about to need them.
+
+    Nothing travels as scattered data: the scheduler cannot recover scattered data from a worker that dies,
+    and its memory manager keeps one copy of it wherever it likes, so a broadcast copy does not survive
+    either. The course bundle is a task of its own (the scheduler computes it again after a worker's death)
+    and each submission's files travel inside their grading task, which the scheduler keeps until it is done.
     """
+    import dask
     from distributed import as_completed
+    run_id = os.urandom(4).hex()
     bundles = {}
     for assignment in {a for a, _ in todo}:
         work = course.grading / "cohort" / assignment
         bundle = course_bundle(course, assignment, work / "gradebook-template.db")
-        # on every worker now (a worker that dies does not take the only copy with it); new ones fetch it
-        bundles[assignment] = client.scatter(bundle, broadcast=bool(cluster.slots(client)), hash=False)
+        with dask.config.set({LARGE_GRAPH: "1 TiB"}):
+            bundles[assignment] = client.submit(_as_is, bundle, key=f"bundle-{assignment}-{run_id}", pure=False)
     queue, out, lost = list(reversed(todo)), {}, []
     finished = as_completed()
-    run_id = os.urandom(4).hex()
 
     def hand_out():
         while queue and len(out) < max(2, 2 * cluster.slots(client)):
@@ -557,8 +563,9 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
             work = course.grading / "cohort" / assignment
             task = dict(limits, assignment=assignment, student=student,
                         submission=pack_submission(course, assignment, student, work / student / "submitted"))
-            future = client.submit(grade_task, bundles[assignment], task, key=f"grade-{assignment}-{student}-{run_id}",
-                                   pure=False)
+            with dask.config.set({LARGE_GRAPH: "1 TiB"}):
+                future = client.submit(grade_task, bundles[assignment], task,
+                                       key=f"grade-{assignment}-{student}-{run_id}", pure=False)
             out[future.key] = assignment, student
             finished.add(future)
 
@@ -578,6 +585,16 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
         future.release()
         hand_out()
     return lost
+
+
+# Dask warns of any task over 10 MB: it suspects data that should be loaded once and shared. Ours are large by
+# design: a grading task carries one submission's files, which no other task needs, and the bundle is sent once.
+LARGE_GRAPH = "distributed.admin.large-graph-warning-threshold"
+
+
+def _as_is(data):
+    """The bundle task: its data, as the client gave it."""
+    return data
 
 
 class GradebookNotReady(RuntimeError):
