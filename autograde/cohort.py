@@ -85,15 +85,31 @@ def _known_ids(course, assignment, notebook):
     return {nbgrader_id(c) for c in nbformat.read(source, as_version=4).cells} - {None}
 
 
+# A notebook is repaired here, in the client, which has no memory limit: nbformat takes about 1.4 KB of memory
+# per JSON object or array (300,000 of them: 0.9 MB on disk, 430 MB in memory). The executed reference
+# notebooks hold at most 44,000 (kd, mostly its progress bars' widget state); a notebook with more than
+# MAX_NOTEBOOK_CONTAINERS is refused before nbformat reads it.
+MAX_NOTEBOOK_CONTAINERS = 1_000_000
+
+
 def _repair_notebook(path, target, known_ids):
+    unreadable = ("{name} is not a readable notebook ({what}); every cell of it scores zero. "
+                  "Submit the .ipynb file Jupyter saved.")
     try:
+        containers = _json_containers(json.loads(path.read_bytes()))
+        if containers > MAX_NOTEBOOK_CONTAINERS:
+            raise ValueError(f"{containers} JSON objects and arrays, over the {MAX_NOTEBOOK_CONTAINERS} a "
+                             "notebook may hold")
         nb = nbformat.read(path, as_version=4)
         nbformat.validate(nb)
-    except Exception as error:   # not JSON, not a notebook, a future format...
-        return [f"{path.name} is not a readable notebook ({type(error).__name__}: {str(error)[:200]}); "
-                "every cell of it scores zero. Submit the .ipynb file Jupyter saved."]
+    except Exception as error:   # not JSON, not a notebook, a future format, too deep...
+        return [unreadable.format(name=path.name, what=f"{type(error).__name__}: {str(error)[:200]}")]
     notes, seen, cells = [], set(), []
     for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader")
+        if meta is not None and not (isinstance(meta, dict) and isinstance(meta.get("grade_id", ""), str)):
+            notes.append("a cell's nbgrader metadata is not nbgrader's: it was graded as a plain cell")
+            del cell.metadata["nbgrader"]
         cell_id = nbgrader_id(cell)
         if cell_id is not None and known_ids is not None and cell_id not in known_ids:
             notes.append(f"cell id '{cell_id}' is not one of this notebook's cells (was it renamed?): "
@@ -105,8 +121,26 @@ def _repair_notebook(path, target, known_ids):
         seen.add(cell_id)
         cells.append(cell)
     nb.cells = cells
-    nbformat.write(nb, target)
+    try:
+        nbformat.write(nb, target)
+    except Exception as error:   # text Python reads but cannot write back as UTF-8 (a lone surrogate)
+        target.unlink(missing_ok=True)
+        return [unreadable.format(name=path.name, what=f"{type(error).__name__}: {str(error)[:200]}")]
     return notes
+
+
+def _json_containers(data):
+    """How many objects and arrays a parsed JSON document holds."""
+    count, stack = 0, [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            count += 1
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            count += 1
+            stack.extend(value)
+    return count
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -193,7 +227,11 @@ def grade_one(course, assignment, student, scratch_root, submission, timeout, me
         return dict(student=student, status="interrupted", scratch=str(scratch))
     status = "graded"
     # The grading's profile is the TA's (the client's), whatever the worker's shell says; never the preflight's.
-    env = tool_env(threads, LAB_PROFILE=submission["profile"])
+    # Its temporary files (the sandbox's box: a copy of the submission and all the kernel wrote) go in a folder
+    # of scratch_root, which grade_task removes: a grading killed at the time limit cannot clean up itself.
+    tmp = scratch_root / f"tmp-{student}"
+    tmp.mkdir(exist_ok=True)
+    env = tool_env(threads, LAB_PROFILE=submission["profile"], TMPDIR=str(tmp))
     env.pop(_preflight_variable(), None)
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-c", LIMITED, str(memory_bytes or 0), *command], cwd=scratch,
@@ -305,11 +343,18 @@ def pack_submission(course, assignment, student, staging):
     after), as data for a worker: {files: tar bytes, problems, manifest_mismatch, left_out, profile}.
 
     left_out: the notebooks that were submitted but are not readable (they already have their message).
+    Never raises: a submission that cannot be prepared at all is sent as an empty one that says why.
     """
     submitted = course.submitted / student / assignment
     shutil.rmtree(staging, ignore_errors=True)
-    problems = prepare_submission(course, assignment, submitted, staging)
-    changed = manifest_problems(submitted)          # an LMS upload's (autograde.lms)
+    try:
+        problems = prepare_submission(course, assignment, submitted, staging)
+        changed = manifest_problems(submitted)          # an LMS upload's (autograde.lms)
+    except Exception as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        problems, changed = {"(files)": [f"the submission could not be read ({type(error).__name__}: "
+                                         f"{str(error)[:200]}): nothing of it was graded"]}, []
     if changed:
         problems.setdefault("(files)", []).extend(changed)
     left_out = [notebook for notebook in course.notebooks(assignment)
@@ -414,10 +459,13 @@ def _place_notebooks(course, assignment, result, graded_dir):
         notes = general + problems.get(notebook, [])
         if not path.exists():                     # give feedback on the released notebook, all zeros
             release = course.release / assignment / f"{notebook}.ipynb"
-            shutil.copy(release if release.exists() else course.source / assignment / f"{notebook}.ipynb", path)
+            if release.exists():                  # (never the source: it holds the solutions and hidden tests)
+                shutil.copy(release, path)
+            else:
+                nbformat.write(nbformat.v4.new_notebook(), path)
         if notes:
             nb = nbformat.read(path, as_version=4)
-            text = "**Message from the grader**\n\n" + "\n".join(f"- {note}" for note in notes)
+            text = "**Message from the grader**\n\n" + "\n".join(f"- {printable(note)}" for note in notes)
             nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
             nbformat.write(nb, path)
 
@@ -440,17 +488,28 @@ def _receive(work, result):
 
 
 def _record(course, assignment, result, results, state_file, keep_scratch, say):
-    """Merge one finished worker into the course and save the progress (the single writer's job)."""
+    """Unpack one finished worker's files and merge them into the course, and save the progress (the single
+    writer's job). Whatever goes wrong with one result is recorded as that student's failure."""
     try:
+        _receive(course.grading / "cohort" / assignment, result)
         merge(course, assignment, result)
     except Exception as error:            # keep going: one bad merge must not stop the class
-        result["status"], result["problems"]["(merge)"] = "failed", [f"{type(error).__name__}: {error}"]
-    if not keep_scratch:
+        result["status"] = "failed"
+        result["problems"]["(merge)"] = [f"{type(error).__name__}: {str(error)[:500]}"]
+    if not keep_scratch and "scratch" in result:
         shutil.rmtree(result["scratch"], ignore_errors=True)
-    results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
+    results[result["student"]] = {k: v for k, v in result.items() if k not in ("scratch", "files")}
     _save(state_file, results)
     say(f"  {assignment:<14} {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
         + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
+
+
+def printable(text):
+    """`text` safe to print and to write as UTF-8: control characters (but newlines and tabs) and lone
+    surrogates, which a submission's file names and metadata may hold, become escapes. Student text reaches
+    the TA's console: a cursor-moving escape sequence could erase the line that flags that student."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
@@ -476,7 +535,7 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     course = Course.open(course_root)
     for assignment in assignments:
         check_gradebook(course, assignment)
-    say = (lambda *a: None) if quiet else print
+    say = (lambda *a: None) if quiet else (lambda text: print(printable(text)))
     progress, todo = {}, []
     for assignment in assignments:
         work = course.grading / "cohort" / assignment
@@ -502,7 +561,7 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
         with cluster.connect(jobs, scheduler) as client:
             try:
                 lost = _grade_on(client, course, todo, progress, limits, keep_scratch, bar,
-                                 bar.write if not quiet else say)
+                                 (lambda text: bar.write(printable(text))) if not quiet else say)
             except KeyboardInterrupt:       # Ctrl-C: stop every local nbgrader now, before the cluster closes
                 _stopping.set()
                 for process in list(_running):
@@ -579,7 +638,6 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
             bar.update("lost")
         else:
             state_file, results = progress[assignment]
-            result = _receive(course.grading / "cohort" / assignment, result)
             _record(course, assignment, result, results, state_file, keep_scratch, say)
             bar.update(result["status"])
         future.release()

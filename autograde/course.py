@@ -61,8 +61,11 @@ SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### 
 
 
 def nbgrader_id(cell):
-    """The nbgrader grade_id of a cell, or None for a cell nbgrader does not track."""
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    """The nbgrader grade_id of a cell, or None for a cell nbgrader does not track (or whose nbgrader metadata
+    is not nbgrader's: a submitted notebook's metadata can hold anything)."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+    return grade_id if isinstance(grade_id, str) else None
 
 
 def reference_code(source_cell):

@@ -396,7 +396,7 @@ def _sketch(tensors):
     for value in tensors.values():
         flat = value.detach().reshape(-1)
         if flat.numel() > SKETCH_SIZE:
-            flat = flat[torch.linspace(0, flat.numel() - 1, SKETCH_SIZE).long()]
+            flat = flat[torch.linspace(0, flat.numel() - 1, SKETCH_SIZE, dtype=torch.float64).long()]
         rows.append(F.pad(flat.double(), (0, SKETCH_SIZE - flat.numel())))
     return torch.stack(rows) if rows else torch.zeros(0, SKETCH_SIZE, dtype=torch.float64)
 

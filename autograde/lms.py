@@ -57,19 +57,21 @@ def manifest_problems(folder):
     if not path.is_file():
         return []
     try:
-        listed = json.loads(path.read_text())["files"]
-        entries = {name: (int(entry["bytes"]), str(entry["sha256"])) for name, entry in listed.items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        return [f"{MANIFEST} is not the manifest lib.submit writes ({type(error).__name__}: {error}): "
+        listed = json.loads(path.read_bytes())["files"]
+        entries = {str(name): (int(entry["bytes"]), str(entry["sha256"])) for name, entry in listed.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as error:
+        return [f"{MANIFEST} is not the manifest lib.submit writes ({type(error).__name__}: {str(error)[:200]}): "
                 "the files could not be checked against it"]
+    # Only the submission's own regular files are read: a name in the manifest is the student's text, and
+    # "/etc/shadow" or "../bob/kd/kd.ipynb" must not make the grader read, or report on, anything else.
+    present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
     found = []
     for name, (size, digest) in sorted(entries.items()):
-        file = folder / name
-        if not file.is_file():
+        file = present.get(name)
+        if file is None:
             found.append(f"{name} is listed in {MANIFEST} but missing from the submission")
         elif file.stat().st_size != size or sha256(file) != digest:
             found.append(f"{name} does not match {MANIFEST} (its SHA-256 differs): it changed after it was zipped")
-    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     found += [f"{name} is not listed in {MANIFEST}: it was added after zipping"
-              for name in sorted(present - set(entries) - {MANIFEST, "timestamp.txt"})]
+              for name in sorted(set(present) - set(entries) - {MANIFEST, "timestamp.txt"})]
     return found

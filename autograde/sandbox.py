@@ -6,7 +6,8 @@ Inside the sandbox the kernel sees only:
     - the system's /usr and the Python environment (this interpreter's prefix and base prefix), read-only;
     - the kit's lib/ and data/ at their usual paths, read-only (so `import lib` works as for a student);
     - the probes (autograde/probes, mounted as the top-level package `probes`), read-only;
-    - `box`: a fresh writable copy of this one submission (its cwd) and the kernel's connection sockets.
+    - `box`: a fresh writable copy of this one submission (its cwd) and the kernel's connection sockets;
+    - an empty /tmp and /dev/shm of TMPFS_BYTES each, and a read-only /dev.
 Nothing else: no gradebook, no other submission, no solutions/, no autograde/reference or checks, no home
 folder. It has its own network namespace (loopback only: no network), its own PID namespace (every process
 it starts dies with it, and it dies with the grader), its own user namespace with a non-root uid, an empty
@@ -28,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 PROBES = Path(__file__).resolve().parent / "probes"
 PROBES_MOUNT = "/opt/compresslab"          # PYTHONPATH inside: `import probes` finds PROBES_MOUNT/probes
 SANDBOX_UID = 1000                         # any uid but 0: the kernel is not root in its namespace
+# The sandbox's /tmp and /dev/shm are RAM: a file there belongs to no process, so no memory limit counts it,
+# and unbounded each would take half the machine's memory. No lab writes more than a few MB there.
+TMPFS_BYTES = 512 * 2**20
 PACKAGE = "bubblewrap"                     # the Debian/Ubuntu/Fedora package that installs `bwrap`
 
 
@@ -73,7 +77,8 @@ def command(box, cwd, env, argv):
             "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--hostname", "sandbox",
             # bwrap mounts in this order: the empty /tmp first, so that a kit (or a venv) that lives under
             # /tmp is mounted over it rather than hidden by it
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--proc", "/proc", "--dev", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
             *_read_only_system(),
             "--bind", str(box), str(box), "--chdir", str(cwd), "--clearenv"]
     for key, value in env.items():

@@ -4,6 +4,7 @@ Loading uses torch.load(weights_only=True): a checkpoint can then hold only tens
 values, never code, so loading a classmate's or a submitted file cannot run anything.
 """
 import json
+import zipfile
 from pathlib import Path
 
 import torch
@@ -40,6 +41,7 @@ def load_checkpoint(path):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(explain(path, f"{path}: no such checkpoint file"))
+    _check_uncompressed(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated file, a pickle with code in it, not a torch file at all...
@@ -50,6 +52,16 @@ def load_checkpoint(path):
                               "save it with lib.checkpoint.save_checkpoint")
     ckpt.setdefault("meta", {})
     return ckpt
+
+
+def _check_uncompressed(path):
+    """torch.save stores a checkpoint's records uncompressed, so loading one takes about its size in memory.
+    A compressed record (which torch.load also reads) could unpack to a thousand times the file's size."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(info.compress_type != zipfile.ZIP_STORED for info in archive.infolist()):
+                raise CheckpointError(f"{path}: its records are compressed, which torch.save never does; "
+                                      "save it with lib.checkpoint.save_checkpoint")
 
 
 def load_into(model, path):

@@ -7,6 +7,8 @@ run of autograde.cohort. Each case is its own test below.
 import json
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -96,8 +98,40 @@ def huge_file(folder):
         f.truncate(2 * 10**9)
 
 
+def foreign_nbgrader_metadata(cells):
+    """Two extra cells whose "nbgrader" metadata nbformat accepts and nbgrader's code would choke on."""
+    return cells + [new_code_cell("x = 1", metadata={"nbgrader": "x"}),
+                    new_code_cell("y = 2", metadata={"nbgrader": {"grade_id": ["test_add"]}})]
+
+
+def lone_surrogate(folder):
+    """Valid JSON that Python reads (a lone surrogate, escaped) but cannot write back as UTF-8."""
+    text = (folder / "toy.ipynb").read_text()
+    (folder / "toy.ipynb").write_text(text.replace('"# Toy assignment"', '"# Toy \\udcff assignment"'))
+
+
+def too_many_objects(folder):
+    """A 3 MB notebook of 1.2 million empty objects in one cell's metadata (nbformat would need ~1.7 GB)."""
+    nb = json.loads((folder / "toy.ipynb").read_text())
+    nb["cells"][0]["metadata"]["x"] = [{}] * 1_200_000
+    (folder / "toy.ipynb").write_text(json.dumps(nb))
+
+
+def hostile_manifest(folder):
+    """A manifest.json naming files outside the submission, one that cannot be read, and a name that moves the
+    TA's terminal cursor."""
+    files = {"/proc/self/mem": {"bytes": 0, "sha256": "0" * 64},
+             "../../../../../../../../etc/hostname": {"bytes": 1, "sha256": "0" * 64},
+             "\x1b[1A\x1b[2K\udcff": {"bytes": 1, "sha256": "0" * 64}}
+    (folder / "manifest.json").write_text(json.dumps({"assignment": "toy", "files": files}))
+
+
 CASES = {
     "good": None,
+    "foreign_metadata": edit_cells(foreign_nbgrader_metadata),
+    "lone_surrogate": lone_surrogate,
+    "too_many_objects": too_many_objects,
+    "hostile_manifest": hostile_manifest,
     "infinite_loop": with_answer("while True:\n    pass"),
     "memory_bomb": with_answer("hog = bytearray(6 * 2**30)\ndef add(a, b):\n    return a + b"),
     "crash": with_answer("import os\nos._exit(1)"),
@@ -185,6 +219,46 @@ def test_corrupt_notebook_scores_zero_with_a_message(graded):
     assert "is not a readable notebook" in message(course, "corrupt_json")
 
 
+def test_foreign_nbgrader_metadata_is_dropped_with_a_message(graded):
+    course, results, scores = graded
+    assert points(scores, "foreign_metadata") == {"test_add": 2, "test_model": 1}
+    assert "nbgrader metadata is not nbgrader's" in message(course, "foreign_metadata")
+
+
+@pytest.mark.parametrize("student, why", [("lone_surrogate", "UnicodeEncodeError"),
+                                          ("too_many_objects", "JSON objects and arrays, over the")])
+def test_a_notebook_the_grader_cannot_handle_scores_zero_with_a_message(graded, student, why):
+    course, results, scores = graded
+    assert results[student]["status"] == "failed"
+    assert points(scores, student) == {"test_add": 0, "test_model": 0}
+    assert "is not a readable notebook" in message(course, student) and why in message(course, student)
+
+
+def test_a_manifest_reads_nothing_outside_the_submission(graded):
+    course, results, scores = graded
+    assert points(scores, "hostile_manifest") == {"test_add": 2, "test_model": 1}
+    mismatch = results["hostile_manifest"]["manifest_mismatch"]
+    assert "/proc/self/mem is listed in manifest.json but missing from the submission" in mismatch
+    assert "../../../../../../../../etc/hostname is listed in manifest.json but missing from the submission" in mismatch
+    text = message(course, "hostile_manifest")
+    assert "\\x1b[1A\\x1b[2K\\udcff is listed" in text and "\x1b" not in text     # escaped in the feedback
+
+
+def test_student_text_reaches_the_console_escaped():
+    assert cohort.printable("a\x1b[1A\x1b[2Kb\nc\td\udcff") == "a\\x1b[1A\\x1b[2Kb\nc\td\\udcff"
+
+
+def test_feedback_never_falls_back_to_the_source_notebook(tmp_path):
+    """Without a released notebook, the feedback of an ungraded notebook is an empty one, never the source,
+    which holds the solutions."""
+    course = toy_course(tmp_path, cell_timeout=20)
+    (course.release / "toy" / "toy.ipynb").unlink()
+    cohort._place_notebooks(course, "toy", {"student": "ann", "problems": {"(files)": ["no notebook"]}},
+                            tmp_path / "nothing graded")
+    text = (course.autograded / "ann" / "toy" / "toy.ipynb").read_text()
+    assert "no notebook" in text and "return a + b" not in text and "BEGIN SOLUTION" not in text
+
+
 def test_deleted_grade_cell_is_put_back_and_graded(graded):
     _, _, scores = graded
     assert points(scores, "deleted_cell") == {"test_add": 2, "test_model": 1}
@@ -238,7 +312,9 @@ def test_wall_clock_limit_and_resume(graded, tmp_path, monkeypatch):
     results = json.loads(state.read_text())
     del results["infinite_loop"]
     state.write_text(json.dumps(results))
+    boxes = set(Path(tempfile.gettempdir()).glob("clbox-*"))
     rerun = cohort.run("toy", jobs=1, timeout=8, course_root=course.root, quiet=True)
+    assert set(Path(tempfile.gettempdir()).glob("clbox-*")) == boxes     # the killed grading's box is gone too
     assert graded_now == ["infinite_loop"]              # only the one taken out of the saved progress
     assert rerun["infinite_loop"]["status"] == "timeout"
     assert points({"s": course.scores("toy", "infinite_loop")}, "s") == {"test_add": 0, "test_model": 0}

@@ -145,6 +145,15 @@ def test_a_kit_under_tmp_is_mounted_over_the_empty_tmp(tmp_path):
     assert run.stdout == "lib", run.stderr
 
 
+def test_the_memory_backed_folders_are_bounded(tmp_path):
+    """/tmp and /dev/shm are RAM that no memory limit counts: each holds TMPFS_BYTES, and /dev takes no files
+    (unbounded, each was a tmpfs of half the machine's memory)."""
+    script = "df -B1 --output=size /tmp /dev/shm | tail -n 2; touch /dev/x 2>/dev/null || echo refused"
+    run = subprocess.run(sandbox.command(tmp_path, tmp_path, {"PATH": "/usr/bin:/bin"}, ["sh", "-c", script]),
+                         capture_output=True, text=True, timeout=60)
+    assert run.stdout.split() == [str(sandbox.TMPFS_BYTES)] * 2 + ["refused"], run.stdout + run.stderr
+
+
 def test_missing_bwrap_names_the_package(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))            # no bwrap on PATH
     with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):

@@ -1,5 +1,6 @@
 """lib.train and lib.checkpoint: hook order, history round trip, determinism, grading-mode loading, errors."""
 import json
+import zipfile
 
 import pytest
 import torch
@@ -184,6 +185,22 @@ def test_unreadable_or_foreign_checkpoints_give_clear_errors(tmp_path):
     torch.save({"cfg": [1], "state_dict": Payload()}, tmp_path / "evil.pt")
     with pytest.raises(CheckpointError, match="evil.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_a_compressed_checkpoint_is_refused_before_it_is_unpacked(tmp_path):
+    """A decompression bomb: 16 KB of deflated zip that torch.load would unpack into a 16 MB tensor (and
+    1,000 times any size). torch.save never compresses, so lib.checkpoint refuses it unread."""
+    save_checkpoint(tmp_path / "plain.pt", tiny_model())
+    torch.save({"cfg": [1], "state_dict": {"w": torch.zeros(4_000_000)}, "meta": {}}, tmp_path / "zeros.pt")
+    with zipfile.ZipFile(tmp_path / "zeros.pt") as plain, \
+            zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as bomb:
+        for name in plain.namelist():
+            bomb.writestr(name, plain.read(name))
+    assert (tmp_path / "bomb.pt").stat().st_size < 100_000
+    assert torch.load(tmp_path / "bomb.pt", weights_only=True)["state_dict"]["w"].numel() == 4_000_000
+    with pytest.raises(CheckpointError, match="bomb.pt: its records are compressed"):
+        load_checkpoint(tmp_path / "bomb.pt")
+    assert load_checkpoint(tmp_path / "plain.pt")["cfg"] == list(tiny_model().cfg)
 
 
 def test_a_cfg_that_does_not_fit_the_weights_is_refused_before_it_is_built(tmp_path):
