@@ -79,7 +79,10 @@ c.AssignLatePenalties.plugin_class = "autograde.late.PercentPerDay"
 
 # Collected submissions carry the student id they were submitted under, not a Unix account of theirs.
 # (The option lives on the exchange's collector; nbgrader's own warning calls it CollectApp.check_owner.)
+# The kit's collector checks instead, where it can: a record made in the name of a Unix user of this machine
+# by another is refused, and links in a submission are left out, never followed (autograde/exchange.py).
 c.ExchangeCollect.check_owner = False
+c.ExchangeFactory.collect = "autograde.exchange.TrustedCollect"
 
 # Feedback is a web page each student opens: what students wrote (markdown answers, cell outputs) is cleaned
 # of scripts and active HTML before it is rendered (nbconvert's SanitizeHTML, with bleach).
@@ -95,5 +98,8 @@ c.GenerateFeedback.preprocessors = [
 # this pattern, or rename the zips <student>_<assignment>.zip. Each zip holds <assignment>/<files>.
 c.ZipCollectApp.downloaded_directory = "grading/downloaded"
 c.ZipCollectApp.extractor_plugin = "autograde.lms.ReadableZipsExtractor"
-c.FileNameCollectorPlugin.named_regexp = r".*/extracted/(?P<student_id>[^/_]+)_[^/]*/[^/]+/(?P<file_id>.+)"
+# The pattern matches a path with one "extracted" folder only: a zip holding a folder of that name would
+# otherwise put its files in another student's submission. A student id starts with a letter or digit ("..").
+c.FileNameCollectorPlugin.named_regexp = (r"^(?!.*/extracted/.*/extracted/).*/extracted/"
+                                          r"(?P<student_id>[A-Za-z0-9][^/_]*)_[^/]*/[^/]+/(?P<file_id>.+)")
 c.FileNameCollectorPlugin.valid_ext = list(submit.SUFFIXES)

@@ -9,6 +9,7 @@ a readable zip (a truncated download) is skipped with a warning naming it, and t
 are collected as usual (nbgrader's own extractor stops the whole collection on it).
 """
 import json
+import os
 import tempfile
 import zipfile
 from pathlib import Path
@@ -35,6 +36,19 @@ class ReadableZipsExtractor(ExtractorPlugin):
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(path.resolve())
             super().extract(readable, extracted_path)
+        _plain_modes(extracted_path)
+
+
+def _plain_modes(folder):
+    """rw-r--r-- files and rwxr-xr-x folders under `folder`: nbgrader's unzip gives each file the Unix mode its
+    zip stores, which the student chose (set-uid, or unreadable: the collection would stop at that file)."""
+    for root, folders, files in os.walk(folder):
+        for name in folders:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o644)
 
 
 def _readable(path):
