@@ -228,9 +228,9 @@ def grade_one(course, assignment, student, scratch_root, submission, timeout, me
     status = "graded"
     # The grading's profile is the TA's (the client's), whatever the worker's shell says; never the preflight's.
     # Its temporary files (the sandbox's box: a copy of the submission and all the kernel wrote) go in a folder
-    # of scratch_root, which grade_task removes: a grading killed at the time limit cannot clean up itself.
-    tmp = scratch_root / f"tmp-{student}"
-    tmp.mkdir(exist_ok=True)
+    # removed below: a grading killed at the time limit cannot clean up itself. (A short path: the kernel's
+    # sockets are files in the box, and a socket's path has at most 107 characters.)
+    tmp = Path(tempfile.mkdtemp(prefix="clgrading-"))
     env = tool_env(threads, LAB_PROFILE=submission["profile"], TMPDIR=str(tmp))
     env.pop(_preflight_variable(), None)
     with open(log, "w") as out:
@@ -246,6 +246,7 @@ def grade_one(course, assignment, student, scratch_root, submission, timeout, me
             status = "timeout"
         finally:
             _running.discard(process)
+            shutil.rmtree(tmp, ignore_errors=True)
     if status == "timeout":
         reason = f"grading stopped after the {timeout:.0f} s limit per submission"
         # nbgrader copies a notebook into autograded/ before running it: after a kill, none of them is graded.
