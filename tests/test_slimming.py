@@ -5,7 +5,9 @@ for a checkpoint of another cfg). Fast: no training; artifacts are fabricated in
 import ast
 import copy
 import io
+import json
 import random
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,7 +109,6 @@ def no_thresholds(monkeypatch):
 
 
 def _copy(artifacts, tmp_path):
-    import shutil
     return shutil.copytree(artifacts, tmp_path / "artifacts")
 
 
@@ -292,6 +293,22 @@ def test_accuracy_thresholds_apply(artifacts):
         checks.check_sparsity_accuracy(artifacts)     # untrained fabricated models: ~10%
     with pytest.raises(AssertionError, match="at least"):
         checks.check_finetuned(artifacts)
+
+
+def test_a_dense_model_cannot_stand_in_for_the_sparse_one(artifacts, tmp_path, no_thresholds):
+    """The baseline's run saved under the sparse run's names (its history's lambda edited): accurate, but not
+    sparse. (The reference baseline with 20% of its scales zeroed falls from 94.4% to 19.0%: it cannot pose
+    as sparse either.)"""
+    folder = _copy(artifacts, tmp_path)
+    config = profile.config("slimming")
+    sparse = config["sparse_tag"]
+    for suffix in (".pt", "_last.pt", ".json"):
+        shutil.copy(folder / f"sparsity_s0{suffix}", folder / f"sparsity_{sparse}{suffix}")
+    history = json.loads((folder / f"sparsity_{sparse}.json").read_text())
+    history["config"]["s"] = config["lambdas"][sparse]
+    (folder / f"sparsity_{sparse}.json").write_text(json.dumps(history))
+    with pytest.raises(AssertionError, match=rf"sparsity_{sparse}.pt has sparsity 0.\d\d; the sparse model"):
+        checks.check_sparsity_accuracy(folder)
 
 
 def test_accuracy_is_graded_on_test_and_the_history_checked_on_validation(artifacts, monkeypatch, no_thresholds):

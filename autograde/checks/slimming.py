@@ -262,7 +262,9 @@ def _accuracy_runs():
 
 
 def check_sparsity_accuracy(artifacts="artifacts"):
-    """The baseline (lambda=0) and the sparse model that vggprune prunes reach the profile's accuracy."""
+    """The baseline (lambda=0) and the sparse model that vggprune prunes reach the profile's accuracy, and the
+    sparse model is sparse: a dense model (the baseline, say) cannot stand in for it, as zeroing its scales
+    destroys its accuracy."""
     config = settings()
     for tag, key in _accuracy_runs():   # the notebook's own test, on the submitted histories
         accuracy = best_accuracy(_submitted_run(artifacts, tag))
@@ -278,6 +280,11 @@ def check_sparsity_accuracy(artifacts="artifacts"):
         assert accuracy >= config[key], (
             f"{path} reaches {accuracy:.2f}% test accuracy; at least {config[key]}% is expected "
             f"(profile {profile.name()}, {key})")
+        if tag == config["sparse_tag"]:
+            found = sparsity(model, profile.config("sparsity_threshold"))
+            assert found >= config["sparse_sparsity"], (
+                f"{path} has sparsity {found:.2f}; the sparse model (lambda {config['lambdas'][tag]:g}) should "
+                f"reach at least {config['sparse_sparsity']} at its kept epoch: train it with update_bn")
 
 
 # ----------------------------------------------------------------------------------------- build_cfg_mask
