@@ -96,11 +96,12 @@ def _repair_notebook(path, target, known_ids):
     unreadable = ("{name} is not a readable notebook ({what}); every cell of it scores zero. "
                   "Submit the .ipynb file Jupyter saved.")
     try:
-        containers = _json_containers(json.loads(path.read_bytes()))
+        text = path.read_text(encoding="utf-8")
+        containers = _json_containers(json.loads(text))
         if containers > MAX_NOTEBOOK_CONTAINERS:
             raise ValueError(f"{containers} JSON objects and arrays, over the {MAX_NOTEBOOK_CONTAINERS} a "
                              "notebook may hold")
-        nb = nbformat.read(path, as_version=4)
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as error:   # not JSON, not a notebook, a future format, too deep...
         return [unreadable.format(name=path.name, what=f"{type(error).__name__}: {str(error)[:200]}")]
@@ -499,7 +500,7 @@ def _record(course, assignment, result, results, state_file, keep_scratch, say):
         result["problems"]["(merge)"] = [f"{type(error).__name__}: {str(error)[:500]}"]
     if not keep_scratch and "scratch" in result:
         shutil.rmtree(result["scratch"], ignore_errors=True)
-    results[result["student"]] = {k: v for k, v in result.items() if k not in ("scratch", "files")}
+    results[result["student"]] = {k: v for k, v in result.items() if k != "scratch"}
     _save(state_file, results)
     say(f"  {assignment:<14} {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
         + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
@@ -608,12 +609,16 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
     import dask
     from distributed import as_completed
     run_id = os.urandom(4).hex()
+
+    def submit(function, *args, key):
+        with dask.config.set({LARGE_GRAPH: "1 TiB"}):      # large by design (LARGE_GRAPH)
+            return client.submit(function, *args, key=f"{key}-{run_id}", pure=False)
+
     bundles = {}
     for assignment in {a for a, _ in todo}:
         work = course.grading / "cohort" / assignment
         bundle = course_bundle(course, assignment, work / "gradebook-template.db")
-        with dask.config.set({LARGE_GRAPH: "1 TiB"}):
-            bundles[assignment] = client.submit(_as_is, bundle, key=f"bundle-{assignment}-{run_id}", pure=False)
+        bundles[assignment] = submit(_as_is, bundle, key=f"bundle-{assignment}")
     queue, out, lost = list(reversed(todo)), {}, []
     finished = as_completed()
 
@@ -623,9 +628,7 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
             work = course.grading / "cohort" / assignment
             task = dict(limits, assignment=assignment, student=student,
                         submission=pack_submission(course, assignment, student, work / student / "submitted"))
-            with dask.config.set({LARGE_GRAPH: "1 TiB"}):
-                future = client.submit(grade_task, bundles[assignment], task,
-                                       key=f"grade-{assignment}-{student}-{run_id}", pure=False)
+            future = submit(grade_task, bundles[assignment], task, key=f"grade-{assignment}-{student}")
             out[future.key] = assignment, student
             finished.add(future)
 

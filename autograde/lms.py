@@ -43,12 +43,10 @@ def _plain_modes(folder):
     """rw-r--r-- files and rwxr-xr-x folders under `folder`: nbgrader's unzip gives each file the Unix mode its
     zip stores, which the student chose (set-uid, or unreadable: the collection would stop at that file)."""
     for root, folders, files in os.walk(folder):
-        for name in folders:
-            os.chmod(os.path.join(root, name), 0o755)
-        for name in files:
+        for name, mode in [(name, 0o755) for name in folders] + [(name, 0o644) for name in files]:
             path = os.path.join(root, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o644)
+            if not os.path.islink(path):          # chmod follows links: never change what one points to
+                os.chmod(path, mode)
 
 
 def _readable(path):
