@@ -11,6 +11,7 @@ its number of threads is how many submissions it grades at once.
 """
 import io
 import logging
+import shutil
 import tarfile
 import time
 from contextlib import contextmanager
@@ -57,10 +58,19 @@ def pack(folder, exclude=()):
 
 
 def unpack(data, folder):
-    """Write the files of pack()'s bytes under `folder` (nothing outside it: tarfile's 'data' filter)."""
-    Path(folder).mkdir(parents=True, exist_ok=True)
+    """Write the files of pack()'s bytes under `folder`. pack() writes regular files only, so anything else (a
+    link, a device, a name that leads out of `folder`) is refused with ValueError. (Not tarfile's 'data' filter:
+    Python 3.11 has it from 3.11.4 on, and Debian 12's Python 3.11 is older.)"""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
-        tar.extractall(folder, filter="data")
+        for member in tar:
+            target = (folder / member.name).resolve()
+            if not member.isreg() or not target.is_relative_to(folder) or target == folder:
+                raise ValueError(f"{member.name!r} in a packed submission: only regular files inside it are unpacked")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tar.extractfile(member) as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
 
 
 class Progress:

@@ -39,7 +39,7 @@ import nbformat
 import psutil
 from sqlalchemy.exc import SAWarning
 
-from . import cluster
+from . import cluster, doctor
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
 from .lms import manifest_problems
 from .referee import AUTOGRADE_PREPROCESSORS
@@ -737,6 +737,14 @@ def main(argv=None):
                         help="run students' kernels without the bubblewrap sandbox (recorded per submission): "
                              "their code can then read and write whatever your user can")
     args = parser.parse_args(argv)
+    try:
+        # Within seconds, before anyone is graded: a machine that cannot grade says why in one line each.
+        doctor.require(args.course, doctor.GRADING_BYTES, "grading",
+                       sandbox=not args.no_sandbox and not args.scheduler, say=print)
+    except doctor.NotReady as error:
+        for line in str(error).splitlines():
+            print(f"autograde.cohort: {line}", file=sys.stderr)
+        return 2
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
                            args.force, sandbox=not args.no_sandbox, scheduler=args.scheduler)

@@ -36,7 +36,7 @@ from pathlib import Path
 import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
-from . import cohort
+from . import cohort, doctor
 from .course import (ASSIGNMENTS, BIN, LABS, REPO, RUN_AFTER, SOLUTIONS, Course, cores_per_worker, make_student_work,
                      nbgrader_id, tool_env)
 from .labs import refuse_stray_artifacts
@@ -274,6 +274,13 @@ def main(argv=None):
     parser.add_argument("--root", default=str(REPO / "grading" / "demo"))
     parser.add_argument("--reuse", action="append", default=[], metavar="ASSIGNMENT=FOLDER")
     args = parser.parse_args(argv)
+    try:
+        # Before eight minutes of notebooks: can this machine grade at all? One line per problem, in seconds.
+        doctor.require(Path(args.root).parent, doctor.DEMO_BYTES, "make demo")
+    except doctor.NotReady as error:
+        for line in str(error).splitlines():
+            print(f"make demo: {line}", file=sys.stderr)
+        return 2
     run(args.root, args.jobs, dict(item.split("=", 1) for item in args.reuse))
     return 0
 

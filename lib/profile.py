@@ -47,7 +47,7 @@ FULL = {
         baseline_accuracy=92.5,          # reference 93.77 - 1
         sparse_accuracy=92.5,            # reference 93.30 - 1
         sparse_sparsity=0.2,             # as quick (not measured on the full profile)
-        finetuned_accuracy={"50": 92.5, "90": 88.0},   # reference 93.78 (70% pruned) - 1; 90%: issue 3
+        finetuned_accuracy={"50": 92.5, "90": 88.0},   # reference 93.78 (70% pruned) - 1; 90%: the course's target
     ),
     "sincnet": dict(
         width=1.0, epochs=60, batch_size=128, lr=0.05, momentum=0.9, weight_decay=1e-4,
@@ -55,7 +55,7 @@ FULL = {
         sinc_lr=400,              # PROVISIONAL: quick's 2e4 x its steps / full's (310 / ~17,000); unmeasured
     ),
     # SincNet lab (solutions/sincnet_quant): prune the float model, fine-tune, then QAT. PROVISIONAL thresholds
-    # (test %) from issue 4, not yet measured on a GPU.
+    # (test %): the course's targets, not yet measured on a GPU.
     "sincnet_quant": dict(
         pruning_rate=0.5, min_channels=8,    # global |gamma| threshold over the BN channels, min per layer
         finetune=dict(epochs=20, lr=0.01, momentum=0.9, weight_decay=1e-4, milestones=(0.5, 0.75)),

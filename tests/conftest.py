@@ -69,3 +69,13 @@ def pytest_sessionstart(session):
 
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(f"nbgrader autograde processes started by the suite: {len(_AUTOGRADE_RUNS)}")
+
+
+def needs_sandbox():
+    """A mark for tests that grade in the sandbox: skipped, saying why, on a machine where it cannot start (user
+    namespaces off); under CI (the CI variable set) that is a failure instead, as for the browser test."""
+    from autograde import doctor
+    problem = doctor.sandbox_problem()
+    if problem and os.environ.get("CI"):
+        raise RuntimeError(f"CI cannot run the grading sandbox: {problem}")
+    return pytest.mark.skipif(problem is not None, reason=problem or "")

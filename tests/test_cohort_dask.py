@@ -23,10 +23,9 @@ import pytest
 from autograde import cohort
 from autograde.course import BIN
 from test_cohort import corrupt_json, good_work, points, toy_course
+from conftest import needs_sandbox
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None,
-    reason="grading in the sandbox needs `bwrap`: install the package 'bubblewrap'")
+pytestmark = needs_sandbox()
 
 # Two submissions: one graded in full, one that fails fast (an unreadable notebook: no kernel started).
 CASES = {"good": None, "corrupt": corrupt_json}

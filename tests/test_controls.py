@@ -1,4 +1,4 @@
-"""Comparisons at equal cost and effects above seed noise (issue 15).
+"""Comparisons at equal cost and effects above seed noise.
 
 train_prune_model: the unpruned model trained for the fine-tuning's epochs and the 90%-pruned cfg trained from
 random weights for the same epochs sit next to the fine-tuned networks, in the table and the curves.

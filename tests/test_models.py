@@ -95,7 +95,7 @@ def test_cutoff_change_is_the_mean_relative_change():
 
 
 def test_sinc_band_edges_move_in_a_short_training():
-    """Issue 12: at the blocks' lr the band edges (Hz) did not move; with the profile's sinc_lr they do."""
+    """At the blocks' lr the band edges (Hz) did not move; with the profile's sinc_lr they do."""
     from torch.utils.data import DataLoader, Subset
 
     from lib import profile, train

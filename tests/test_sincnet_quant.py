@@ -583,10 +583,10 @@ def test_thresholds_sit_below_the_reference_accuracies(artifacts, loaders):
                           weight_scale=weight_scale)
     assert evaluate(qmodel.eval(), loaders["test"], progress=False)[1] >= thresholds["quantized"] + 2
     full = profile.config("sincnet_quant", "full")["thresholds"]
-    assert full["float"] >= 90 and full["quantized"] >= 85                 # issue 4, provisional
+    assert full["float"] >= 90 and full["quantized"] >= 85                 # the course's targets, provisional
 
 
-# ------------------------------------------------------- issue 12: filters that learn, QAT's kept epoch
+# ------------------------------------------------------------------ filters that learn, QAT's kept epoch
 
 MIN_NOTEBOOK_CUTOFF_CHANGE = 0.03   # 10 float epochs at sinc_lr 2e4: 5.8% (seed 0); 0.7% before
 

@@ -1,4 +1,4 @@
-"""Student-facing code reads as teaching code (issue 12, items 2 and 7).
+"""Student-facing code reads as teaching code.
 
 Grading mode lives in lib/grading.py and nowhere else; lib.train knows no lab; the kd teacher's loading and
 cache are lib.teacher's; lib/profile.py is a table with one short line per value; every number of a summary

@@ -1,7 +1,7 @@
 """Probes: run a student's function on inputs drawn from a seed and return what it produced, as plain data.
 
 Grading runs the student's code inside a sandbox that holds neither the reference nor the verdict logic
-(KIT_DESIGN.md section 7). A probe is the part that runs in there: it calls the student's function on
+(docs/design.md, section 7). A probe is the part that runs in there: it calls the student's function on
 seeded inputs and records the results; a judge (autograde.checks.<assignment>.judge_*) regenerates the same
 inputs from the same seed outside the sandbox and decides. So a probe
   - imports only the standard library, torch, `lib` and (relatively) this package: the sandbox mounts this
