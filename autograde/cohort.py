@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -48,25 +49,46 @@ from .sandbox import SandboxUnavailable, bwrap
 # ---------------------------------------------------------------------------------------------------------
 # Checks and repairs before nbgrader sees a submission.
 
+# What one submission may bring into the grader, whose client has no memory limit: an honest one is a few tens
+# of MB in a few dozen files (the slimming lab's checkpoints are the largest).
+MAX_SUBMISSION_BYTES = 10**9
+MAX_SUBMISSION_FILES = 5_000
+
+
 def prepare_submission(course, assignment, submitted, dest):
     """Copy one submission into `dest`, fixing what would make nbgrader crash; returns {notebook: [problems]}.
 
-    Unreadable notebooks are left out (nbgrader then scores them zero), later copies of duplicated cells
-    are dropped, cells whose grade_id is not one of the assignment's lose their nbgrader metadata (nbgrader
-    then puts the original grade cell back), and files over the size limit are not copied.
+    Only regular files are read: links are left out, and a FIFO, socket or device (which would block or feed
+    the grader forever) is refused with a message. Unreadable notebooks are left out (nbgrader then scores them
+    zero), later copies of duplicated cells are dropped, cells whose grade_id is not one of the assignment's lose
+    their nbgrader metadata (nbgrader then puts the original grade cell back), and files over the size limit are
+    not copied, nor those past MAX_SUBMISSION_BYTES or MAX_SUBMISSION_FILES in all (the notebooks come first).
     """
     problems = {}
     dest.mkdir(parents=True)
-    for path in sorted(submitted.rglob("*")):
-        if path.is_dir() or path.is_symlink():
-            continue
+    files = sorted(submitted.rglob("*"), key=lambda p: (p.parent != submitted or p.suffix != ".ipynb", p))
+    total = count = 0
+    for path in files:
+        info = path.lstat()
         rel = path.relative_to(submitted)
-        size = path.stat().st_size
+        if stat.S_ISDIR(info.st_mode) or stat.S_ISLNK(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            problems.setdefault("(files)", []).append(
+                f"{rel} is not a regular file (a FIFO, socket or device): it was not read")
+            continue
+        size = info.st_size
         if size > course.max_file_size:
             problems.setdefault("(files)", []).append(
                 f"{rel} is {size / 1e9:.1f} GB, over the {course.max_file_size / 1e6:.0f} MB limit per file: "
                 "it was not graded")
             continue
+        total, count = total + size, count + 1
+        if total > MAX_SUBMISSION_BYTES or count > MAX_SUBMISSION_FILES:
+            problems.setdefault("(files)", []).append(
+                f"the submission holds more than {MAX_SUBMISSION_BYTES / 1e9:g} GB or {MAX_SUBMISSION_FILES} files "
+                f"in all: {rel} and the files after it were not graded")
+            break
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix != ".ipynb" or rel.parent != Path("."):
@@ -715,7 +737,12 @@ def _mark_similar(course, assignment, results):
     from .integrity import similar_submissions
     folders = {student: course.submitted / student / assignment for student in results
                if (course.submitted / student / assignment).is_dir()}
-    similar = similar_submissions(folders)
+    try:
+        similar = similar_submissions(folders)
+    except Exception as error:      # one odd file must not cost the class its summary, on every rerun
+        print(printable(f"{assignment}: the similarity pass failed ({type(error).__name__}: {str(error)[:200]}); "
+                        "no submission is flagged as similar"), file=sys.stderr)
+        similar = {}
     for student, result in results.items():
         result["similar_to"] = similar.get(student, [])
 

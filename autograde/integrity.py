@@ -469,7 +469,7 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
     for fp in prints:
         by_layout.setdefault((fp.name, fp.layout), []).append(fp)
     for group in by_layout.values():
-        if len({fp.student for fp in group}) < 2:
+        if len({fp.student for fp in group}) < 2 or not group[0].layout:   # no float tensor: nothing to measure
             continue
         sizes = torch.tensor([math.prod(shape) for _, shape in group[0].layout], dtype=torch.float64)
         estimates = _sketch_distances(torch.stack([fp.sketch for fp in group]), sizes)

@@ -50,8 +50,29 @@ def load_checkpoint(path):
     if not isinstance(ckpt, dict) or not {"cfg", "state_dict"} <= set(ckpt):
         raise CheckpointError(f"{path}: expected a dict with keys cfg, state_dict, meta; "
                               "save it with lib.checkpoint.save_checkpoint")
+    _check_storages(path, ckpt)
     ckpt.setdefault("meta", {})
     return ckpt
+
+
+def _check_storages(path, value, depth=0):
+    """Every tensor in `value` owns at least its own bytes of storage. A saved view can repeat a small storage
+    (stride 0): a file of a few KB would load as a tensor of billions of elements, and the first operation that
+    copies it would take gigabytes. torch.save of a model's state_dict never writes such a view."""
+    if depth > 16:
+        raise CheckpointError(f"{path}: nested too deep; save it with lib.checkpoint.save_checkpoint")
+    if isinstance(value, torch.Tensor):
+        needed, stored = value.numel() * value.element_size(), value.untyped_storage().nbytes()
+        if stored < needed:
+            raise CheckpointError(f"{path}: holds a tensor of shape {tuple(value.shape)} on {stored} bytes of "
+                                  f"storage (it needs {needed}): not a saved model; save it with "
+                                  "lib.checkpoint.save_checkpoint")
+    elif isinstance(value, dict):
+        for item in value.values():
+            _check_storages(path, item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_storages(path, item, depth + 1)
 
 
 def _check_uncompressed(path):

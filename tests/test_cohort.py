@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import nbformat
@@ -400,3 +401,46 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_progress(tmp_path):
     assert "run the command again to resume" in output
     state = course.root / "grading" / "cohort" / "toy" / "results.json"
     assert not state.exists() or json.loads(state.read_text()) == {}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What a submission brings into the grader's own process (the client, which has no memory limit).
+
+def test_a_fifo_in_a_submission_blocks_no_one(tmp_path):
+    """A FIFO named toy.ipynb (or any special file) is refused with a message; reading it blocked the cohort
+    run forever, the classmates included."""
+    course = toy_course(tmp_path, cell_timeout=20)
+    work = good_work(tmp_path / "work" / "fifo")
+    (work / "toy.ipynb").unlink()
+    os.mkfifo(work / "toy.ipynb")
+    os.mkfifo(work / "artifacts" / "model2.pt")
+    found = {}
+    worker = threading.Thread(target=lambda: found.update(
+        cohort.prepare_submission(course, "toy", work, tmp_path / "staging")), daemon=True)
+    worker.start()
+    worker.join(20)
+    if worker.is_alive():                      # unblock the reader, then fail
+        os.close(os.open(work / "toy.ipynb", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("prepare_submission blocked on a FIFO")
+    assert found == {"(files)": ["toy.ipynb is not a regular file (a FIFO, socket or device): it was not read",
+                                 "artifacts/model2.pt is not a regular file (a FIFO, socket or device): it was not "
+                                 "read"]}
+    assert sorted(p.name for p in (tmp_path / "staging").rglob("*")) == ["artifacts", "model.pt"]
+
+
+def test_a_submission_too_large_in_all_is_cut_after_its_notebooks(tmp_path, monkeypatch):
+    """Files each under the per-file limit but over the cap in all (2 GB of them took the client from 1.8 to 7.3
+    GiB): the notebooks are kept, the files past the cap are not read, and the message says so."""
+    monkeypatch.setattr(cohort, "MAX_SUBMISSION_BYTES", 3 * 10**6)
+    course = toy_course(tmp_path, cell_timeout=20)
+    work = good_work(tmp_path / "work" / "bulky")
+    for i in range(6):
+        (work / "artifacts" / f"bulk{i}.bin").write_bytes(b"\0" * 10**6)
+    problems = cohort.prepare_submission(course, "toy", work, tmp_path / "staging")
+    assert problems == {"(files)": ["the submission holds more than 0.003 GB or 5000 files in all: "
+                                    "artifacts/bulk2.bin and the files after it were not graded"]}, problems
+    kept = sorted(p.relative_to(tmp_path / "staging").as_posix() for p in (tmp_path / "staging").rglob("*.*"))
+    assert kept == ["artifacts/bulk0.bin", "artifacts/bulk1.bin", "toy.ipynb"], kept
+    monkeypatch.setattr(cohort, "MAX_SUBMISSION_FILES", 3)
+    problems = cohort.prepare_submission(course, "toy", work, tmp_path / "staging2")
+    assert "more than 0.003 GB or 3 files in all: artifacts/bulk2.bin" in problems["(files)"][0]

@@ -312,3 +312,15 @@ def test_two_hundred_students_are_compared_quickly(tmp_path):
     flagged = {student: others for student, others in result.items() if others}
     assert flagged == {"s003": ["s007"], "s007": ["s003"], "s042": ["s150"], "s150": ["s042"]}
     assert elapsed < 30
+
+
+def test_checkpoints_without_float_tensors_stop_no_similarity_pass(tmp_path):
+    """Two students with a float-free .pt at the same path crashed the whole similarity pass (nobody got
+    similar_to, the summary was not printed, and a rerun crashed the same way)."""
+    folders = {}
+    for student, value in (("ann", 3), ("bob", 4), ("cat", 3)):
+        folders[student] = tmp_path / student
+        (folders[student] / "artifacts").mkdir(parents=True)
+        torch.save({"cfg": [], "state_dict": {"n": torch.tensor(value)}, "meta": {}},
+                   folders[student] / "artifacts" / "odd.pt")
+    assert integrity.similar_submissions(folders) == {"ann": ["cat"], "bob": [], "cat": ["ann"]}

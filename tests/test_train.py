@@ -203,6 +203,18 @@ def test_a_compressed_checkpoint_is_refused_before_it_is_unpacked(tmp_path):
     assert load_checkpoint(tmp_path / "plain.pt")["cfg"] == list(tiny_model().cfg)
 
 
+def test_a_tensor_larger_than_its_storage_is_refused(tmp_path):
+    """A 1.4 KB checkpoint whose tensor is a stride-0 view of 4 bytes, 10^9 elements long: the first copy of it
+    (a sketch, a distance, a .double()) would take gigabytes of the grader's memory. Refused on loading; a view
+    into a larger storage (a slice, as a state_dict may hold) still loads."""
+    torch.save({"cfg": [1], "state_dict": {"w": torch.zeros(1).expand(10**9)}, "meta": {}}, tmp_path / "view.pt")
+    assert (tmp_path / "view.pt").stat().st_size < 2000
+    with pytest.raises(CheckpointError, match=r"view.pt: holds a tensor of shape \(1000000000,\) on 4 bytes"):
+        load_checkpoint(tmp_path / "view.pt")
+    torch.save({"cfg": [1], "state_dict": {"w": torch.arange(10.0)[2:5]}, "meta": {}}, tmp_path / "slice.pt")
+    assert load_checkpoint(tmp_path / "slice.pt")["state_dict"]["w"].tolist() == [2.0, 3.0, 4.0]
+
+
 def test_a_cfg_that_does_not_fit_the_weights_is_refused_before_it_is_built(tmp_path):
     # A hostile checkpoint: a few bytes of weights, a cfg for a network of ~10^12 values (terabytes).
     torch.save({"cfg": [200_000] * 16, "state_dict": {"w": torch.zeros(3)}, "meta": {}}, tmp_path / "huge.pt")
