@@ -23,6 +23,7 @@ once. Several assignments given at once share one pool of workers.
 import argparse
 import ast
 import hashlib
+import html
 import json
 import os
 import re
@@ -40,10 +41,10 @@ import nbformat
 import psutil
 from sqlalchemy.exc import SAWarning
 
-from . import cluster, doctor
+from . import cluster, doctor, late
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
 from .lms import manifest_problems
-from .referee import AUTOGRADE_PREPROCESSORS
+from .referee import AUTOGRADE_PREPROCESSORS, sanitize_markdown
 from .sandbox import SandboxUnavailable, bwrap
 
 # ---------------------------------------------------------------------------------------------------------
@@ -381,6 +382,11 @@ def pack_submission(course, assignment, student, staging):
                                          f"{str(error)[:200]}): nothing of it was graded"]}, []
     if changed:
         problems.setdefault("(files)", []).extend(changed)
+    # The time it came in is the collection's (or the TA's), never a timestamp.txt from the student's files.
+    (staging / "timestamp.txt").unlink(missing_ok=True)
+    when = late.recorded_time(course.submitted, assignment, student)
+    if when is not None:
+        (staging / "timestamp.txt").write_text(when)
     left_out = [notebook for notebook in course.notebooks(assignment)
                 if (submitted / f"{notebook}.ipynb").exists() and not (staging / f"{notebook}.ipynb").exists()]
     files = cluster.pack(staging)
@@ -489,8 +495,8 @@ def _place_notebooks(course, assignment, result, graded_dir):
                 nbformat.write(nbformat.v4.new_notebook(), path)
         if notes:
             nb = nbformat.read(path, as_version=4)
-            text = "**Message from the grader**\n\n" + "\n".join(f"- {printable(note)}" for note in notes)
-            nb.cells.insert(0, nbformat.v4.new_markdown_cell(text))
+            text = "**Message from the grader**\n\n" + "\n".join(f"- {markdown_literal(note)}" for note in notes)
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(sanitize_markdown(text)))
             nbformat.write(nb, path)
 
 
@@ -526,6 +532,13 @@ def _record(course, assignment, result, results, state_file, keep_scratch, say):
     _save(state_file, results)
     say(f"  {assignment:<14} {result['student']:<20} {result['status']:<8} {result['seconds']:6.1f} s"
         + "".join(f"\n      {nb}: {note}" for nb, notes in result["problems"].items() for note in notes))
+
+
+def markdown_literal(text):
+    """`text` (a file name, a cell id: the student's words) shown as it is in a markdown cell: printable, HTML's
+    special characters as entities and markdown's punctuation escaped, so that it renders as plain text."""
+    text = html.escape(printable(text), quote=False)
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", text)
 
 
 def printable(text):

@@ -115,8 +115,11 @@ def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
     nb = nbformat.read(notebook, as_version=4)
     kernel_env = tool_env(threads, LAB_PROFILE=profile, **(env or {}))
     try:
+        # The kernel process's own stderr (ipykernel's start-up warnings) is not the notebook's: cell outputs
+        # travel over the kernel's sockets into the notebook.
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(notebook.parent)}}).execute(env=kernel_env)
+                       resources={"metadata": {"path": str(notebook.parent)}}).execute(env=kernel_env,
+                                                                                      stderr=subprocess.DEVNULL)
     finally:
         nbformat.write(nb, notebook)
     return nb
@@ -231,13 +234,16 @@ class Course:
         self.nbgrader("generate_assignment", assignment, "--force")
 
     def submit(self, student, assignment, folder, timestamp=None):
-        """Put `folder` where `nbgrader collect` would: <submitted>/<student>/<assignment>/."""
+        """Put `folder` where `nbgrader collect` would: <submitted>/<student>/<assignment>/; `timestamp`
+        (nbgrader's text, e.g. "2030-01-01 10:00:00.000000 UTC") is recorded as the time it came in."""
+        from .late import record_time
         dest = self.submitted / student / assignment
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         if timestamp is not None:
             (dest / "timestamp.txt").write_text(timestamp)
+            record_time(self.submitted, assignment, student, timestamp)
         return dest
 
     def autograde(self, assignment, student=None, check=True, timeout=None):

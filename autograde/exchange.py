@@ -8,21 +8,27 @@ every student, so what it holds is collected as evidence, not trusted.
 - a submission made in the name of a Unix user of this machine by another user is refused with an error, and
   that student's own newest submission is collected instead (nbgrader only warns);
 - a record whose name nbgrader cannot read (`<student>+<assignment>+<time>+<random>`) is left out with an error
-  instead of stopping the collection of the whole class.
+  instead of stopping the collection of the whole class;
+- the submission's time is the record name's time, or its files' last change time when that is later, never the
+  timestamp.txt the student's side wrote into it: it is written as timestamp.txt and recorded beside submitted/
+  (autograde.late.record_time), where the cohort runner reads it.
 
 What the file-system exchange cannot do is authenticate a student whose name is not a Unix user here (a hub
-whose users all run as one uid, e.g. in containers), nor vouch for the submission time in a record's name:
-for those, use an authenticated exchange (ngshare) or the LMS path (autograde/lms.py).
+whose users all run as one uid, e.g. in containers): for those, use an authenticated exchange (ngshare) or the
+LMS path (autograde/lms.py).
 """
 import os
 import pwd
 import shutil
 import stat
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.default.collect import ExchangeCollect
+
+from . import late
 
 
 class TrustedCollect(ExchangeCollect):
@@ -75,6 +81,15 @@ class TrustedCollect(ExchangeCollect):
             plain = Path(tmp) / "record"
             shutil.copytree(src, plain, ignore=self._not_regular)
             super().do_copy(str(plain), dest, log)
+        # The time it came in: its name's time, or later if its files changed later (the student names the record
+        # and writes its timestamp.txt; a change time is the kernel's, and no one can set it back).
+        named = self._path_to_record(str(src))["timestamp"]
+        named = named.replace(tzinfo=timezone.utc) if named.tzinfo is None else named
+        changed = datetime.fromtimestamp(_last_change(Path(src)), timezone.utc)
+        when = max(named, changed)
+        student, assignment = Path(dest).parts[-2:]
+        (Path(dest) / "timestamp.txt").write_text(when.strftime(late.TIME_FORMAT))
+        late.record_time(Path(dest).parents[1], assignment, student, when)
 
     def _not_regular(self, folder, names):
         """copytree's ignore: the names in `folder` that are neither regular files nor folders (not followed)."""
@@ -86,3 +101,12 @@ class TrustedCollect(ExchangeCollect):
                                  "not collected")
                 left_out.append(name)
         return left_out
+
+
+def _last_change(folder):
+    """The latest change time (st_ctime) of `folder` and everything in it, links not followed."""
+    latest = folder.lstat().st_ctime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            latest = max(latest, os.lstat(os.path.join(root, name)).st_ctime)
+    return latest

@@ -45,6 +45,7 @@ AUTOGRADE_PREPROCESSORS = [
     "nbgrader.preprocessors.SaveAutoGrades",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+    "autograde.referee.SanitizeMarkdown",           # last: what the TA and the student read, feedback and formgrader
 ]
 
 RECORD_LIMIT = 64 * 2**20        # bytes: a probe's record is a few MB at most
@@ -252,6 +253,38 @@ def sanitize_output(output):
                 output.get("execution_count"), int) else None
         return node
     return None
+
+
+# What a markdown cell may show once rendered: text, structure, links and images on the web, nothing that runs.
+MARKDOWN_TAGS = {"p", "br", "hr", "em", "strong", "b", "i", "code", "pre", "blockquote", "ul", "ol", "li",
+                 "h1", "h2", "h3", "h4", "h5", "h6", "a", "img", "table", "thead", "tbody", "tr", "th", "td",
+                 "del", "sup", "sub", "span", "div"}
+MARKDOWN_ATTRIBUTES = {"a": ["href", "title"], "img": ["src", "alt", "title"], "th": ["align"], "td": ["align"]}
+MARKDOWN_PROTOCOLS = ["http", "https", "mailto"]
+
+
+def sanitize_markdown(source):
+    """A markdown cell's source as HTML with nothing a browser would run: rendered the way nbconvert renders it
+    (math left for MathJax), then cleaned with an allow-list (bleach): no script, iframe, event handler or
+    javascript: link, whether written as HTML or as markdown."""
+    import bleach
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    html = markdown2html_mistune(source)
+    return bleach.clean(html, tags=MARKDOWN_TAGS, attributes=MARKDOWN_ATTRIBUTES, protocols=MARKDOWN_PROTOCOLS,
+                        strip=True, strip_comments=True)
+
+
+class SanitizeMarkdown(NbGraderPreprocessor):
+    """Every markdown cell of a graded notebook becomes its sanitised HTML: the feedback page and formgrader,
+    where TAs read written answers on their Jupyter server's origin, render the autograded notebook, and
+    neither cleans markdown (formgrader's template ignores nbconvert's sanitize_html)."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if cell.cell_type == "markdown":
+                cell.source = sanitize_markdown(cell.source)
+                cell.pop("attachments", None)
+        return nb, resources
 
 
 def _own_verdict(outputs):

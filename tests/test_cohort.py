@@ -4,6 +4,7 @@ A small assignment written here ("toy": one TODO, one test cell for it, one test
 checkpoint with lib) is graded for a class of students, each breaking something else, in one parallel
 run of autograde.cohort. Each case is its own test below.
 """
+import html.parser
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ import nbformat
 import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from traitlets.config import Config
 
 from autograde import cohort
 from autograde.course import Course
@@ -127,8 +129,24 @@ def hostile_manifest(folder):
     (folder / "manifest.json").write_text(json.dumps({"assignment": "toy", "files": files}))
 
 
+HOSTILE_NAME = "[x](javascript:alert(1)) <img src=x onerror=alert(2)>.png"
+HOSTILE_ANSWER = ("Pruning <img src=x onerror=alert(3)> [see](javascript:alert(4)) <iframe src=javascript:alert(5)>"
+                  "</iframe><script>alert(6)</script><svg onload=alert(7)></svg> <a href=x onclick=alert(8)>y</a>")
+
+
+def hostile_markup(folder):
+    """Script in a written answer, and in a file name the grader's message repeats (a file over the size limit,
+    sparse: no disk used)."""
+    nb = nbformat.read(folder / "toy.ipynb", as_version=4)
+    nb.cells[5].source = HOSTILE_ANSWER
+    nbformat.write(nb, folder / "toy.ipynb")
+    with open(folder / "artifacts" / HOSTILE_NAME, "wb") as f:
+        f.truncate(2 * 10**9)
+
+
 CASES = {
     "good": None,
+    "hostile_markup": hostile_markup,
     "foreign_metadata": edit_cells(foreign_nbgrader_metadata),
     "lone_surrogate": lone_surrogate,
     "too_many_objects": too_many_objects,
@@ -178,7 +196,7 @@ def points(scores, student):
 def message(course, student):
     nb = nbformat.read(course.root / "grading" / "autograded" / student / "toy" / "toy.ipynb", as_version=4)
     first = nb.cells[0].source
-    return first if first.startswith("**Message from the grader**") else ""
+    return first if first.startswith("<p><strong>Message from the grader</strong></p>") else ""
 
 
 def test_good_submission_gets_full_marks(graded):
@@ -444,3 +462,59 @@ def test_a_submission_too_large_in_all_is_cut_after_its_notebooks(tmp_path, monk
     monkeypatch.setattr(cohort, "MAX_SUBMISSION_FILES", 3)
     problems = cohort.prepare_submission(course, "toy", work, tmp_path / "staging2")
     assert "more than 0.003 GB or 3 files in all: artifacts/bulk2.bin" in problems["(files)"][0]
+
+
+class ActiveMarkup(html.parser.HTMLParser):
+    """What of the attack in a page would run when a browser opens it: event handlers that call its alert(),
+    javascript: URLs, frames, objects, SVG, and scripts that call its alert() (the page's own scripts and
+    handlers, formgrader's toggles, are not the attack's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.found, self.in_script = [], False
+
+    def handle_starttag(self, tag, attrs):
+        self.in_script = tag == "script"
+        if tag in ("iframe", "object", "embed", "svg"):
+            self.found.append(f"<{tag}>")
+        for name, value in attrs:
+            value = (value or "").strip().lower()
+            if (name.startswith("on") and "alert(" in value) or value.startswith("javascript:"):
+                self.found.append(f"<{tag} {name}={value}>")
+
+    def handle_endtag(self, tag):
+        self.in_script = False
+
+    def handle_data(self, data):
+        if self.in_script and "alert(" in data:
+            self.found.append(f"<script>{data[:80]}")
+
+
+def active_markup(page):
+    parser = ActiveMarkup()
+    parser.feed(page)
+    return parser.found
+
+
+def test_no_student_markup_runs_in_feedback_or_formgrader(graded):
+    """A written answer and a file name full of script: the feedback page and formgrader's view of the graded
+    notebook (both rendered from it) show them as text and run nothing. (Before: live onerror=, iframe and
+    javascript: links, in the answer and in the grader's own message.)"""
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    course, _, scores = graded
+    assert points(scores, "hostile_markup") == {"test_add": 2, "test_model": 1}
+    assert "over the 200 MB limit" in message(course, "hostile_markup")
+    course.nbgrader("generate_feedback", "toy", "--student", "hostile_markup")
+    page = (course.root / "grading" / "feedback" / "hostile_markup" / "toy" / "toy.html").read_text()
+    assert "Pruning" in page and "over the 200 MB limit" in page
+    assert active_markup(page) == [], active_markup(page)
+    # formgrader: its HTMLExporter with the course's configuration and its own template
+    config = Config()
+    config.HTMLExporter.template_name = "formgrade"
+    config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+    graded_nb = course.root / "grading" / "autograded" / "hostile_markup" / "toy" / "toy.ipynb"
+    view, _ = HTMLExporter(config=config).from_filename(str(graded_nb), resources={
+        "base_url": "/", "submission_id": "x", "notebook_id": "toy", "index": 0, "total": 1,
+        "student": "hostile_markup", "last_name": "", "first_name": "", "notebook_path": str(graded_nb)})
+    assert "Pruning" in view and active_markup(view) == [], active_markup(view)
