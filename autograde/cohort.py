@@ -22,6 +22,7 @@ once. Several assignments given at once share one pool of workers.
 """
 import argparse
 import ast
+import copy
 import hashlib
 import html
 import json
@@ -95,7 +96,8 @@ def prepare_submission(course, assignment, submitted, dest):
         if path.suffix != ".ipynb" or rel.parent != Path("."):
             shutil.copy(path, target)
             continue
-        notes = _repair_notebook(path, target, _known_ids(course, assignment, path.stem))
+        notes = _repair_notebook(path, target, _known_ids(course, assignment, path.stem),
+                                 _release_cells(course, assignment, path.stem))
         if notes:
             problems[path.stem] = notes
     return problems
@@ -108,6 +110,32 @@ def _known_ids(course, assignment, notebook):
     return {nbgrader_id(c) for c in nbformat.read(source, as_version=4).cells} - {None}
 
 
+def _release_cells(course, assignment, notebook):
+    """The released notebook's cells (what the student started from), or [] when there is none."""
+    release = course.release / assignment / f"{notebook}.ipynb"
+    return nbformat.read(release, as_version=4).cells if release.exists() else []
+
+
+def _put_back_missing(cells, release_cells):
+    """Put the released grade and answer cells that `cells` lacks back, each after the nearest cell that precedes
+    it in the release and is still there; returns their ids. (nbgrader puts a deleted grade cell back only after
+    a grade or answer cell: after any other one, such as a locked plotting cell, it crashes with a KeyError and
+    scores the whole notebook zero.)"""
+    present = [nbgrader_id(cell) for cell in cells]
+    put_back = []
+    for i, cell in enumerate(release_cells):
+        meta = cell.metadata.get("nbgrader", {})
+        cell_id = nbgrader_id(cell)
+        if cell_id is None or cell_id in present or not (meta.get("grade") or meta.get("solution")):
+            continue
+        earlier = [nbgrader_id(c) for c in release_cells[:i] if nbgrader_id(c) in present]
+        position = present.index(earlier[-1]) + 1 if earlier else 0
+        cells.insert(position, copy.deepcopy(cell))
+        present.insert(position, cell_id)
+        put_back.append(cell_id)
+    return put_back
+
+
 # A notebook is repaired here, in the client, which has no memory limit: nbformat takes about 1.4 KB of memory
 # per JSON object or array (300,000 of them: 0.9 MB on disk, 430 MB in memory). The executed reference
 # notebooks hold at most 44,000 (kd, mostly its progress bars' widget state); a notebook with more than
@@ -115,7 +143,7 @@ def _known_ids(course, assignment, notebook):
 MAX_NOTEBOOK_CONTAINERS = 1_000_000
 
 
-def _repair_notebook(path, target, known_ids):
+def _repair_notebook(path, target, known_ids, release_cells=()):
     unreadable = ("{name} is not a readable notebook ({what}); every cell of it scores zero. "
                   "Submit the .ipynb file Jupyter saved.")
     try:
@@ -144,6 +172,8 @@ def _repair_notebook(path, target, known_ids):
             continue
         seen.add(cell_id)
         cells.append(cell)
+    notes += [f"cell '{cell_id}' was missing: the released cell was put back and graded"
+              for cell_id in _put_back_missing(cells, release_cells)]
     nb.cells = cells
     try:
         nbformat.write(nb, target)

@@ -20,9 +20,12 @@ When the notebook's own (visible) test passed but the referee finds the very con
 broken (VisibleCheckFailed), the student's process lied: the cell is reported as "verdicts disagree:
 possible tampering" to the TA (Referee.report, read by the cohort runner).
 """
+import io
 import json
+import os
 import secrets
 import shutil
+import stat
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -149,15 +152,28 @@ def probe_code(verdict, seed, record_path):
 
 
 def read_record(path):
-    """A probe's record, loaded as plain data (weights_only: no code runs), or {'error': why not}."""
+    """A probe's record, loaded as plain data (weights_only: no code runs), or {'error': why not}.
+
+    The record lies in the sandbox's writable folder, where student code may have put something else at its
+    path: a link is not followed (the grader may be root: a link to /etc/shadow would be read with its rights),
+    and only a regular file of at most RECORD_LIMIT bytes is read.
+    """
     import torch
-    path = Path(path)
-    if not path.is_file():
-        return {"error": "the probe saved no record (the kernel died, or the cell was interrupted)"}
-    if path.stat().st_size > RECORD_LIMIT:
-        return {"error": f"the probe's record is {path.stat().st_size} bytes, over the {RECORD_LIMIT} limit"}
     try:
-        return torch.load(path, weights_only=True)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return {"error": "the probe saved no record (the kernel died, or the cell was interrupted)"}
+    except OSError as error:        # ELOOP: a symbolic link
+        return {"error": f"the probe's record is not a file the grader reads ({type(error).__name__})"}
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return {"error": "the probe's record is not a regular file"}
+        if info.st_size > RECORD_LIMIT:
+            return {"error": f"the probe's record is {info.st_size} bytes, over the {RECORD_LIMIT} limit"}
+        data = file.read(RECORD_LIMIT + 1)
+    try:
+        return torch.load(io.BytesIO(data), weights_only=True)
     except Exception as error:
         return {"error": f"the probe's record could not be read ({type(error).__name__})"}
 
@@ -288,8 +304,9 @@ class SanitizeMarkdown(NbGraderPreprocessor):
 
 
 def _own_verdict(outputs):
-    """(passed, text): what the notebook's own test in this cell gave (it errs or writes to stderr: failed)."""
-    failed = any(o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr") for o in outputs)
+    """(passed, text): what the notebook's own test in this cell gave: failed when it raised. (Not when it wrote
+    to stderr: a student's process writes there at will, and a line there switched the tampering flag off.)"""
+    failed = any(o.output_type == "error" for o in outputs)
     lines = []
     for o in outputs:
         if o.output_type == "stream":

@@ -43,12 +43,12 @@ def kd_figures(work):
         start = time.perf_counter()
         check(artifacts)
         print(f"  {check.__name__}: {time.perf_counter() - start:.2f} s (passes)")
-    batches = integrity._test_batches()
+    batches = integrity._batches()
     teacher = integrity._teacher_logits(artifacts, batches)
     T = profile.config("kd")["T"]
     for name, *_ in integrity.sweep_runs():
         model, _, _ = integrity._run(artifacts, name, profile.config("kd")["student_cfg"], "")
-        logits = integrity._logits(model, batches)[0]
+        logits = integrity._logits(model, batches["test"])[0]
         print(f"  KL(teacher || {name}) at T = {T}: {integrity._kl(teacher, logits, T):.4f}")
 
 

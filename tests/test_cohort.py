@@ -157,6 +157,7 @@ CASES = {
     "syntax_error": with_answer("def add(a, b)\n    return a + b"),
     "corrupt_json": corrupt_json,
     "deleted_cell": edit_cells(lambda cells: cells[:4] + cells[5:]),
+    "deleted_answer": edit_cells(lambda cells: cells[:2] + cells[3:]),       # after a locked cell: nbgrader crashed
     "duplicated_cell": edit_cells(lambda cells: cells[:4] + [cells[3]] + cells[4:]),
     "renamed_cell": edit_cells(rename_test_add),
     "edited_locked_cell": edit_cells(edit_locked),
@@ -279,8 +280,13 @@ def test_feedback_never_falls_back_to_the_source_notebook(tmp_path):
 
 
 def test_deleted_grade_cell_is_put_back_and_graded(graded):
-    _, _, scores = graded
+    course, results, scores = graded
     assert points(scores, "deleted_cell") == {"test_add": 2, "test_model": 1}
+    assert "cell 'test_model' was missing: the released cell was put back" in message(course, "deleted_cell")
+    # a deleted answer cell that follows a locked cell (nbgrader's own put-back crashed there: KeyError, all zero)
+    assert results["deleted_answer"]["status"] == "graded"
+    assert points(scores, "deleted_answer") == {"test_add": 0, "test_model": 1}
+    assert "cell 'add' was missing: the released cell was put back" in message(course, "deleted_answer")
 
 
 def test_duplicated_grade_cell_is_graded_once_with_a_message(graded):

@@ -20,6 +20,7 @@ test_kd_student.
     blank_cells        an IPython input transformer empties every later cell that asserts or checks; its
                        kd_loss (tests/redteam/visibly_wrong_kd_loss.py, the cross-entropy alone) fails the
                        notebook's visible asserts, so the referee must report the disagreement
+    blank_cells_quiet  the same, each blanked cell writing a line to stderr (which hid the disagreement)
     import_reference   imports autograde.reference's kd_loss when NBGRADER_EXECUTION is set
     patch_torch        right values, wrong gradient, torch.allclose / isclose always true
     read_files         prints the reference, the checks, solutions/, the gradebook, the victim's notebook
@@ -88,6 +89,7 @@ STUDENTS = {
     "honest_wrong": ("wrong", None, NO_GAIN),
     "patch_checks": ("wrong", "patch_checks", NO_GAIN),
     "blank_cells": ("visibly_wrong", "blank_cells", NO_GAIN),
+    "blank_cells_quiet": ("visibly_wrong", "blank_cells_quiet", NO_GAIN),
     "import_reference": ("wrong", "import_reference", NO_GAIN),
     "patch_torch": (None, "patch_torch", NO_GAIN),
     "read_files": ("wrong", "read_files", NO_GAIN),
@@ -550,10 +552,13 @@ def test_the_pickle_payload_never_ran(graded):
     assert not graded["pickle_marker"].exists(), "a submitted checkpoint was unpickled with code execution"
 
 
-def test_tampering_is_reported_as_disagreeing_verdicts(graded):
-    flagged = graded["results"]["blank_cells"].get("verdicts_disagree")
+@pytest.mark.parametrize("student", ["blank_cells", "blank_cells_quiet"])
+def test_tampering_is_reported_as_disagreeing_verdicts(graded, student):
+    """Also when the blanked test cell writes to stderr (blank_cells_quiet): the own test's verdict is whether it
+    raised, not whether the student's process wrote to a stream."""
+    flagged = graded["results"][student].get("verdicts_disagree")
     assert flagged == ["test_kd_loss"], (
-        "blank_cells emptied its test cells (its notebook's test_kd_loss passed, though its kd_loss breaks what "
+        f"{student} emptied its test cells (its notebook's test_kd_loss passed, though its kd_loss breaks what "
         f"that test asserts): results.json says verdicts_disagree = {flagged}")
 
 

@@ -628,3 +628,14 @@ def test_quantized_threshold_is_calibrated_from_the_seed_spread():
     post-training quantization: 10-25%)."""
     quantized = profile.config("sincnet_quant", "quick")["thresholds"]["quantized"]
     assert 40.0 <= quantized <= 56.67 - 5
+
+
+def test_the_ste_probe_gives_away_no_part_of_weight_scale():
+    """The STE probe runs in the sandbox, where a student can read it: its weight range is fixed, not the
+    reference weight_scale without its clipping branch (what it was)."""
+    from autograde.probes import sincnet_quant as probe
+    from autograde.reference.sincnet_quant import weight_scale
+    weights = 0.1 * torch.randn(64, generator=torch.Generator().manual_seed(0))
+    for bits in (2, 4, 8):
+        assert not torch.allclose(probe.fixed_range_scale(weights, bits), weight_scale(weights, bits))
+        assert probe.fixed_range_scale(weights, bits) == probe.fixed_range_scale(10 * weights, bits)

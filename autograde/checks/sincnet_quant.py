@@ -223,7 +223,7 @@ def _judge_backward(entry, seed, index, case):
 
 def _expected_layers():
     """[(bits, parameter names), ...] of the quantized layers of lib's QuantSincNet([8] * 6), in order."""
-    model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=ReferenceSTE.apply, weight_scale=probes.max_abs_scale)
+    model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=ReferenceSTE.apply, weight_scale=probes.fixed_range_scale)
     return [(layer.bits, sorted(name for name, _ in layer.named_parameters(recurse=False)))
             for layer in quantized_layers(model)]
 
