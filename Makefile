@@ -33,7 +33,9 @@ test: $(STAMP)
 	@$(PY) -m autograde.doctor --no-sandbox --folder $(TEST_TMP) --disk-gb 10 --what "make test (its temporary folders)"
 	$(PY) -m pytest -q
 
+# The machine check first (a second: Python, disk, the sandbox starts), before minutes of notebooks.
 demo: $(STAMP)
+	@$(PY) -m autograde.doctor --disk-gb 2 --what "make demo"
 	$(PY) -m autograde.demo
 
 release: $(STAMP)
