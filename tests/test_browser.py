@@ -358,3 +358,67 @@ def test_student_runs_first_cells_and_validates_blank_notebook(browser, student_
 
     print(f"\nbrowser: notebook open in {opened - started:.1f} s, cells {code_cells} ran in {ran - opened:.1f} s, "
           f"Validate answered in {validated - ran:.1f} s, listing {len(failed)} failed cells")
+
+
+# --- hostile markup in the pages a TA and a student read -----------------------------------------------------
+
+ATTACK = ('<img src=x onerror="window.pwned=1"> <svg onload="window.pwned=2"></svg> '
+          '<script>window.pwned=3</script> <iframe srcdoc="<script>parent.pwned=4</script>"></iframe> '
+          '[see](javascript:window.pwned=5) <a href="javascript:window.pwned=6" id=go>go</a> '
+          '<a href=# onclick="window.pwned=7">click</a>')
+
+
+def rendered_pages(folder, sanitize):
+    """The feedback page and formgrader's view of a graded notebook with the attack in a written answer and in
+    a grader's message naming a file, rendered with nbgrader's own templates; [paths]."""
+    import nbformat
+    from nbconvert import HTMLExporter
+    from nbgrader.server_extensions.formgrader import handlers
+    from traitlets.config import Config
+
+    from autograde.cohort import markdown_literal
+    from autograde.referee import sanitize_markdown
+    message = "**Message from the grader**\n\n- " + (markdown_literal(ATTACK + ".png") if sanitize else ATTACK)
+    cells = [nbformat.v4.new_markdown_cell(message), nbformat.v4.new_markdown_cell("My answer: " + ATTACK)]
+    if sanitize:
+        for cell in cells:
+            cell.source = sanitize_markdown(cell.source)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    pages = []
+    for template in ("feedback", "formgrade"):
+        config = Config()
+        config.HTMLExporter.template_name = template
+        config.HTMLExporter.extra_template_basedirs = [handlers.template_path]
+        # what nbgrader's GenerateFeedback adds: the folder of the bootstrap CSS its template inlines
+        config.HTMLExporter.extra_template_paths = [str(Path(handlers.template_path).parent / "static" /
+                                                        "node_modules" / "bootstrap" / "dist" / "css")]
+        resources = {"base_url": "/", "submission_id": "x", "notebook_id": "kd", "index": 0, "total": 1,
+                     "student": "s", "last_name": "", "first_name": "", "notebook_path": "kd.ipynb",
+                     "nbgrader": {"notebook": "kd", "score": 0, "max_score": 7, "late_penalty": 0}}
+        html, _ = HTMLExporter(config=config).from_notebook_node(nb, resources=resources)
+        pages.append(folder / f"{template}-{'clean' if sanitize else 'raw'}.html")
+        pages[-1].write_text(html)
+    return pages
+
+
+def attack_ran(browser, page):
+    """Open `page`, click every link of the attack, and say whether any of its scripts ran."""
+    browser.get(page.as_uri())
+    time.sleep(1)
+    for link in browser.find_elements(By.CSS_SELECTOR, "a"):
+        if link.text in ("see", "go", "click"):
+            try:
+                link.click()
+            except Exception:           # not clickable: nothing of it runs either
+                pass
+    return browser.execute_script("return window.pwned || null")
+
+
+def test_no_student_markup_runs_in_the_browser(browser, tmp_path):
+    """Headless Chromium opens the feedback page and formgrader's view as the referee leaves them (every markdown
+    cell sanitised, the grader's message escaped): no script of the attack runs, whatever is clicked. The same
+    pages without the sanitising do run it: the test sees an attack when there is one."""
+    for page in rendered_pages(tmp_path, sanitize=False):
+        assert attack_ran(browser, page) is not None, f"{page.name}: the unsanitised attack did not run"
+    for page in rendered_pages(tmp_path, sanitize=True):
+        assert attack_ran(browser, page) is None, f"{page.name}: the attack ran in the sanitised page"
