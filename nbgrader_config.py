@@ -8,6 +8,8 @@
 from pathlib import Path
 
 from nbgrader.converters import GenerateAssignment
+
+from autograde.trusted import AUTOGRADE_PREPROCESSORS
 from lib import submit
 
 c = get_config()  # noqa: F821  (nbgrader provides get_config)
@@ -38,6 +40,11 @@ except OSError:
 # with a warning (the grader then treats the artifact as missing). The limit lives in lib/submit.py, which
 # students run to zip their work, so that it warns them of a file over it before they upload.
 c.CourseDirectory.max_file_size = submit.MAX_FILE_KB   # kB
+
+# `nbgrader autograde` in this course is the trusted path: each student's kernel runs in the sandbox and the
+# scores come from the referee, outside it (autograde/referee.py). `python -m autograde.cohort` runs the same
+# pipeline, and adds workers, time and memory limits, repairs of broken notebooks and resumable progress.
+c.Autograde.autograde_preprocessors = AUTOGRADE_PREPROCESSORS
 
 # Grading mode loads the submitted artifacts instead of training (lib.train.fit_or_load), so no cell
 # should take long; this only stops a runaway cell (e.g. an infinite loop in a TODO).

@@ -1,7 +1,7 @@
 """Trusted grading: the student's kernel runs in the sandbox, the scores are decided outside it.
 
-Two nbgrader preprocessors replace `Execute` in `nbgrader autograde`'s pipeline (autograde.cohort configures
-them; see AUTOGRADE_PREPROCESSORS):
+Two nbgrader preprocessors replace `Execute` in `nbgrader autograde`'s pipeline (nbgrader_config.py and
+autograde.cohort select them: autograde/trusted.py's AUTOGRADE_PREPROCESSORS):
 
   SandboxedExecute  runs the notebook in a kernel inside the bubblewrap sandbox (autograde.sandbox), on a
                     fresh writable copy of the submission. Hidden tests never reach the kernel (nbgrader's
@@ -38,18 +38,7 @@ from traitlets import Bool, Unicode
 
 from .course import nbgrader_id
 from .sandbox import SandboxedKernelManager
-
-AUTOGRADE_PREPROCESSORS = [
-    "nbgrader.preprocessors.ClearHiddenTests",     # the kernel never sees a hidden test
-    "autograde.referee.SandboxedExecute",
-    "autograde.referee.Referee",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor",
-    "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades",
-    "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata",
-    "autograde.referee.SanitizeMarkdown",           # last: what the TA and the student read, feedback and formgrader
-]
+from .trusted import AUTOGRADE_PREPROCESSORS  # noqa: F401  (the pipeline these classes make up)
 
 RECORD_LIMIT = 64 * 2**20        # bytes: a probe's record is a few MB at most
 TEXT_LIMIT = 20_000              # characters of text kept per output

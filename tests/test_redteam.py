@@ -573,3 +573,15 @@ def test_feedback_is_generated_for_everyone(graded):
     assert run.returncode == 0, f"generate_feedback failed: {run.stderr[-2000:]}"
     for student in STUDENTS:
         feedback(graded, student)
+
+
+def test_plain_nbgrader_autograde_is_the_trusted_path_too(graded):
+    """The course's own command, `nbgrader autograde kd` (no cohort runner), runs the student's kernel in the
+    sandbox and takes the referee's scores (nbgrader_config.py selects them): attacks that won full marks there
+    when the hidden tests ran in the student's kernel score as they do through the cohort."""
+    course = graded["course"]
+    for student in ("patch_checks", "import_reference", "blank_cells"):
+        run = course.nbgrader("autograde", ASSIGNMENT, "--student", student, "--force", check=False, timeout=900)
+        assert run.returncode == 0, run.stderr[-3000:]
+        got = {cell: score for (_, cell), (score, _) in course.scores(ASSIGNMENT, student).items()}
+        assert got == NO_GAIN, f"{student} through plain `nbgrader autograde`: {got}"
