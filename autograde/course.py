@@ -242,8 +242,7 @@ class Course:
             shutil.rmtree(dest)
         shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         if timestamp is not None:
-            (dest / "timestamp.txt").write_text(timestamp)
-            record_time(self.submitted, assignment, student, timestamp)
+            (dest / "timestamp.txt").write_text(record_time(self.submitted, assignment, student, timestamp))
         return dest
 
     def autograde(self, assignment, student=None, check=True, timeout=None):

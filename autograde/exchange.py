@@ -86,10 +86,9 @@ class TrustedCollect(ExchangeCollect):
         named = self._path_to_record(str(src))["timestamp"]
         named = named.replace(tzinfo=timezone.utc) if named.tzinfo is None else named
         changed = datetime.fromtimestamp(_last_change(Path(src)), timezone.utc)
-        when = max(named, changed)
         student, assignment = Path(dest).parts[-2:]
-        (Path(dest) / "timestamp.txt").write_text(when.strftime(late.TIME_FORMAT))
-        late.record_time(Path(dest).parents[1], assignment, student, when)
+        when = late.record_time(Path(dest).parents[1], assignment, student, max(named, changed))
+        (Path(dest) / "timestamp.txt").write_text(when)      # what `nbgrader collect --update` compares
 
     def _not_regular(self, folder, names):
         """copytree's ignore: the names in `folder` that are neither regular files nor folders (not followed)."""

@@ -33,13 +33,15 @@ def time_file(submitted_root, assignment, student):
 
 
 def record_time(submitted_root, assignment, student, when):
-    """Record `when` (a UTC datetime, naive or aware, or nbgrader's timestamp text) as the submission's time."""
+    """Record `when` (a UTC datetime, naive or aware, or nbgrader's timestamp text) as the submission's time;
+    returns it as nbgrader's timestamp text."""
     if not isinstance(when, str):
         when = when.astimezone(timezone.utc) if when.tzinfo else when.replace(tzinfo=timezone.utc)
         when = when.strftime(TIME_FORMAT)
     path = time_file(submitted_root, assignment, student)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(when)
+    return when
 
 
 def recorded_time(submitted_root, assignment, student):
