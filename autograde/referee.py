@@ -34,10 +34,10 @@ from typing import Callable, Optional
 
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
-from traitlets import Bool, Unicode
+from traitlets import Bool, Integer, Unicode
 
 from .course import nbgrader_id
-from .sandbox import SandboxedKernelManager
+from .sandbox import Bounds, ResourceLimitError, SandboxedKernelManager
 from .trusted import AUTOGRADE_PREPROCESSORS  # noqa: F401  (the pipeline these classes make up)
 
 RECORD_LIMIT = 64 * 2**20        # bytes: a probe's record is a few MB at most
@@ -171,6 +171,10 @@ class SandboxedExecute(Execute):
     """nbgrader's Execute with the kernel in the sandbox, on a fresh copy of the submission, plus the probes."""
 
     sandbox = Bool(True, help="run the kernel in the bubblewrap sandbox (False: --no-sandbox)").tag(config=True)
+    max_processes = Integer(Bounds.processes, help="processes the kernel may run at once (0: any)").tag(config=True)
+    max_memory = Integer(Bounds.memory, help="bytes of memory, private and shared, all the kernel's processes "
+                                             "together (0: any)").tag(config=True)
+    max_disk = Integer(Bounds.disk, help="bytes the kernel may write to disk (0: any)").tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
         graded = Path(resources["metadata"]["path"])
@@ -189,9 +193,14 @@ class SandboxedExecute(Execute):
         self._verdicts = importer.submit(verdicts, resources["nbgrader"]["assignment"])
         importer.shutdown(wait=False)                 # the import finishes; no thread is left waiting after it
         km = SandboxedKernelManager(box=self._box, work=work, sandbox=self.sandbox,
-                                    kernel_name=self.kernel_name or "python3")
+                                    kernel_name=self.kernel_name or "python3", max_processes=self.max_processes,
+                                    max_memory=self.max_memory, max_disk=self.max_disk)
         try:
             return super().preprocess(nb, resources, km=km)
+        except Exception:
+            if km.watchdog is not None and km.watchdog.reason:    # the kernel died because the watchdog killed it
+                raise ResourceLimitError(f"the grader stopped this notebook: {km.watchdog.reason}") from None
+            raise
         finally:
             shutil.rmtree(self._box, ignore_errors=True)
 

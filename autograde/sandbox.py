@@ -20,10 +20,13 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Instance
+from traitlets import Bool, Instance, Integer
 
 REPO = Path(__file__).resolve().parents[1]
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -142,6 +145,111 @@ def kernel_env(sandbox=True):
     return env
 
 
+# ------------------------------------------------------------------------------------- bounds per grading
+
+class ResourceLimitError(RuntimeError):
+    """A grading's kernel went over one of its Bounds and was stopped (the message says which, and by how much)."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What one grading's kernel may use, all its processes together.
+
+    processes  how many processes at once (the kernel counts as one; threads are not processes)
+    memory     bytes of memory: private (anonymous) and shared memory mapped by any of them, summed
+    disk       bytes written in the box (the kernel's copy of the submission and all it writes there)
+    0 leaves that resource unbounded.
+    """
+    processes: int = 64
+    memory: int = 4 * 2**30
+    disk: int = 2 * 2**30
+
+
+def _memory_used(pid):
+    """Bytes of anonymous and shared memory that process `pid` has resident, each page divided among the
+    processes that map it (proportional set size: a forked child does not count its parent's pages again);
+    0 once it is gone."""
+    used = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as rollup:
+            for line in rollup:
+                if line.startswith(("Pss_Anon:", "Pss_Shmem:")):
+                    used += int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return used
+
+
+def _disk_used(folder):
+    """Bytes of disk that the files under `folder` take (their blocks: a sparse file counts what it holds)."""
+    used = 0
+    for parent, folders, files in os.walk(folder):
+        for name in folders + files:
+            try:
+                used += os.lstat(os.path.join(parent, name)).st_blocks * 512
+            except OSError:
+                pass
+    return used
+
+
+class Watchdog:
+    """Watches the process tree of a kernel (its root: `pid`, e.g. bwrap) and its `box` a few times a second;
+    kills the whole tree once it goes over `bounds`, and keeps the reason in `.reason` (None while within).
+
+    Why a watchdog and not the kernel's own limits: RLIMIT_NPROC does not count in a user namespace whose uid maps
+    to root, RLIMIT_DATA misses shared memory, and a disk quota needs root; a cgroup would need delegation that
+    most machines do not give an ordinary user. Polling overshoots by what the kernel can allocate in `every`
+    seconds (at most a few hundred MB), then stops it.
+    """
+
+    def __init__(self, pid, box, bounds, every=0.2):
+        self.pid, self.box, self.bounds, self.every = pid, Path(box), bounds, every
+        self.reason = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"watchdog-{pid}", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+
+    def _family(self):
+        try:
+            root = psutil.Process(self.pid)
+            return [root] + root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    def over(self, family):
+        """Why `family` (the tree's processes) and the box are over the bounds, or None."""
+        bounds, gib = self.bounds, 2**30
+        if bounds.processes and len(family) > bounds.processes:
+            return f"it ran {len(family)} processes at once, over the bound of {bounds.processes}"
+        memory = sum(_memory_used(process.pid) for process in family)
+        if bounds.memory and memory > bounds.memory:
+            return (f"its processes used {memory / gib:.2f} GiB of memory (private and shared), over the bound of "
+                    f"{bounds.memory / gib:.2f} GiB")
+        disk = _disk_used(self.box) if bounds.disk else 0
+        if bounds.disk and disk > bounds.disk:
+            return f"it wrote {disk / gib:.2f} GiB to disk, over the bound of {bounds.disk / gib:.2f} GiB"
+        return None
+
+    def _watch(self):
+        while not self._done.wait(self.every):
+            family = self._family()
+            if not family:
+                return
+            reason = self.over(family)
+            if reason is not None:
+                self.reason = reason
+                for process in family:
+                    try:
+                        process.kill()
+                    except psutil.NoSuchProcess:
+                        pass
+                return
+
+
 class SandboxedKernelManager(AsyncKernelManager):
     """A kernel manager whose kernel runs in the bubblewrap sandbox (or, with sandbox=False, as a plain
     local process with the same clean environment and working folder: what `--no-sandbox` gives)."""
@@ -149,6 +257,10 @@ class SandboxedKernelManager(AsyncKernelManager):
     box = Instance(Path, help="the writable folder shared with the sandbox").tag(config=True)
     work = Instance(Path, help="the kernel's working folder, inside box").tag(config=True)
     sandbox = Bool(True).tag(config=True)
+    max_processes = Integer(Bounds.processes).tag(config=True)
+    max_memory = Integer(Bounds.memory).tag(config=True)
+    max_disk = Integer(Bounds.disk).tag(config=True)
+    watchdog = None
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -172,6 +284,15 @@ class SandboxedKernelManager(AsyncKernelManager):
         # grader's log: the cell outputs travel over the kernel's sockets.
         kw["stdout"] = kw["stderr"] = subprocess.DEVNULL
         await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self.watchdog is not None:                 # a restarted kernel: watch the new one
+            self.watchdog.stop()
+        self.watchdog = Watchdog(self.provisioner.process.pid, self.box,
+                                 Bounds(self.max_processes, self.max_memory, self.max_disk))
+
+    async def _async_cleanup_resources(self, restart=False):
+        if self.watchdog is not None and not restart:
+            self.watchdog.stop()
+        await super()._async_cleanup_resources(restart=restart)
 
     async def interrupt_kernel(self):
         # The kernel runs in its own session inside the sandbox: a signal to bwrap's process group would not

@@ -154,6 +154,13 @@ CASES = {
     "infinite_loop": with_answer("while True:\n    pass"),
     "memory_bomb": with_answer("hog = bytearray(6 * 2**30)\ndef add(a, b):\n    return a + b"),
     "crash": with_answer("import os\nos._exit(1)"),
+    # over the bounds of each grading (autograde.sandbox.Bounds, set below): stopped, with a message
+    "many_processes": with_answer("import os, time\nfor _ in range(300):\n    if os.fork() == 0:\n"
+                                  "        time.sleep(60)\n        os._exit(0)\ntime.sleep(60)"),
+    "shared_memory": with_answer("import mmap\nshared = mmap.mmap(-1, 3 * 2**30, flags=mmap.MAP_SHARED)\n"
+                                 "for at in range(0, len(shared), 4096):\n    shared[at] = 1"),
+    "disk_filler": with_answer("with open('filler.bin', 'wb') as out:\n    for _ in range(3 * 2**30 // 2**24):\n"
+                               "        out.write(bytes(2**24))"),
     "syntax_error": with_answer("def add(a, b)\n    return a + b"),
     "corrupt_json": corrupt_json,
     "deleted_cell": edit_cells(lambda cells: cells[:4] + cells[5:]),
@@ -185,7 +192,8 @@ def graded(tmp_path_factory):
         if change is not None:
             change(work)
         course.submit(student, "toy", work)
-    results = cohort.run("toy", jobs=2, timeout=120, memory_gb=3, course_root=course.root, quiet=True)
+    results = cohort.run("toy", jobs=2, timeout=120, memory_gb=3, processes=64, disk_gb=1, course_root=course.root,
+                         quiet=True)
     scores = {s: course.scores("toy", s) for s in CASES}
     return course, results, scores
 
@@ -230,6 +238,19 @@ def test_a_crashing_kernel_scores_zero_with_a_message(graded):
     assert results["crash"]["status"] == "failed"                # the kernel died: nbgrader gave up on the notebook
     assert "toy.ipynb was not graded: nbgrader could not grade it" in message(course, "crash")
     assert "Kernel died" in message(course, "crash")
+
+
+@pytest.mark.parametrize("student, what", [("many_processes", "processes at once, over the bound of 64"),
+                                           ("shared_memory", "GiB of memory (private and shared), over the bound"),
+                                           ("disk_filler", "GiB to disk, over the bound of 1.00 GiB")])
+def test_a_grading_over_its_bounds_is_stopped_with_a_message(graded, student, what):
+    """A kernel that forks 300 processes, maps 3 GiB of shared memory (which RLIMIT_DATA does not count) or
+    writes 3 GiB is stopped at its bound; the notebook scores zero and the message says which bound."""
+    course, results, scores = graded
+    assert results[student]["status"] == "failed"
+    assert points(scores, student) == {"test_add": 0, "test_model": 0}
+    said = message(course, student)
+    assert "the grader stopped this notebook" in said and what in said, said
 
 
 def test_corrupt_notebook_scores_zero_with_a_message(graded):
