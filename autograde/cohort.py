@@ -46,7 +46,7 @@ from . import cluster, doctor, late
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
 from .lms import manifest_problems
 from .referee import AUTOGRADE_PREPROCESSORS, sanitize_markdown
-from .sandbox import SandboxUnavailable, bwrap
+from .sandbox import Bounds, SandboxUnavailable, bwrap
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks and repairs before nbgrader sees a submission.
@@ -239,7 +239,8 @@ def grade_task(bundle, task):
     try:
         threads = _worker_threads() if task["threads"] == "worker" else task["threads"]
         result = grade_one(course, task["assignment"], task["student"], scratch_root, task["submission"],
-                           task["timeout"], task["memory_bytes"], threads, task["sandbox"])
+                           task["timeout"], task["memory_bytes"], threads, task["sandbox"], task["processes"],
+                           task["disk_bytes"])
         result["files"] = cluster.pack(result.pop("scratch"), exclude=[Path("grading", "submitted")])
     finally:
         shutil.rmtree(scratch_root, ignore_errors=True)
@@ -247,13 +248,15 @@ def grade_task(bundle, task):
 
 
 def grade_one(course, assignment, student, scratch_root, submission, timeout, memory_bytes, threads=None,
-              sandbox=True):
+              sandbox=True, processes=Bounds.processes, disk_bytes=Bounds.disk):
     """Grade one submission in its own scratch course under scratch_root; returns a result dict (never raises).
 
     course: the course as the worker has it (its config, the assignment's source, the gradebook template);
     submission: pack_submission()'s dict (the prepared files as tar bytes, the problems found while preparing).
     threads: the OMP_NUM_THREADS of its kernel (torch's threads), None to leave it as it is.
     sandbox: run the student's kernel in the bubblewrap sandbox (False: --no-sandbox, recorded in the result).
+    memory_bytes bounds each process (RLIMIT_DATA) and the kernel's processes together (autograde.sandbox.Bounds,
+    as processes and disk_bytes do): a grading over one is stopped, and its notebook says why.
     The scores are the referee's (autograde.referee), decided in this trusted nbgrader process.
     """
     start = time.time()
@@ -271,6 +274,9 @@ def grade_one(course, assignment, student, scratch_root, submission, timeout, me
         # the trusted pipeline: kernel in the sandbox, scores from the referee (autograde.referee)
         "Autograde.autograde_preprocessors": AUTOGRADE_PREPROCESSORS,
         "SandboxedExecute.sandbox": bool(sandbox),
+        "SandboxedExecute.max_processes": int(processes),
+        "SandboxedExecute.max_memory": int(memory_bytes or 0),
+        "SandboxedExecute.max_disk": int(disk_bytes),
         "Referee.report": str(scratch / "referee.json")})
     cluster.unpack(submission["files"], scratch / "grading" / "submitted" / student / assignment)
     problems = {notebook: list(notes) for notebook, notes in submission["problems"].items()}
@@ -580,22 +586,29 @@ def printable(text):
 
 
 def run(assignment, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-        keep_scratch=False, quiet=False, sandbox=True, scheduler=None):
+        keep_scratch=False, quiet=False, sandbox=True, scheduler=None, processes=Bounds.processes,
+        disk_gb=Bounds.disk / 2**30, tls=None, insecure=False):
     """Grade every submission of `assignment` (or only `students`); returns {student: result}."""
     return run_many([assignment], jobs, timeout, memory_gb, course_root, students, force, keep_scratch,
-                    quiet, sandbox, scheduler)[assignment]
+                    quiet, sandbox, scheduler, processes, disk_gb, tls, insecure)[assignment]
 
 
 def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, students=None, force=False,
-             keep_scratch=False, quiet=False, sandbox=True, scheduler=None):
+             keep_scratch=False, quiet=False, sandbox=True, scheduler=None, processes=Bounds.processes,
+             disk_gb=Bounds.disk / 2**30, tls=None, insecure=False):
     """Grade the submissions of several assignments with one pool of workers (none waits for an assignment's
     last submission while another assignment has work left); returns {assignment: {student: result}}.
 
-    scheduler: the address of a Dask cluster's scheduler (tcp://HOST:PORT) to grade on; None: a LocalCluster
-    of `jobs` workers in this process. sandbox=False grades without the bubblewrap sandbox (recorded per
+    scheduler: the address of a Dask cluster's scheduler (tls://HOST:PORT, its certificates in the folder `tls`:
+    autograde.cluster) to grade on; tcp:// only with insecure=True; None: a LocalCluster of `jobs` workers in
+    this process. sandbox=False grades without the bubblewrap sandbox (recorded per
     submission); with sandbox=True and no bwrap installed here, it raises SandboxUnavailable before grading
     anyone (a cluster worker without it fails each of its gradings with the same message).
+    Bounds per submission: `timeout` seconds, `memory_gb` (each process, and the kernel's all together),
+    `processes` at once, `disk_gb` written.
     """
+    if scheduler:
+        cluster.check_address(scheduler, insecure)
     if sandbox:
         bwrap()
     refuse_preflight()
@@ -620,12 +633,13 @@ def run_many(assignments, jobs=1, timeout=900, memory_gb=4.0, course_root=REPO, 
     # Share the cores out between the gradings running at once (oversubscribed, grading gets several times
     # slower); an OMP_NUM_THREADS set by the TA wins. On a cluster, each worker shares out its own machine's.
     threads = "worker" if scheduler else None if "OMP_NUM_THREADS" in os.environ else cores_per_worker(jobs)
-    limits = dict(timeout=timeout, memory_bytes=int(memory_gb * 2**30), threads=threads, sandbox=sandbox)
+    limits = dict(timeout=timeout, memory_bytes=int(memory_gb * 2**30), threads=threads, sandbox=sandbox,
+                  processes=processes, disk_bytes=int(disk_gb * 2**30))
     start = time.time()
     bar = cluster.Progress(len(todo), enabled=not quiet)
     lost = []
     try:
-        with cluster.connect(jobs, scheduler) as client:
+        with cluster.connect(jobs, scheduler, tls, insecure) as client:
             try:
                 lost = _grade_on(client, course, todo, progress, limits, keep_scratch, bar,
                                  (lambda text: bar.write(printable(text))) if not quiet else say)
@@ -795,11 +809,20 @@ def main(argv=None):
     parser.add_argument("assignment", nargs="+", help="one or more assignments, graded with one pool of workers")
     parser.add_argument("-j", "--jobs", type=int, default=1,
                         help="submissions graded at once on this machine (default 1; not with --scheduler)")
-    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                        help="grade on this Dask cluster (its workers need the kit and bubblewrap installed)")
+    parser.add_argument("--scheduler", metavar="tls://HOST:PORT",
+                        help="grade on this Dask cluster (its workers need the kit installed)")
+    parser.add_argument("--tls", metavar="FOLDER",
+                        help="the cluster's certificates (made by `python -m autograde.cluster certificates FOLDER`)")
+    parser.add_argument("--insecure-tcp", action="store_true",
+                        help="accept a tcp:// scheduler, without TLS: only on a network that no student reaches")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per submission (default 900)")
     parser.add_argument("--memory", type=float, default=4.0,
-                        help="GB of memory for each process of a submission, nbgrader and its kernel (default 4)")
+                        help="GiB of memory for a submission: for nbgrader, and for its kernel's processes all "
+                             "together, shared memory included (default 4)")
+    parser.add_argument("--processes", type=int, default=Bounds.processes,
+                        help=f"processes a submission's kernel may run at once (default {Bounds.processes})")
+    parser.add_argument("--disk", type=float, default=Bounds.disk / 2**30,
+                        help=f"GiB a submission's kernel may write (default {Bounds.disk / 2**30:g})")
     parser.add_argument("--course", default=str(REPO), help="the nbgrader course directory (default: the kit)")
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument("--force", action="store_true", help="regrade everyone, ignoring saved progress")
@@ -807,6 +830,14 @@ def main(argv=None):
                         help="run students' kernels without the bubblewrap sandbox (recorded per submission): "
                              "their code can then read and write whatever your user can")
     args = parser.parse_args(argv)
+    try:
+        if args.scheduler:
+            cluster.check_address(args.scheduler, args.insecure_tcp)
+            if args.tls:
+                cluster.security(args.tls)
+    except cluster.InsecureCluster as error:
+        print(f"autograde.cohort: {error}", file=sys.stderr)
+        return 2
     try:
         # Within seconds, before anyone is graded: a machine that cannot grade says why in one line each.
         doctor.require(args.course, doctor.GRADING_BYTES, "grading",
@@ -817,7 +848,8 @@ def main(argv=None):
         return 2
     try:
         results = run_many(args.assignment, args.jobs, args.timeout, args.memory, args.course, args.student,
-                           args.force, sandbox=not args.no_sandbox, scheduler=args.scheduler)
+                           args.force, sandbox=not args.no_sandbox, scheduler=args.scheduler,
+                           processes=args.processes, disk_gb=args.disk, tls=args.tls, insecure=args.insecure_tcp)
     except (SandboxUnavailable, GradebookNotReady, PreflightSet) as error:
         print(f"autograde.cohort: {error}", file=sys.stderr)
         return 2
