@@ -42,21 +42,23 @@ def timed_client(counter):
 
 
 def start_cluster(tmp):
-    """`dask scheduler` and two one-thread `dask worker` processes on localhost; (address, processes)."""
-    file = tmp / "scheduler.json"
+    """`dask scheduler` and two one-thread `dask worker` processes on localhost, with TLS as the kit sets it up;
+    (address, processes, certificates folder)."""
+    file, tls = tmp / "scheduler.json", cluster.make_certificates(tmp / "tls")
     common = dict(cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                                   "--no-dashboard", "--scheduler-file", str(file)], **common)]
+    processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--protocol", "tls", "--host", "127.0.0.1",
+                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(file),
+                                   *cluster.tls_options(tls)], **common)]
     while not file.exists():
         time.sleep(0.2)
-    processes += [subprocess.Popen([str(BIN / "dask"), "worker", "--scheduler-file", str(file), "--nthreads", "1",
-                                    "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(tmp / f"w{i}")],
-                                   **common) for i in range(2)]
     address = json.loads(file.read_text())["address"]
+    processes += [subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                                    "--host", "127.0.0.1", "--local-directory", str(tmp / f"w{i}"),
+                                    *cluster.tls_options(tls)], **common) for i in range(2)]
     from distributed import Client
-    with Client(address) as client:
+    with Client(address, security=cluster.security(tls)) as client:
         client.wait_for_workers(2, timeout=300)
-    return address, processes
+    return address, processes, tls
 
 
 def main():
@@ -84,14 +86,14 @@ def main():
     client_seconds = [0.0]
     timed_client(client_seconds)
     rates, per_submission = {}, {}
-    address, processes = start_cluster(tmp)
+    address, processes, tls = start_cluster(tmp)
     try:
         for label, jobs, scheduler in (("1 local worker (-j 1)", 1, None), ("2 local workers (-j 2)", 2, None),
                                        ("2-worker Dask cluster (--scheduler)", 2, address)):
             client_seconds[0] = 0.0
             start = time.time()
             results = cohort.run(args.assignment, jobs=jobs, course_root=course.root, students=students, force=True,
-                                 quiet=True, scheduler=scheduler)
+                                 quiet=True, scheduler=scheduler, tls=tls)
             seconds = time.time() - start
             assert all(r["status"] == "graded" for r in results.values()), results
             rates[label] = 60 * args.n / seconds

@@ -1,5 +1,6 @@
 """The cohort runner on a real Dask cluster: `dask scheduler` and two `dask worker` processes on localhost,
-graded through `python -m autograde.cohort --scheduler`.
+speaking TLS with the certificates `python -m autograde.cluster certificates` made, graded through
+`python -m autograde.cohort --scheduler tls://... --tls FOLDER`. Without the certificates nobody joins or submits.
 
 The submissions are the small "toy" assignment of tests/test_cohort.py (a few seconds of grading each). The
 workers share nothing with the client but the kit: each task carries its submission's files and brings its
@@ -20,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from autograde import cohort
+from autograde import cluster, cohort
 from autograde.course import BIN
 from test_cohort import corrupt_json, good_work, points, toy_course
 from conftest import needs_sandbox
@@ -75,8 +76,12 @@ class LocalDaskCluster:
     def __init__(self, tmp):
         self.tmp, self.file = tmp, tmp / "scheduler.json"
         self.env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                     "--scheduler-file", str(self.file))
+        made = subprocess.run([sys.executable, "-m", "autograde.cluster", "certificates", str(tmp / "tls")],
+                              capture_output=True, text=True)
+        assert made.returncode == 0, made.stderr
+        self.tls = tmp / "tls"
+        self.scheduler = self._start("scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", "0",
+                                     "--no-dashboard", "--scheduler-file", str(self.file), *cluster.tls_options(self.tls))
         wait_for(self.file.exists, 120, "the scheduler to start")
         self.address = json.loads(self.file.read_text())["address"]
         self.workers, self.started = [], [self.scheduler]
@@ -87,21 +92,24 @@ class LocalDaskCluster:
         return subprocess.Popen([str(BIN / "dask"), *args], cwd=self.tmp, env=self.env, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start_worker(self):
-        """One more worker process; returns it once it has joined."""
-        folder = self.tmp / f"worker-{len(self.workers)}"
+    def start_worker(self, certified=True):
+        """One more worker process (with the cluster's certificate, or without); returns it once it has joined
+        (certified) or at once."""
+        folder = self.tmp / f"worker-{len(self.started)}"
         folder.mkdir()
-        worker = self._start("worker", "--scheduler-file", str(self.file), "--nthreads", "1", "--no-nanny",
-                             "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(folder))
-        self.workers.append(worker)
+        worker = self._start("worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                             "--host", "127.0.0.1", "--local-directory", str(folder),
+                             *(cluster.tls_options(self.tls) if certified else []))
         self.started.append(worker)
-        live = sum(w.poll() is None for w in self.workers)
-        wait_for(lambda: self._count_workers() >= live, 180, f"worker {len(self.workers)} to join")
+        if certified:
+            self.workers.append(worker)
+            live = sum(w.poll() is None for w in self.workers)
+            wait_for(lambda: self.count_workers() >= live, 180, f"worker {len(self.workers)} to join")
         return worker
 
-    def _count_workers(self):
+    def count_workers(self):
         from distributed import Client
-        with Client(self.address, timeout=30) as client:
+        with Client(self.address, timeout=30, security=cluster.security(self.tls)) as client:
             return len(client.scheduler_info()["workers"])
 
     def stop(self):
@@ -131,6 +139,35 @@ def dask_cluster(tmp_path_factory):
     assert not family([p.pid for p in cluster.started]), "processes of the Dask cluster left running"
 
 
+def test_a_scheduler_without_tls_is_refused_unless_asked_for(tmp_path):
+    """Plain tcp: anyone who reaches the port joins as a worker and receives submissions: refused, in seconds,
+    saying what to do instead."""
+    course = submit_class(tmp_path, "course", {"good": None})
+    start = time.time()
+    done = subprocess.run([sys.executable, "-m", "autograde.cohort", "toy", "--course", str(course.root),
+                           "--scheduler", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "not a tls:// address" in done.stderr and "autograde.cluster certificates" in done.stderr, done.stderr
+    assert time.time() - start < 30
+    with pytest.raises(cluster.InsecureCluster):
+        cohort.run("toy", course_root=course.root, quiet=True, scheduler="tcp://127.0.0.1:9")
+
+
+def test_without_the_certificate_nobody_joins_or_submits(dask_cluster, tmp_path):
+    from distributed import Client
+    joined = dask_cluster.count_workers()
+    stranger = dask_cluster.start_worker(certified=False)
+    time.sleep(10)
+    assert dask_cluster.count_workers() == joined, "a worker without the cluster's certificate joined"
+    stranger.kill()
+    with pytest.raises(TypeError, match="TLS expects"):          # no certificate at all: Dask does not connect
+        Client(dask_cluster.address, timeout=5)
+    other = cluster.make_certificates(tmp_path / "another-authority")
+    with pytest.raises((OSError, TimeoutError)):                  # a certificate of another authority: refused
+        Client(dask_cluster.address, timeout=10, security=cluster.security(other))
+    assert (dask_cluster.tls / cluster.KEY).stat().st_mode & 0o077 == 0, "the key is readable by others"
+
+
 def cohort_cli(course, *args):
     return subprocess.Popen([sys.executable, "-m", "autograde.cohort", "toy", "--course", str(course.root), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -144,14 +181,14 @@ def merged_lines(output, cases=CASES):
 def test_killing_the_client_mid_run_resumes_without_regrading(dask_cluster, tmp_path):
     course = submit_class(tmp_path, "course")
     state = course.root / "grading" / "cohort" / "toy" / "results.json"
-    client = cohort_cli(course, "--scheduler", dask_cluster.address)
+    client = cohort_cli(course, "--scheduler", dask_cluster.address, "--tls", str(dask_cluster.tls))
     wait_for(lambda: state.exists() and json.loads(state.read_text()), 300, "a first merged submission")
     client.kill()
     client.communicate()
     merged = json.loads(state.read_text())
     assert 0 < len(merged) < len(CASES), f"the client was not killed mid-run: {sorted(merged)}"
     before = {s: course.scores("toy", s) for s in merged}
-    rerun = cohort_cli(course, "--scheduler", dask_cluster.address)
+    rerun = cohort_cli(course, "--scheduler", dask_cluster.address, "--tls", str(dask_cluster.tls))
     output, _ = rerun.communicate(timeout=600)
     assert f"{len(CASES) - len(merged)} submission(s) to grade" in output, output
     counts = merged_lines(output)
@@ -170,7 +207,7 @@ def test_a_worker_killed_mid_task_loses_no_grade(dask_cluster, tmp_path):
     local = submit_class(tmp_path, "local", cases)
     cohort.run("toy", jobs=1, course_root=local.root, quiet=True)
     course = submit_class(tmp_path, "remote", cases)
-    client = cohort_cli(course, "--scheduler", dask_cluster.address)
+    client = cohort_cli(course, "--scheduler", dask_cluster.address, "--tls", str(dask_cluster.tls))
 
     def busy_worker():                   # the worker running nbgrader for our submission
         for worker in dask_cluster.workers:
