@@ -6,12 +6,17 @@ never code), histories through lib.train.History, and no file is followed throug
 
     check_kd_sweep(artifacts)        every run of the kd notebook's T x alpha sweep exists and is what its
                                      history says: the sweep setup with that T and alpha, all its epochs, the
-                                     student network, the best epoch, the recorded accuracy; no two runs the same
+                                     student network, the best epoch, the recorded accuracy; no two of all the
+                                     notebook's runs (sweep and students) the same function or the same curve
     check_kd_distilled(artifacts)    student_kd really was distilled from artifacts/teacher.pt: it is not the
                                      scratch run (weights, history), and its softened outputs are much closer to
                                      the teacher's than the scratch student's are
     similar_submissions(folders)     for the cohort: which students' checkpoints are identical or nearly
-                                     identical to another student's (reported to the TA, never a verdict)
+                                     identical to another student's, by their tensors or, for VGG checkpoints,
+                                     by what they compute (reported to the TA, never a verdict)
+
+Runs are compared by their outputs, not their parameters: reordering a network's channels (consistently through
+its layers) gives other weights for the same function, which a parameter-by-parameter distance cannot see.
 
 The check functions raise AssertionError with a message for the student, like autograde.checks.
 """
@@ -23,6 +28,7 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +51,17 @@ from autograde.checks.common import ACCURACY_TOLERANCE
 # 1.26-1.42 (sqrt 2: unrelated); two freshly initialised networks: 1.41. 0.05 flags copies with up to ~5% noise
 # and sits 11x below the closest pair of genuinely different runs.
 NEAR_TOLERANCE = 0.05
+
+# Two networks compute "the same function" when their logits on the same images are at most this far apart,
+# relative: ||a - b|| / max(||a||, ||b||) (output_distance). Measured in the quick profile on 64 fixed random images
+# (FUNCTION_PROBE) and on the test split: the closest pair of separately trained kd runs (11 runs: seeds, scratch
+# and KD, the T x alpha sweep) 0.66 (test split: 0.53); the lambda = 0 and lambda > 0 slimming runs 1.03; a
+# copy with its channels reordered 0.0 (the same function); one run's best and last epochs 0.04-0.21. 0.1 flags
+# copies up to ~10% output noise, 5x below the closest honest pair.
+FUNCTION_TOLERANCE = 0.1
+# Two training curves are "the same" when their per-epoch losses differ by at most this, relative (a copied curve
+# nudged by 1e-7 is still a copy; separately trained runs differ by percents from the first epoch on).
+CURVE_TOLERANCE = 1e-3
 
 # check_kd_distilled: KL(softmax(teacher / T) || softmax(student / T)) on the test split, at the profile's T.
 # The distilled student must be at most this fraction of the scratch student's. Measured in the quick profile
@@ -119,10 +136,19 @@ def _run(artifacts, name, cfg, advice):
     return model, meta, history
 
 
+@functools.lru_cache(maxsize=1)
 def _batches():
-    """{"val", "test"}: each split as a list of (inputs, labels) batches (loaded once per check)."""
+    """{"val", "test"}: each split as a list of (inputs, labels) batches (loaded once per process)."""
     loaders = images.loaders(batch_size=256)
     return {split: list(loaders[split]) for split in ("val", "test")}
+
+
+def output_distance(a, b):
+    """How differently two networks behave: ||a - b|| / max(||a||, ||b||) of their logits on the same images
+    (a, b: (N, classes)). 0.0 for the same function (a copy, with its channels reordered or not)."""
+    a, b = a.double(), b.double()
+    scale = max(a.norm().item(), b.norm().item())
+    return 0.0 if scale == 0 else (a - b).norm().item() / scale
 
 
 @torch.no_grad()
@@ -131,6 +157,28 @@ def _logits(model, batches):
     model.eval()
     outputs = [(model(x), y) for x, y in batches]
     return torch.cat([o for o, _ in outputs]), torch.cat([y for _, y in outputs])
+
+
+_EVALUATED = {}    # (path, size, mtime) of a run's .pt and .json -> (history, test logits): each run evaluated once
+
+
+def _evaluated_run(artifacts, name, cfg, advice):
+    """(History, test logits) of the run artifacts/<name>.pt/.json, checked as _run and _checked_logits check it;
+    evaluated once per process (the kd checks of one grading share their runs)."""
+    files = [_artifact(artifacts, f"{name}.pt"), _artifact(artifacts, f"{name}.json")]
+    try:
+        key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files) + (tuple(cfg),)
+    except OSError:
+        key = None                         # a missing file: _run says which
+    if key not in _EVALUATED:
+        model, _, history = _run(artifacts, name, cfg, advice)
+        logits = _checked_logits(model, history, _batches(), files[0])
+        if key is None:
+            return history, logits
+        if len(_EVALUATED) > 64:           # one grading's runs are a dozen: a long-lived process stays small
+            _EVALUATED.clear()
+        _EVALUATED[key] = history, logits
+    return _EVALUATED[key]
 
 
 def _checked_logits(model, history, batches, path):
@@ -237,14 +285,13 @@ def check_kd_sweep(artifacts="artifacts"):
     config = profile.config("kd")
     student_cfg = list(config["student_cfg"])
     grid = f"T in {tuple(config['sweep']['T'])} x alpha in {tuple(config['sweep']['alpha'])}"
-    batches = _batches()
     loaded = []
     for name, T, alpha, expected in sweep_runs(config):
         what = f"the sweep's run T = {T}, alpha = {alpha}" if T is not None else "the sweep's scratch run"
         json_path = Path(artifacts) / f"{name}.json"
         try:
-            model, _, history = _run(artifacts, name, student_cfg, "the profile's student; train every run with "
-                                     "the notebook's train_student")
+            history, logits = _evaluated_run(artifacts, name, student_cfg, "the profile's student; train every "
+                                             "run with the notebook's train_student")
         except AssertionError as error:
             raise AssertionError(f"{error} ({name}.pt/.json is {what}; the sweep cell trains one student for "
                                  f"every {grid}: run it to the end and submit artifacts/ with all its files)") from None
@@ -256,46 +303,58 @@ def check_kd_sweep(artifacts="artifacts"):
         assert epochs == list(range(1, expected["epochs"] + 1)), (
             f"{json_path} has the epochs {epochs[:3]}...{epochs[-1:]} ({len(epochs)} records), the sweep trains "
             f"{expected['epochs']} (epochs 1 to {expected['epochs']}): run the sweep cell to the end")
-        logits = _checked_logits(model, history, batches, Path(artifacts) / f"{name}.pt")
-        loaded.append((name, T, model.state_dict(), history, logits))
+        loaded.append((name, T, history, logits))
 
-    for i, (name, _, state, history, _) in enumerate(loaded):
-        for other, _, other_state, other_history, _ in loaded[:i]:
-            _check_different(name, state, history, other, other_state, other_history,
-                             "each run of the sweep trains its own student with its own T and alpha; "
-                             "run the sweep cell")
+    # Every run of the notebook against every other: the sweep's, and the students' of every seed.
+    sweep_names = {name for name, *_ in loaded}
+    students = [(name, None, *_evaluated_run(artifacts, name, student_cfg, "the profile's student; train every "
+                                             "student with the notebook's train_student"))
+                for _, _, name in kd_student_runs(config) if name not in sweep_names]
+    _check_all_different([(name, history, logits) for name, _, history, logits in loaded + students],
+                         "each run of the sweep trains its own student with its own T and alpha, and each student "
+                         "run is its own training; run the sweep cell (and the training cell)")
 
-    teacher_logits = _teacher_logits(artifacts, batches)
-    scratch_name, _, _, _, scratch_logits = loaded[-1]
-    for name, T, _, _, logits in loaded[:-1]:
+    teacher_logits = _teacher_logits(artifacts)
+    scratch_name, _, _, scratch_logits = loaded[-1]
+    for name, T, _, logits in loaded[:-1]:
         if T > 1:
             _check_distilled(name, logits, scratch_name, scratch_logits, teacher_logits, config["T"],
                              "run the sweep cell with your kd_loss")
 
 
-def _curve(history):
-    """What two different runs never share: their per-epoch losses."""
-    return [(r["train_loss"], r["val_loss"]) for r in history.records]
+def same_curve(history, other):
+    """Whether two histories record the same training curve: the same epochs, and per-epoch losses (train and
+    validation) within CURVE_TOLERANCE of each other, relative. Separately trained runs never share one."""
+    a = torch.tensor([[r["train_loss"], r["val_loss"]] for r in history.records], dtype=torch.float64)
+    b = torch.tensor([[r["train_loss"], r["val_loss"]] for r in other.records], dtype=torch.float64)
+    if a.shape != b.shape:
+        return False
+    return bool(((a - b).abs() <= CURVE_TOLERANCE * torch.maximum(a.abs(), b.abs())).all())
 
 
-def _check_different(name, state, history, other, other_state, other_history, advice):
-    """Two runs that must be separate trainings: neither (nearly) the same weights nor the same curve."""
-    distance = checkpoint_distance(state, other_state)
-    assert distance > NEAR_TOLERANCE, (
-        f"{name}.pt has the same weights as {other}.pt (relative difference {distance:.1e}): {advice}")
-    assert _curve(history) != _curve(other_history), (
-        f"{name}.json records the same training curve as {other}.json: {advice}")
+def _check_all_different(runs, advice):
+    """runs: [(name, History, test logits)] that must all be separate trainings: no two compute the same function
+    (output_distance <= FUNCTION_TOLERANCE: the same weights, up to reordered channels or small noise) or record
+    the same training curve."""
+    for i, (name, history, logits) in enumerate(runs):
+        for other, other_history, other_logits in runs[:i]:
+            distance = output_distance(logits, other_logits)
+            assert distance > FUNCTION_TOLERANCE, (
+                f"{name}.pt has the same weights as {other}.pt, up to reordered channels or small noise: its "
+                f"outputs on the test images are {distance:.1e} from those of {other}.pt, relative (separately "
+                f"trained runs: more than 0.5): {advice}")
+            assert not same_curve(history, other_history), (
+                f"{name}.json records the same training curve as {other}.json: {advice}")
 
 
 # ------------------------------------------------------------------------------------------ distillation
 
-def _teacher_logits(artifacts, batches):
+def _teacher_logits(artifacts):
     """The test logits of artifacts/teacher.pt, after checking it is the profile's VGG-19 and its history's run."""
     teacher_cfg = scale_cfg(VGG19_CFG, profile.config("vgg")["width"])
-    teacher, _, history = _run(artifacts, "teacher", teacher_cfg,
-                               "the teacher is the profile's VGG-19 (the slimming assignment's lambda = 0 run, or "
-                               "the one the notebook's teacher cell trains)")
-    return _checked_logits(teacher, history, batches, Path(artifacts) / "teacher.pt")
+    return _evaluated_run(artifacts, "teacher", teacher_cfg,
+                          "the teacher is the profile's VGG-19 (the slimming assignment's lambda = 0 run, or the one "
+                          "the notebook's teacher cell trains)")[1]
 
 
 def _check_distilled(name, logits, scratch_name, scratch_logits, teacher_logits, T, advice):
@@ -320,24 +379,18 @@ def check_kd_distilled(artifacts="artifacts"):
        times; another scratch run, e.g. with another seed, labelled as KD: 0.85-1.18 times).
     """
     config = profile.config("kd")
-    batches = _batches()
-    teacher_logits = _teacher_logits(artifacts, batches)
+    teacher_logits = _teacher_logits(artifacts)
     students = {}
     for seed, kind, name in kd_student_runs(config):
-        model, _, history = _run(artifacts, name, config["student_cfg"],
-                                 "the profile's student; train every student with the notebook's train_student")
-        students[name] = seed, kind, model.state_dict(), history, _checked_logits(model, history, batches,
-                                                                                  Path(artifacts) / f"{name}.pt")
-    names = list(students)
-    for i, name in enumerate(names):
-        for other in names[:i]:
-            _check_different(name, students[name][2], students[name][3], other, students[other][2],
-                             students[other][3], "every student run (each seed, scratch and KD) is its own "
-                             "training; run the training cell")
+        history, logits = _evaluated_run(artifacts, name, list(config["student_cfg"]), "the profile's student; "
+                                         "train every student with the notebook's train_student")
+        students[name] = seed, kind, history, logits
+    _check_all_different([(name, history, logits) for name, (_, _, history, logits) in students.items()],
+                         "every student run (each seed, scratch and KD) is its own training; run the training cell")
     scratch = {seed: name for name, (seed, kind, *_) in students.items() if kind == "scratch"}
-    for name, (seed, kind, _, _, logits) in students.items():
+    for name, (seed, kind, _, logits) in students.items():
         if kind == "kd":
-            _check_distilled(name, logits, scratch[seed], students[scratch[seed]][4], teacher_logits, config["T"],
+            _check_distilled(name, logits, scratch[seed], students[scratch[seed]][3], teacher_logits, config["T"],
                              f"Train {name} with the notebook's KD cell, with this teacher")
 
 
@@ -352,11 +405,13 @@ class Fingerprint:
     digest: str         # SHA-256 of every tensor's name, dtype, shape and contents (not of the file's bytes)
     layout: tuple       # (name, shape) of the floating-point tensors: only equal layouts are compared
     sketch: torch.Tensor   # (tensors, SKETCH_SIZE): SKETCH_SIZE evenly spaced elements of each float tensor
+    outputs: Optional[torch.Tensor] = None   # (FUNCTION_PROBE images, classes): a VGG checkpoint's logits on them
 
 
 @dataclass(frozen=True)
 class Match:
-    """Two students' checkpoints found identical (distance 0.0) or nearly identical (distance <= tolerance)."""
+    """Two students' checkpoints found identical (distance 0.0) or nearly identical: checkpoint_distance at most
+    NEAR_TOLERANCE, or output_distance at most FUNCTION_TOLERANCE (the same function, e.g. reordered channels)."""
     student: str
     path: Path
     other: str
@@ -401,18 +456,37 @@ def _sketch(tensors):
     return torch.stack(rows) if rows else torch.zeros(0, SKETCH_SIZE, dtype=torch.float64)
 
 
+@functools.lru_cache(maxsize=1)
+def _function_probe():
+    """The images every VGG checkpoint is run on to compare what it computes: 64 fixed random 32x32 images (no
+    data set needed; two separately trained networks disagree on them as much as on real images)."""
+    return torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+@torch.no_grad()
+def _vgg_outputs(path, state):
+    """The logits of the VGG checkpoint at `path` on _function_probe(), or None when it is no VGG checkpoint."""
+    if not isinstance(state.get("classifier.bias"), torch.Tensor) or state["classifier.bias"].dim() != 1:
+        return None
+    try:
+        model, _ = load_model(path, VGG, num_classes=state["classifier.bias"].shape[0])
+        return model.eval()(_function_probe()).double()
+    except (CheckpointError, RuntimeError, TypeError, ValueError):   # a cfg that takes no 32x32 image, too
+        return None
+
+
 def fingerprint(student, folder, path):
     """The Fingerprint of one checkpoint file, or None when it is not a readable lib.checkpoint file."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             state = load_checkpoint(path)["state_dict"]   # weights_only=True: a pickle with code is refused
-        if not isinstance(state, dict) or not state:
-            return None
-        tensors = dict(sorted(_float_tensors(state).items()))
-        layout = tuple((k, tuple(v.shape)) for k, v in tensors.items())
-        return Fingerprint(student, Path(path), Path(path).relative_to(folder).as_posix(), _digest(state), layout,
-                           _sketch(tensors))
+            if not isinstance(state, dict) or not state:
+                return None
+            tensors = dict(sorted(_float_tensors(state).items()))
+            layout = tuple((k, tuple(v.shape)) for k, v in tensors.items())
+            return Fingerprint(student, Path(path), Path(path).relative_to(folder).as_posix(), _digest(state),
+                               layout, _sketch(tensors), _vgg_outputs(path, state))
     except Exception:   # CheckpointError, or a dict of odd values: not a checkpoint anyone can be compared on
         return None
 
@@ -438,7 +512,9 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
 
     Exact: the same tensor contents under any name (a copy, or a copy loaded and saved again). Near: the same
     file name and tensor layout and checkpoint_distance <= tolerance (a copy with small noise added). The
-    near search compares small sketches first and loads both files again only for the candidates.
+    near search compares small sketches first and loads both files again only for the candidates. Same function:
+    VGG checkpoints of the same file name whose outputs on fixed images are within FUNCTION_TOLERANCE
+    (output_distance: a copy with its channels reordered, or with noise added).
     """
     prints = [fp for student, folder in folders.items() for path in _checkpoint_files(folder)
               if (fp := fingerprint(student, folder, path)) is not None]
@@ -485,6 +561,20 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
                 continue
             if distance <= tolerance:
                 add(a, b, distance)
+
+    by_function = {}
+    for fp in prints:
+        if fp.outputs is not None:
+            by_function.setdefault((fp.name, tuple(fp.outputs.shape)), []).append(fp)
+    for group in by_function.values():
+        if len({fp.student for fp in group}) < 2:
+            continue
+        outputs = torch.stack([fp.outputs.reshape(-1) for fp in group])            # (n, images x classes)
+        norms = outputs.norm(dim=1)
+        distances = torch.cdist(outputs, outputs) / torch.maximum(norms[:, None], norms[None, :]).clamp_min(1e-300)
+        for i, j in (distances <= FUNCTION_TOLERANCE).nonzero().tolist():
+            if j < i and group[i].student != group[j].student:
+                add(group[i], group[j], distances[i, j].item())
     return sorted(matches.values(), key=lambda m: (m.student, str(m.path), m.other, str(m.other_path)))
 
 
@@ -497,6 +587,9 @@ def similar_submissions(folders, tolerance=NEAR_TOLERANCE):
     the tensors' relative differences) of at most `tolerance` (a copy with small noise added). Files that are
     not readable lib.checkpoint files (a truncated file, a pickle with code: weights_only=True never runs it),
     symbolic links and files over MAX_CHECKPOINT_BYTES are skipped. Every student of `folders` is a key.
+
+    VGG checkpoints are also compared by what they compute (find_similar_checkpoints): a classmate's network
+    with its channels reordered computes the same function with other weights, and is listed.
 
     This reports similarity; it does not decide anything. The quick profile is fully seeded: two honest students
     who run the same notebooks with the same number of threads on the same kind of machine get bitwise-identical

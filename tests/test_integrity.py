@@ -13,7 +13,7 @@ import torch
 
 from autograde import integrity
 from lib import profile
-from lib.checkpoint import load_checkpoint, load_into, save_checkpoint
+from lib.checkpoint import load_checkpoint, load_into, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG
 from lib.train import History, fit, seed_everything
@@ -109,6 +109,62 @@ def test_sweep_cell_copied_from_another_run_fails(artifacts):
         integrity.check_kd_sweep(artifacts)
 
 
+def reordered_channels(model, seed=0):
+    """A copy of the VGG `model` with the channels of every conv layer in another order (the next layer's inputs
+    reordered to match): other weights, the same function."""
+    copy = VGG(model.cfg, num_classes=model.classifier.out_features)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    convs = [i for i, layer in enumerate(model.feature) if isinstance(layer, torch.nn.Conv2d)]
+    for n, i in enumerate(convs):
+        order = torch.randperm(model.feature[i].out_channels, generator=g)
+        state[f"feature.{i}.weight"] = state[f"feature.{i}.weight"][order]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            state[f"feature.{i + 1}.{name}"] = state[f"feature.{i + 1}.{name}"][order]
+        following = f"feature.{convs[n + 1]}.weight" if n + 1 < len(convs) else "classifier.weight"
+        state[following] = state[following][:, order]
+    copy.load_state_dict(state)
+    return copy
+
+
+def _fabricate_run(artifacts, source, target, nudge=1e-7):
+    """artifacts/<target>.pt/.json := the run `source` with its channels reordered, under the target's history
+    config, its training curve copied with every loss nudged by `nudge` (relative)."""
+    model, meta = load_model(artifacts / f"{source}.pt", VGG)
+    save_checkpoint(artifacts / f"{target}.pt", reordered_channels(model), meta=meta)
+    records = [dict(r, train_loss=r["train_loss"] * (1 + nudge), val_loss=r["val_loss"] * (1 + nudge))
+               for r in History.load(artifacts / f"{source}.json").records]
+    History(History.load(artifacts / f"{target}.json").config, records).save(artifacts / f"{target}.json")
+
+
+def test_sweep_run_fabricated_from_a_student_run_fails(artifacts):
+    """A sweep cell filled with another seed's KD student, its channels reordered (other weights, the same
+    function) and its curve nudged by 1e-7: every run is compared with every other, by what it computes."""
+    target = _sweep_cells()[2]
+    _fabricate_run(artifacts, "student_kd_seed1", target)
+    params = integrity.checkpoint_distance(load_checkpoint(artifacts / "student_kd_seed1.pt")["state_dict"],
+                                           load_checkpoint(artifacts / f"{target}.pt")["state_dict"])
+    assert params > 1.0, "reordering the channels should change the weights"
+    either_way = rf"({target}|student_kd_seed1)\.pt has the same weights as (student_kd_seed1|{target})\.pt, up to"
+    with pytest.raises(AssertionError, match=either_way):
+        integrity.check_kd_sweep(artifacts)
+
+
+def test_student_run_fabricated_from_another_fails(artifacts):
+    _fabricate_run(artifacts, "student_kd", "student_kd_seed2")
+    with pytest.raises(AssertionError, match=r"has the same weights as .* up to reordered channels"):
+        integrity.check_kd_distilled(artifacts)
+
+
+def test_a_nudged_copy_of_a_curve_is_the_same_curve(reference_artifacts):
+    honest = History.load(reference_artifacts / "student_kd.json")
+    nudged = History(honest.config, [dict(r, train_loss=r["train_loss"] + 1e-7, val_loss=r["val_loss"] * (1 - 1e-7))
+                                     for r in honest.records])
+    assert integrity.same_curve(honest, nudged)
+    assert not integrity.same_curve(honest, History.load(reference_artifacts / "student_kd_seed1.json"))
+    assert not integrity.same_curve(honest, History.load(reference_artifacts / "student_scratch.json"))
+
+
 def test_symlinked_artifact_is_refused(artifacts, tmp_path):
     name = _sweep_cells()[0]
     elsewhere = tmp_path / "elsewhere.pt"
@@ -202,7 +258,7 @@ def test_replaced_teacher_fails(artifacts):
 
 # ------------------------------------------------------------------------------------- similar submissions
 
-CFG = [8, 'M', 16, 'M', 16]
+CFG = [8, 'M', 16, 'M', 16, 'M', 16, 'M', 16]     # takes 32x32 images (VGG's classifier reads a 2x2 map)
 
 
 def _model(seed):
@@ -253,6 +309,22 @@ def test_similar_submissions_finds_copies(tmp_path):
     assert 0 < matches["alice", "dave"].distance < 1e-2
     assert {m.path.name for m in matches.values() if m.student == "alice" and m.other == "bob"} <= {
         "student_kd.pt", "teacher.pt"}
+
+
+def test_a_copy_with_its_channels_reordered_is_found(tmp_path):
+    """mallory submits alice's network with its channels reordered: other weights (parameter by parameter as far
+    apart as two unrelated networks), the same function; found by what it computes."""
+    trained = _model(0)
+    with torch.no_grad():                      # not a fresh network: BatchNorm statistics and scales of its own
+        for name, t in trained.state_dict().items():
+            if t.is_floating_point() and "feature" in name and t.dim() == 1:
+                t.uniform_(0.2, 1.5)
+    copy = reordered_channels(trained)
+    assert integrity.checkpoint_distance(trained.state_dict(), copy.state_dict()) > 1.0
+    folders = {"alice": _submit(tmp_path, "alice", {"student_kd": trained}),
+               "mallory": _submit(tmp_path, "mallory", {"student_kd": copy}),
+               "erin": _submit(tmp_path, "erin", {"student_kd": _model(1)})}
+    assert integrity.similar_submissions(folders) == {"alice": ["mallory"], "erin": [], "mallory": ["alice"]}
 
 
 def test_fresh_networks_are_not_similar_and_noise_has_a_limit(tmp_path):

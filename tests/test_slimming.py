@@ -25,7 +25,7 @@ from autograde.mutants.slimming import MUTANTS
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
-from lib.checkpoint import CheckpointError, load_into, load_model, save_checkpoint
+from lib.checkpoint import CheckpointError, load_checkpoint, load_into, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG, SincNet
 import lib.slimming
@@ -286,6 +286,18 @@ def test_artifact_checks_pass_on_consistent_artifacts(artifacts, no_thresholds):
     checks.check_sparsity_accuracy(artifacts)
     checks.check_pruned_models(artifacts)
     checks.check_finetuned(artifacts)
+
+
+def test_a_network_trained_from_new_weights_is_not_a_fine_tune(artifacts, tmp_path, no_thresholds):
+    """finetuned_90.pt replaced by a network of the pruned cfg from new random weights (its history consistent
+    with it): fine-tuning starts from the pruned weights, and a run that did not is not one."""
+    folder = shutil.copytree(artifacts, tmp_path / "artifacts")
+    tag = checks.pct_tag(profile.config("slimming")["percents"][-1])
+    cfg = load_checkpoint(folder / f"pruned_{tag}.pt")["cfg"]
+    _fake_run(_random_vgg(7, cfg=cfg), checks.finetune_hp(profile.config("slimming")["percents"][-1]),
+              folder / f"finetuned_{tag}.pt", images.loaders()["val"], profile.config("sparsity_threshold"))
+    with pytest.raises(AssertionError, match=rf"finetuned_{tag}.pt does not descend from pruned_{tag}.pt"):
+        checks.check_finetuned(folder)
 
 
 def test_accuracy_thresholds_apply(artifacts):
