@@ -39,14 +39,13 @@ import warnings
 from pathlib import Path
 
 import nbformat
-import psutil
 from sqlalchemy.exc import SAWarning
 
 from . import cluster, doctor, late
 from .course import BIN, REPO, Course, course_config, cores_per_worker, nbgrader_id, tool_env
 from .lms import manifest_problems
 from .referee import AUTOGRADE_PREPROCESSORS, sanitize_markdown
-from .sandbox import Bounds, SandboxUnavailable, bwrap
+from .sandbox import Bounds, SandboxUnavailable, bwrap, kill_tree
 
 # ---------------------------------------------------------------------------------------------------------
 # Checks and repairs before nbgrader sees a submission.
@@ -215,16 +214,7 @@ _stopping = threading.Event()    # set on Ctrl-C: workers start no new nbgrader
 
 def _kill(process):
     """Kill nbgrader and everything it started (its kernels run in sessions of their own)."""
-    try:
-        nbgrader = psutil.Process(process.pid)
-        family = [nbgrader] + nbgrader.children(recursive=True)
-    except psutil.NoSuchProcess:
-        family = []
-    for proc in family:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
+    kill_tree(process.pid)
     process.wait()
 
 

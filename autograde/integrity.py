@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from lib import profile
 from lib.artifacts import kd_student_runs
-from lib.checkpoint import CheckpointError, load_checkpoint, load_model
+from lib.checkpoint import CheckpointError, build_model, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
 from lib.models.vgg import VGG19_CFG, scale_cfg
@@ -54,7 +54,7 @@ NEAR_TOLERANCE = 0.05
 
 # Two networks compute "the same function" when their logits on the same images are at most this far apart,
 # relative: ||a - b|| / max(||a||, ||b||) (output_distance). Measured in the quick profile on 64 fixed random images
-# (FUNCTION_PROBE) and on the test split: the closest pair of separately trained kd runs (11 runs: seeds, scratch
+# (_function_probe) and on the test split: the closest pair of separately trained kd runs (11 runs: seeds, scratch
 # and KD, the T x alpha sweep) 0.66 (test split: 0.53); the lambda = 0 and lambda > 0 slimming runs 1.03; a
 # copy with its channels reordered 0.0 (the same function); one run's best and last epochs 0.04-0.21. 0.1 flags
 # copies up to ~10% output noise, 5x below the closest honest pair.
@@ -146,9 +146,7 @@ def _batches():
 def output_distance(a, b):
     """How differently two networks behave: ||a - b|| / max(||a||, ||b||) of their logits on the same images
     (a, b: (N, classes)). 0.0 for the same function (a copy, with its channels reordered or not)."""
-    a, b = a.double(), b.double()
-    scale = max(a.norm().item(), b.norm().item())
-    return 0.0 if scale == 0 else (a - b).norm().item() / scale
+    return _relative(a.double(), b.double())
 
 
 @torch.no_grad()
@@ -405,7 +403,7 @@ class Fingerprint:
     digest: str         # SHA-256 of every tensor's name, dtype, shape and contents (not of the file's bytes)
     layout: tuple       # (name, shape) of the floating-point tensors: only equal layouts are compared
     sketch: torch.Tensor   # (tensors, SKETCH_SIZE): SKETCH_SIZE evenly spaced elements of each float tensor
-    outputs: Optional[torch.Tensor] = None   # (FUNCTION_PROBE images, classes): a VGG checkpoint's logits on them
+    outputs: Optional[torch.Tensor] = None   # (_function_probe() images, classes): a VGG checkpoint's logits
 
 
 @dataclass(frozen=True)
@@ -464,12 +462,14 @@ def _function_probe():
 
 
 @torch.no_grad()
-def _vgg_outputs(path, state):
-    """The logits of the VGG checkpoint at `path` on _function_probe(), or None when it is no VGG checkpoint."""
-    if not isinstance(state.get("classifier.bias"), torch.Tensor) or state["classifier.bias"].dim() != 1:
+def _vgg_outputs(ckpt, path):
+    """The logits on _function_probe() of the VGG checkpoint `ckpt` (read from `path`), or None when it is no VGG
+    checkpoint."""
+    bias = ckpt["state_dict"].get("classifier.bias")
+    if not isinstance(bias, torch.Tensor) or bias.dim() != 1:
         return None
     try:
-        model, _ = load_model(path, VGG, num_classes=state["classifier.bias"].shape[0])
+        model, _ = build_model(ckpt, VGG, path, num_classes=bias.shape[0])
         return model.eval()(_function_probe()).double()
     except (CheckpointError, RuntimeError, TypeError, ValueError):   # a cfg that takes no 32x32 image, too
         return None
@@ -480,13 +480,14 @@ def fingerprint(student, folder, path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            state = load_checkpoint(path)["state_dict"]   # weights_only=True: a pickle with code is refused
+            ckpt = load_checkpoint(path)                  # weights_only=True: a pickle with code is refused
+            state = ckpt["state_dict"]
             if not isinstance(state, dict) or not state:
                 return None
             tensors = dict(sorted(_float_tensors(state).items()))
             layout = tuple((k, tuple(v.shape)) for k, v in tensors.items())
             return Fingerprint(student, Path(path), Path(path).relative_to(folder).as_posix(), _digest(state),
-                               layout, _sketch(tensors), _vgg_outputs(path, state))
+                               layout, _sketch(tensors), _vgg_outputs(ckpt, path))
     except Exception:   # CheckpointError, or a dict of odd values: not a checkpoint anyone can be compared on
         return None
 

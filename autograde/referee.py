@@ -193,8 +193,8 @@ class SandboxedExecute(Execute):
         self._verdicts = importer.submit(verdicts, resources["nbgrader"]["assignment"])
         importer.shutdown(wait=False)                 # the import finishes; no thread is left waiting after it
         km = SandboxedKernelManager(box=self._box, work=work, sandbox=self.sandbox,
-                                    kernel_name=self.kernel_name or "python3", max_processes=self.max_processes,
-                                    max_memory=self.max_memory, max_disk=self.max_disk)
+                                    kernel_name=self.kernel_name or "python3",
+                                    bounds=Bounds(self.max_processes, self.max_memory, self.max_disk))
         try:
             return super().preprocess(nb, resources, km=km)
         except Exception:

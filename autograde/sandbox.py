@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 from jupyter_client.manager import AsyncKernelManager
-from traitlets import Bool, Instance, Integer
+from traitlets import Bool, Instance
 
 REPO = Path(__file__).resolve().parents[1]
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -213,41 +213,46 @@ class Watchdog:
         self._done.set()
         self._thread.join()
 
-    def _family(self):
-        try:
-            root = psutil.Process(self.pid)
-            return [root] + root.children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-
     def over(self, family):
         """Why `family` (the tree's processes) and the box are over the bounds, or None."""
         bounds, gib = self.bounds, 2**30
         if bounds.processes and len(family) > bounds.processes:
             return f"it ran {len(family)} processes at once, over the bound of {bounds.processes}"
-        memory = sum(_memory_used(process.pid) for process in family)
-        if bounds.memory and memory > bounds.memory:
+        if bounds.memory and (memory := sum(_memory_used(p.pid) for p in family)) > bounds.memory:
             return (f"its processes used {memory / gib:.2f} GiB of memory (private and shared), over the bound of "
                     f"{bounds.memory / gib:.2f} GiB")
-        disk = _disk_used(self.box) if bounds.disk else 0
-        if bounds.disk and disk > bounds.disk:
+        if bounds.disk and (disk := _disk_used(self.box)) > bounds.disk:
             return f"it wrote {disk / gib:.2f} GiB to disk, over the bound of {bounds.disk / gib:.2f} GiB"
         return None
 
     def _watch(self):
         while not self._done.wait(self.every):
-            family = self._family()
+            family = process_tree(self.pid)
             if not family:
                 return
             reason = self.over(family)
             if reason is not None:
                 self.reason = reason
-                for process in family:
-                    try:
-                        process.kill()
-                    except psutil.NoSuchProcess:
-                        pass
+                kill_tree(self.pid)
                 return
+
+
+def process_tree(pid):
+    """The process `pid` and all its descendants, as psutil Processes ([] once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        return [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def kill_tree(pid):
+    """Kill the process `pid` and everything it started (SIGKILL; those already gone are skipped)."""
+    for process in process_tree(pid):
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -257,9 +262,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     box = Instance(Path, help="the writable folder shared with the sandbox").tag(config=True)
     work = Instance(Path, help="the kernel's working folder, inside box").tag(config=True)
     sandbox = Bool(True).tag(config=True)
-    max_processes = Integer(Bounds.processes).tag(config=True)
-    max_memory = Integer(Bounds.memory).tag(config=True)
-    max_disk = Integer(Bounds.disk).tag(config=True)
+    bounds = Instance(Bounds, args=(), help="what the kernel's processes may use together").tag(config=True)
     watchdog = None
 
     def __init__(self, **kwargs):
@@ -286,8 +289,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.watchdog is not None:                 # a restarted kernel: watch the new one
             self.watchdog.stop()
-        self.watchdog = Watchdog(self.provisioner.process.pid, self.box,
-                                 Bounds(self.max_processes, self.max_memory, self.max_disk))
+        self.watchdog = Watchdog(self.provisioner.process.pid, self.box, self.bounds)
 
     async def _async_cleanup_resources(self, restart=False):
         if self.watchdog is not None and not restart:

@@ -109,7 +109,11 @@ def _copy_weights(model, ckpt, path):
 
 def load_model(path, model_class, **kwargs):
     """Build `model_class(cfg=<the checkpoint's cfg>, **kwargs)` and load the weights: (model, meta)."""
-    ckpt = load_checkpoint(path)
+    return build_model(load_checkpoint(path), model_class, path, **kwargs)
+
+
+def build_model(ckpt, model_class, path, **kwargs):
+    """load_model for a checkpoint already read with load_checkpoint(path): (model, meta)."""
     # Size the network on the "meta" device first (no memory): a cfg that does not fit the stored weights is
     # refused before it is built, however large it says the network is.
     try:
