@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -37,8 +36,8 @@ import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
 from . import cohort, doctor
-from .course import (ASSIGNMENTS, BIN, LABS, REPO, RUN_AFTER, SOLUTIONS, Course, cores_per_worker, make_student_work,
-                     nbgrader_id, tool_env)
+from .course import (ASSIGNMENTS, BIN, LABS, REPO, SOLUTIONS, Course, make_student_work,
+                     nbgrader_id, reference_builder, tool_env)
 from .labs import refuse_stray_artifacts
 from .release import student_nbgrader_config
 
@@ -159,31 +158,18 @@ def check(app_or_result, what):
 
 
 def build_references(root, reuse):
-    """{assignment: folder of executed reference work}, the folders in `reuse` taken as they are.
-
-    The assignments that wait for none run side by side, the cores shared out between them: these small
-    models gain far less than 2x from a second core, so two notebooks at once finish sooner. The rest then
-    run with every core.
-    """
-    works = {a: Path(reuse[a]) for a in assignments() if a in reuse}
-    todo = [a for a in assignments() if a not in works]
-    side_by_side = [a for a in todo if a not in RUN_AFTER]
-    threads = cores_per_worker(len(side_by_side))
-
-    def build(assignment, threads):
+    """{assignment: folder of executed reference work}, the folders in `reuse` taken as they are (the builds'
+    order and cores: autograde.course.reference_builder)."""
+    def make(assignment, folder, threads):
         # one string per print: two threads print at once
         print(f"  running the reference {assignment} notebooks (quick profile)...\n", end="", flush=True)
         start = time.time()
-        work = make_student_work(assignment, root / "work" / "reference" / assignment, threads=threads)
+        work = make_student_work(assignment, folder, threads=threads)
         print(f"  ... {assignment} done in {time.time() - start:.0f} s\n", end="", flush=True)
         return work
 
-    with ThreadPoolExecutor(max_workers=max(1, len(side_by_side))) as pool:
-        works.update(zip(side_by_side, pool.map(lambda a: build(a, threads), side_by_side)))
-    for assignment in todo:
-        if assignment not in works:
-            works[assignment] = build(assignment, threads=None)   # every core
-    return works
+    build = reference_builder(root / "work" / "reference", make, reuse, assignments())
+    return {assignment: build(assignment) for assignment in assignments()}
 
 
 def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):

@@ -99,3 +99,38 @@ def swap_files(a, b):
     os.replace(a, tmp)
     os.replace(b, a)
     os.replace(tmp, b)
+
+
+# ------------------------------------------------------------------------------------ building them all
+
+def build_artifact_mutants(assignment, reference, folders, workers=None):
+    """Build `assignment`'s ARTIFACT_MUTANTS from the reference work, the i-th into folders[i]; returns the
+    seconds each build took.
+
+    The builds run `workers` at a time (default: one per core), each in its own process with its share of the
+    cores: these small models gain far less than 2x from a second core, so builds side by side finish sooner.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from autograde.course import cores_per_worker
+    workers = workers or os.cpu_count() or 1
+    jobs = [(assignment, i, str(reference), str(folder)) for i, folder in enumerate(folders)]
+    spawn = multiprocessing.get_context("spawn")    # a fresh interpreter: torch's thread pool does not survive fork
+    with ProcessPoolExecutor(workers, mp_context=spawn, initializer=_set_threads,
+                             initargs=(cores_per_worker(workers),)) as pool:
+        return list(pool.map(_build_one, jobs))
+
+
+def _set_threads(threads):
+    import torch
+    torch.set_num_threads(threads)
+
+
+def _build_one(job):
+    import importlib
+    import time
+    assignment, index, reference, folder = job
+    start = time.time()
+    importlib.import_module(f"autograde.mutants.{assignment}").ARTIFACT_MUTANTS[index].make(Path(reference), Path(folder))
+    return time.time() - start
