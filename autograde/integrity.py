@@ -73,7 +73,9 @@ CURVE_TOLERANCE = 1e-3
 # as closely.) 0.77: 1.1x above the worst honest ratio and 1.1x below the closest relabelled scratch run.
 DISTILLED_KL_RATIO = 0.77
 
-MAX_CHECKPOINT_BYTES = 1 << 30    # similar_submissions skips larger files (no kit checkpoint is near this)
+# similar_submissions skips larger files: nbgrader's own limit per file (CourseDirectory.max_file_size, 200 MB),
+# 2.5x the kit's largest checkpoint (VGG-19 at full width, 80 MB). The cohort client holds at most two at once.
+MAX_CHECKPOINT_BYTES = 200 * 10**6
 SKETCH_SIZE = 32                  # elements per tensor kept for the near-duplicate search
 
 
@@ -207,13 +209,20 @@ def checkpoint_distance(a, b):
     if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a) or not a:
         return math.inf
     keys = sorted(a)
-    relative = torch.tensor([[_relative(a[k].double(), b[k].double()) for k in keys]], dtype=torch.float64)
+    relative = torch.tensor([[_relative(a[k], b[k]) for k in keys]], dtype=torch.float64)
     return _weighted_median(relative, torch.tensor([a[k].numel() for k in keys], dtype=torch.float64))[0].item()
 
 
-def _relative(x, y):
-    scale = max(x.norm().item(), y.norm().item())
-    return 0.0 if scale == 0 else (x - y).norm().item() / scale
+def _relative(x, y, chunk=1 << 20):
+    """||x - y|| / max(||x||, ||y||) in float64, a chunk at a time: no float64 copy of a whole tensor (a hostile
+    class's checkpoints can be hundreds of MB each)."""
+    x, y = x.reshape(-1), y.reshape(-1)
+    xx = yy = dd = 0.0                  # sums of x^2, y^2 and (x - y)^2
+    for start in range(0, x.numel(), chunk):
+        a, b = x[start:start + chunk].double(), y[start:start + chunk].double()
+        xx, yy, dd = xx + a.square().sum().item(), yy + b.square().sum().item(), dd + (a - b).square().sum().item()
+    scale = math.sqrt(max(xx, yy))
+    return 0.0 if scale == 0 else math.sqrt(dd) / scale
 
 
 def _weighted_median(values, weights):
@@ -438,7 +447,7 @@ def _digest(state):
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().contiguous()
             digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy())      # the buffer itself, not a copy
         else:
             digest.update(repr(value).encode())
     return digest.hexdigest()
@@ -536,7 +545,7 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
                 if a.student != b.student:
                     add(a, b, 0.0)
 
-    @functools.lru_cache(maxsize=32)
+    @functools.lru_cache(maxsize=2)     # a pair at a time: a hostile class cannot fill the client's memory
     def state(path):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

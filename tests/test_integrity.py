@@ -396,3 +396,49 @@ def test_checkpoints_without_float_tensors_stop_no_similarity_pass(tmp_path):
         torch.save({"cfg": [], "state_dict": {"n": torch.tensor(value)}, "meta": {}},
                    folders[student] / "artifacts" / "odd.pt")
     assert integrity.similar_submissions(folders) == {"ann": ["cat"], "bob": [], "cat": ["ann"]}
+
+
+def _similarity_pass_peak_mib(folders):
+    """Peak resident memory (VmHWM, MiB) of a fresh process that runs the cohort client's similarity pass on
+    `folders` ({student: folder}), and its result."""
+    import json
+    import subprocess
+    import sys
+    script = ("import json, sys\nfrom pathlib import Path\nfrom autograde.integrity import similar_submissions\n"
+              "folders = {s: Path(f) for s, f in json.loads(sys.argv[1]).items()}\n"
+              "similar = similar_submissions(folders)\n"
+              "peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0]\n"
+              "print(json.dumps([int(peak.split()[1]) // 1024, similar]))\n")
+    done = subprocess.run([sys.executable, "-c", script, json.dumps({s: str(f) for s, f in folders.items()})],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_the_similarity_pass_holds_few_checkpoints_at_once(tmp_path):
+    """The cohort client reads every student's checkpoints in the similarity pass. A hostile class (students
+    with many large, nearly identical checkpoints: each a candidate that is loaded in full, and one checkpoint
+    larger than any file the grader grades) must not take its memory far past an honest class's: at most two
+    checkpoints are held at once, each at most MAX_CHECKPOINT_BYTES, and none is copied whole into float64. Measured
+    as the peak resident memory of a process running the pass."""
+    honest = {s: _submit(tmp_path / "honest", s, {"student_kd": _model(i)}) for i, s in enumerate(("ann", "bo"))}
+    baseline, similar = _similarity_pass_peak_mib(honest)
+    assert similar == {"ann": [], "bo": []}
+
+    big = torch.randn(150 * 2**20 // 4, generator=torch.Generator().manual_seed(0))       # 150 MiB of floats
+    hostile = {}
+    for i, student in enumerate(("mal", "lory")):
+        artifacts = tmp_path / "hostile" / student / "artifacts"
+        artifacts.mkdir(parents=True)
+        for copy in range(4):            # nearly the same file as the other student's: compared in full
+            torch.save({"cfg": [1], "meta": {}, "state_dict": {"w": big + i * 1e-7}}, artifacts / f"copy{copy}.pt")
+        torch.save({"cfg": [1], "meta": {}, "state_dict": {"w": torch.cat([big, big]) + i}},
+                   artifacts / "oversized.pt")                                             # 300 MiB
+        hostile[student] = artifacts.parent
+    del big
+    peak, similar = _similarity_pass_peak_mib(hostile)
+    assert similar == {"lory": ["mal"], "mal": ["lory"]}
+    bound = 3 * 150 + 100       # MiB: two of these checkpoints held, a third being read, and the rest
+    assert peak - baseline <= bound, (
+        f"the similarity pass took {peak} MiB on the hostile class, {baseline} MiB on an honest one: "
+        f"{peak - baseline} MiB more, over the {bound:.0f} MiB bound")
