@@ -372,3 +372,47 @@ def test_grading_uses_only_the_submitted_artifacts(reference_artifacts, tmp_path
     execute(path)
     assert "the submitted artifacts/teacher.pt" in _outputs(path)
     assert not (tmp_path / "kd" / "artifacts" / "finetuned_90.pt").exists()
+
+
+def _visible_test_source():
+    """The visible part of the solution's test_kd_loss cell: what a student's notebook runs."""
+    nb = nbformat.read(SOLUTIONS / "kd" / "kd.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if nbgrader_id(c) == "test_kd_loss")
+    return cell.source.split("### BEGIN HIDDEN TESTS")[0]
+
+
+def _run_visible_test(kd_loss_function):
+    import torch.nn.functional as F
+    exec(_visible_test_source(), {"torch": torch, "F": F, "kd_loss": kd_loss_function})
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")   # the 'mean' mutant makes F.kl_div warn
+@pytest.mark.parametrize("trap", ["missing T^2", "reversed KL", "'mean' reduction instead of 'batchmean'"])
+def test_the_visible_test_catches_each_trap_the_docstring_names(trap):
+    """The notebook's own test_kd_loss fails on each trap kd_loss's docstring warns of (the KL's arguments
+    swapped, averaged per number, no T^2), saying what the student's code returned; so does the judge's
+    replay of that test (VisibleCheckFailed)."""
+    wrong = _mutant_kd_loss(next(m for m in MUTANTS if m.name == trap))
+    with pytest.raises(AssertionError, match=r"kd_loss returned 0\.\d{5}, expected 0\.27568"):
+        _run_visible_test(wrong)
+    with pytest.raises(VisibleCheckFailed, match=r"kd_loss returned 0\.\d{5}, expected 0\.27568"):
+        checks.judge_kd_loss(probed(wrong, 0), 0)
+
+
+def test_the_visible_tests_hand_value_is_the_references():
+    _run_visible_test(_solution_kd_loss())
+    calls = probes.visible_calls()
+    assert abs(kd_loss(*calls["differ"]).item() - probes.VISIBLE_SOFT) < 1e-5
+    import re
+    value, tolerance = re.search(r"abs\(_soft - ([\d.]+)\) < ([\d.e-]+)", _visible_test_source()).groups()
+    assert (float(value), float(tolerance)) == (probes.VISIBLE_SOFT, probes.VISIBLE_SOFT_TOLERANCE)
+
+
+def test_the_red_teams_wrong_kd_loss_passes_the_visible_test_only():
+    """The red team's attacks must gain points the hidden check takes away: their wrong kd_loss passes the
+    notebook's own asserts."""
+    namespace = {}
+    exec((REPO / "tests" / "redteam" / "wrong_kd_loss.py").read_text(), namespace)
+    _run_visible_test(namespace["kd_loss"])
+    with pytest.raises(AssertionError):
+        checks.check_kd_loss(namespace["kd_loss"])

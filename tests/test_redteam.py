@@ -4,8 +4,8 @@ the session's class course (whose demo students are already graded) and graded l
 
 Setting: the `kd` assignment. Every submission is the prebuilt reference work (notebook and artifacts,
 fixture `reference_work`) with its one unlocked code cell (grade_id `kd_loss`) replaced. An attacker's
-`kd_loss` is wrong (tests/redteam/wrong_kd_loss.py: the soft term misses T^2, which the notebook's
-visible asserts do not see but the hidden check does), followed by the attack: tests/redteam/<attack>.py,
+`kd_loss` is wrong (tests/redteam/wrong_kd_loss.py: its terms weighted by alpha^2 and 1 - alpha^2,
+which the notebook's visible asserts, at alpha 0 and 1, do not see but the hidden check does), followed by the attack: tests/redteam/<attack>.py,
 the text a student would type, after tests/redteam/common.py (where an attacker looks for the course, the
 kit and the gradebook) for the attacks that need it. Placeholders in those files are filled in here:
 __TOKEN__ (this run's random token, as text) and __COURSE__, __REPO__, __ME__, __VICTIM__, __PORT__,

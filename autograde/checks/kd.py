@@ -221,6 +221,9 @@ def _judge_visible_kd_loss(outputs):
             "with alpha = 0, kd_loss is F.cross_entropy(student, labels)")
     visible(abs(values["same"].item()) < 1e-6, "alpha = 1 and student == teacher: the loss must be 0")
     visible(values["differ"].item() > 0, "alpha = 1 and student != teacher: the KL divergence is > 0")
+    soft = values["differ"].item()
+    visible(abs(soft - probes.VISIBLE_SOFT) < probes.VISIBLE_SOFT_TOLERANCE,
+            f"alpha = 1, T = 4: kd_loss returned {soft:.5f}, expected {probes.VISIBLE_SOFT}")
 
 
 # ---------------------------------------------------------------------------------------- trained students
