@@ -801,3 +801,16 @@ def test_prune_vgg_record_is_small_plain_data():
     assert buffer.tell() < 2**20
     assert same_plain_data(record, round_trip(record))
     assert same_plain_data(record, probes.probe_prune_vgg(reference.prune_vgg, 7))
+
+
+def test_a_curve_claiming_accuracy_its_checkpoints_do_not_have_fails(artifacts, tmp_path, no_thresholds):
+    """Hand-edited histories: the collapse run's records claim 95% validation accuracy (its sparsity left as
+    the checkpoints give it). Every checkpoint of a curve is re-evaluated on the validation split."""
+    folder = _copy(artifacts, tmp_path)
+    collapse = max(profile.config("slimming")["lambdas"].items(), key=lambda item: item[1])[0]
+    path = folder / f"sparsity_{collapse}.json"
+    history = History.load(path)
+    History(history.config, [dict(r, val_accuracy=95.0) for r in history.records]).save(path)
+    with pytest.raises(AssertionError, match=rf"sparsity_{collapse}.pt evaluates to [\d.]+% on the validation split, "
+                                             r"but its history recorded 95.00%"):
+        checks.check_sparsity_curves(folder)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accuracy, entries, failed_call, field,
-                                     judge_in_order, length_field, load_history, load_run, loaded_as_submitted,
-                                     probe_record, raise_if_failed, record_at, visible)
+from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, checked_test_accuracy, entries,
+                                     failed_call, field, judge_in_order, length_field, load_history, load_run,
+                                     loaded_as_submitted, probe_record, raise_if_failed, record_at, visible)
 from autograde.integrity import checkpoint_distance
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
@@ -224,13 +224,16 @@ def _last_value(history, key):
 def check_sparsity_curves(artifacts="artifacts"):
     """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints.
 
-    Both checkpoints of a run are cross-checked with its history: sparsity_<tag>.pt (best epoch) with the
-    record of its epoch, sparsity_<tag>_last.pt with the last record.
+    Both checkpoints of a run are cross-checked with its history, their sparsity and their validation
+    accuracy: sparsity_<tag>.pt (best epoch) with the record of its epoch, sparsity_<tag>_last.pt with the last
+    record. (The best checkpoints of the runs check_sparsity_accuracy grades are re-evaluated there.)
     """
     _visible_sparsity_curves(artifacts)
     lambdas = settings()["lambdas"]
     threshold = profile.config("sparsity_threshold")
     epochs = profile.config("vgg")["epochs"]
+    validation = images.loaders()["val"]
+    accuracy_graded = {tag for tag, _ in _accuracy_runs()}
     finals = []
     for tag, s in sorted(lambdas.items(), key=lambda item: item[1]):
         model, meta, history = _load_run(artifacts, tag)
@@ -241,7 +244,10 @@ def check_sparsity_curves(artifacts="artifacts"):
         assert len(history) == epochs, (
             f"{path.with_suffix('.json')} has {len(history)} epochs, the profile trains {epochs}: "
             "re-run the training cell to the end")
-        _check_record_sparsity(model, record_at(history, meta, path), path, threshold)
+        record = record_at(history, meta, path)
+        _check_record_sparsity(model, record, path, threshold)
+        if tag not in accuracy_graded:
+            checked_accuracy(model, validation, record["val_accuracy"], path, split="validation")
         last = last_path(path)
         try:
             last_model, last_meta = load_model(last, VGG)
@@ -250,6 +256,7 @@ def check_sparsity_curves(artifacts="artifacts"):
         assert last_meta.get("epoch") == epochs, (
             f"{last} holds epoch {last_meta.get('epoch')}, not the last one ({epochs}): re-run the training cell")
         _check_record_sparsity(last_model, history.records[-1], last, threshold)
+        checked_accuracy(last_model, validation, history.records[-1]["val_accuracy"], last, split="validation")
         finals.append((s, history["sparsity"][-1]))
     for (s_low, low), (s_high, high) in zip(finals, finals[1:]):
         assert high > low, (
