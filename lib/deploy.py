@@ -2,12 +2,13 @@
 
     cpu_latency({"unpruned": vgg, "pruned 50%": small}, (3, 32, 32))    {name: {batch size: seconds}}
     save_packed(qmodel, "model.packed.pt")                            bytes on disk, quantized weights as integers
-    load_packed("model.packed.pt", quantizer)                         the model back, computing with those integers
+    load_packed("model.packed.pt", quantizer)                         the model back, its weights dequantized
 
 Counting parameters and FLOPs predicts the gains; these functions measure them. Fake quantization (QAT)
 computes with float weights that happen to take 2**bits values; `save_packed` stores each of those weights as
 its b-bit level number (8 // b of them per byte) plus one float per layer, which is what an integer runtime
-ships to the device.
+ships to the device. `load_packed` turns the level numbers back into float weights: the model it returns runs
+float convolutions, so it measures the storage, not integer arithmetic.
 """
 import copy
 import logging
@@ -158,7 +159,7 @@ def _plain_copy(layer, weight):
 
 
 def load_packed(path, quantizer, weight_scale):
-    """The model saved by save_packed, computing with the stored integer weights.
+    """The model saved by save_packed, its stored integer weights dequantized (floats again).
 
     quantizer     the activation quantizer, quantizer(x, bits, lo, hi) (the lab's STEQuantize.apply)
     weight_scale  the lab's weight_scale: the sinc filters are recomputed from their band edges and quantized

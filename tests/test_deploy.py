@@ -77,6 +77,20 @@ def test_packed_model_reloads_and_computes_exactly_what_the_fake_quantized_one_d
     assert torch.equal(got, expected)
 
 
+
+def test_the_notebook_says_what_the_packed_model_computes_with(tmp_path):
+    """load_packed's layers hold float weights (dequantized codes) and compute in float; the notebook's text
+    says so instead of promising integer arithmetic."""
+    import nbformat
+    from autograde.course import SOLUTIONS
+    deploy.save_packed(small_qat_model(), tmp_path / "packed.pt")
+    reloaded = deploy.load_packed(tmp_path / "packed.pt", STEQuantize.apply, weight_scale)
+    assert all(p.dtype == torch.float32 for p in reloaded.parameters())
+    nb = nbformat.read(SOLUTIONS / "sincnet_quant" / "sincnet_quant.ipynb", as_version=4)
+    text = " ".join(c.source.replace("\n", " ") for c in nb.cells if "`load_packed`" in c.source)
+    assert "float convolutions" in text and "integer runtime would, and" not in text, text[:600]
+
+
 def test_cpu_latency_times_each_model_and_batch_size():
     models = {"unpruned": VGG([8, 'M', 16, 'M', 16, 'M', 32, 'M', 32]),      # four pools: 32x32 -> 2x2
               "pruned 50%": VGG([4, 'M', 8, 'M', 8, 'M', 16, 'M', 16]),
