@@ -58,17 +58,20 @@ def kept_indices(cfg_mask):
     return [torch.as_tensor(mask).flatten().nonzero().flatten().cpu() for mask in cfg_mask]
 
 
-def zero_pruned_channels(model, cfg_mask):
+def zero_pruned_channels(model, cfg_mask, keep_beta=False):
     """A copy of `model` whose pruned channels output exactly 0 (their BN gamma and beta set to 0).
 
-    This is what pruning removes: the pruned model's outputs equal this model's outputs.
+    This is what pruning removes: the pruned model's outputs equal this model's outputs. With keep_beta,
+    only gamma is set to 0: each pruned channel then still emits the constant ReLU(beta), what a channel with
+    a tiny gamma emits, so that the accuracy lost by dropping the betas can be told from the gammas' share.
     """
     model = copy.deepcopy(model)
     with torch.no_grad():
         for bn, mask in zip(bn_layers(model), cfg_mask):
             keep = torch.as_tensor(mask, dtype=bn.weight.dtype, device=bn.weight.device).flatten()
             bn.weight.mul_(keep)
-            bn.bias.mul_(keep)
+            if not keep_beta:
+                bn.bias.mul_(keep)
     return model
 
 

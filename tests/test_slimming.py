@@ -251,6 +251,24 @@ def test_prune_vgg_output_equivalence(seed, percent):
     assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
 
 
+def test_silencing_through_gamma_only_leaves_each_channel_its_constant_relu_beta():
+    """zero_pruned_channels(..., keep_beta=True): the pruned channels of the first BN layer output ReLU(beta)
+    for every input (what vggprune's "beta kept" column measures); by default they output 0."""
+    model = _random_vgg(0, cfg=[4, 'M', 6]).eval()
+    with torch.no_grad():
+        bn_layers(model)[0].bias.copy_(torch.tensor([0.7, -0.3, 0.2, 1.5]))
+    cfg_mask = [torch.tensor([1., 0, 1, 0]), torch.ones(6)]
+    first_block = lambda net, x: net.feature[:3](x)           # conv, BN, ReLU of layer 0
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        kept_beta = first_block(zero_pruned_channels(model, cfg_mask, keep_beta=True).eval(), x)
+        silenced = first_block(zero_pruned_channels(model, cfg_mask).eval(), x)
+    assert torch.equal(kept_beta[:, 1], torch.zeros_like(kept_beta[:, 1]))          # ReLU(-0.3) = 0
+    assert torch.allclose(kept_beta[:, 3], torch.full_like(kept_beta[:, 3], 1.5))  # ReLU(1.5), whatever x
+    assert torch.equal(silenced[:, [1, 3]], torch.zeros_like(silenced[:, [1, 3]]))
+    assert torch.equal(kept_beta[:, [0, 2]], silenced[:, [0, 2]])
+
+
 def test_check_cfg_mask_errors():
     model = _random_vgg(0, cfg=[4, 'M', 6, 'M', 5])
     cfg, cfg_mask = reference.build_cfg_mask(model, 0.5, 1)
