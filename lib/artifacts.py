@@ -62,7 +62,9 @@ def _slimming(table):
                        graded=False)
     finetune = Producer("train_prune_model.ipynb", 1, "Task: fine-tune", "finetune")
     controls = Producer("train_prune_model.ipynb", 2, "Two controls at the same cost", "controls")
-    finetune_curves = Producer("train_prune_model.ipynb", 3, "Accuracy per epoch", "curves", graded=False)
+    more_controls = Producer("train_prune_model.ipynb", 3, "Two more controls: the penalty, and the architecture at "
+                             "the whole budget", "more_controls", graded=False)
+    finetune_curves = Producer("train_prune_model.ipynb", 4, "Accuracy per epoch", "curves", graded=False)
     return {
         **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
         **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
@@ -72,6 +74,11 @@ def _slimming(table):
         **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
         # the equal-budget controls: the unpruned model trained on, the most-pruned cfg from random weights
         **{f: controls for f in _run("finetuned_0") + _run(f"scratch_{max(percents)}")},
+        # the baseline pruned and fine-tuned, and the most-pruned cfg from scratch at the whole budget
+        **{f"artifacts/baseline_pruned_{p}.pt": control for p in percents},
+        **{f: more_controls for p in percents for f in _run(f"baseline_finetuned_{p}")},
+        **{f: more_controls for seed in slim["scratch_seeds"]
+           for f in _run(f"scratch_{max(percents)}_whole_seed{seed}")},
         **{f: finetune_curves for f in _plots("finetune_accuracy")},
     }
 

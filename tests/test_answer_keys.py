@@ -94,6 +94,17 @@ def _finetune_table(work):
     return table(printed(work, "train_prune_model", "table"))
 
 
+def _more_controls(work):
+    """train_prune_model's second controls: the fine-tuned sparse and baseline networks (50%, 90%) and the 90% cfg
+    from scratch at the whole budget (each seed, and their mean)."""
+    rows = table(printed(work, "train_prune_model", "more_controls"))
+    accuracy = {name: values[-1] for name, values in rows.items()}
+    return dict(sparse=[accuracy[f"pruned {p}%, sparse (lambda > 0), fine-tuned"] for p in (50, 90)],
+                baseline=[accuracy[f"pruned {p}%, baseline (lambda = 0), fine-tuned"] for p in (50, 90)],
+                **{"scratch seeds": [v for k, v in accuracy.items() if "scratch, seed" in k],
+                                       "scratch mean": accuracy["90% cfg from scratch, mean over the seeds"]})
+
+
 def _seed_table(work):
     """{row: (mean, std)} and {row: per-seed values} of kd's seed table."""
     rows = {}
@@ -224,11 +235,21 @@ CLAIMS = {
             inside(c, d, _finetune_table(w)["unpruned"][5] / _finetune_table(w)["pruned 90%"][5], "speed-up, 64"))),
     ],
     "answer_compare": [
-        (r"weights reaches\s+([\d.]+)%", lambda w, q: near(q, _finetune_table(w)["pruned 90%"][-1], 2.5, "90%")),
-        (r"random weights (\d+)-(\d+)%", lambda w, lo, hi: inside(lo, hi, _finetune_table(w)["90%, scratch"][-1],
-                                                                   "90% cfg from scratch")),
-        (r"\(([\d.]+)% before fine-tuning\)", lambda w, q: near(q, _finetune_table(w)["pruned 90%"][-2], 3,
-                                                                "90% before fine-tuning")),
+        (r"copied weights reaches ([\d.]+)%, the same cfg from random weights (\d+)-(\d+)%", lambda w, q, lo, hi: (
+            near(q, _finetune_table(w)["pruned 90%"][-1], 2.5, "90% fine-tuned"),
+            inside(lo, hi, _finetune_table(w)["90%, scratch"][-1], "90% cfg from scratch, 15 epochs"))),
+        (r"reaches ([\d.]+)% on average \(seeds 0 and 1: ([\d.]+) and ([\d.]+)%\), ([\d.]+) points below",
+         lambda w, mean, first, second, gap: (
+            near(mean, _more_controls(w)["scratch mean"], 3, "90% cfg from scratch, whole budget"),
+            near(first, _more_controls(w)["scratch seeds"][0], 3, "seed 0 from scratch"),
+            near(second, _more_controls(w)["scratch seeds"][1], 3, "seed 1 from scratch"),
+            near(gap, _finetune_table(w)["pruned 90%"][-1] - _more_controls(w)["scratch mean"], 3, "the gap"))),
+        (r"the two seeds \(([\d.]+) points\)", lambda w, q: near(
+            q, abs(_more_controls(w)["scratch seeds"][0] - _more_controls(w)["scratch seeds"][1]), 2, "seed spread")),
+        (r"reaches ([\d.]+)% at 50% and\s+([\d.]+)% at 90%, against ([\d.]+)% and ([\d.]+)% for the sparse",
+         lambda w, *quoted: [near(q, value, 2.5, what) for q, value, what in zip(quoted, (
+             *_more_controls(w)["baseline"], *_more_controls(w)["sparse"]), (
+             "baseline fine-tuned, 50%", "baseline fine-tuned, 90%", "sparse fine-tuned, 50%", "sparse fine-tuned, 90%"))]),
     ],
     # kd
     "answer_transfer": [
