@@ -56,6 +56,8 @@ def _slimming(table):
     percents = [round(p * 100) for p in slim["percents"]]
     train = Producer("sparsity_train.ipynb", 2, "Task 2: train with three strengths of the penalty", "train")
     curves = Producer("sparsity_train.ipynb", 3, "What the penalty does", "plots", graded=False)
+    sweep = Producer("sparsity_train.ipynb", 4, "The trade-off: accuracy against sparsity", "lambda_sweep",
+                     graded=False)
     channels = Producer("vggprune.ipynb", 2, "How many channels each layer keeps", "tables", graded=False)
     prune = Producer("vggprune.ipynb", 3, "Build the pruned networks", "prune")
     control = Producer("vggprune.ipynb", 4, "Control: prune the baseline trained without penalty", "control",
@@ -68,6 +70,8 @@ def _slimming(table):
     return {
         **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
         **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
+        **{f: sweep for s in slim["sweep_lambdas"] for f in _run(f"sweep/sparsity_{s:g}")},
+        **{f: sweep for f in _plots("sparsity_tradeoff")},
         **{f: channels for f in _plots("channels_per_layer")},
         **{f: control for f in _plots("control_baseline_pruning")},
         **{f"artifacts/pruned_{p}.pt": prune for p in percents},

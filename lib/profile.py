@@ -39,6 +39,7 @@ FULL = {
     # CIFAR-10 results minus ~1 point, not yet measured with this kit on a GPU.
     "slimming": dict(
         lambdas={"s0": 0.0, "s1": 1e-4, "s2": 1e-2},   # run tag -> s of the L1 penalty: the paper's grid
+        sweep_lambdas=(3e-5, 1e-3),      # sparsity_train's trade-off curve between the grid's points (unmeasured)
         sparse_tag="s1",                 # the run vggprune prunes
         percents=(0.5, 0.9),             # fractions of the BN channels vggprune removes
         min_channels=8,                  # as quick: no 512-wide layer may shrink to a bottleneck
@@ -91,6 +92,7 @@ QUICK = {
     # Network slimming lab on the digits (measured: seed 0 unless seeds are listed).
     "slimming": dict(
         lambdas={"s0": 0.0, "s1": 5e-3, "s2": 1e-2},   # none / moderate (sparsity 0.41) / collapse (1.00, 10%)
+        sweep_lambdas=(2e-3, 3.5e-3, 7e-3),   # the trade-off curve between them: 22 s per run on 1 core
         sparse_tag="s1",
         percents=(0.5, 0.9),
         min_channels=8,          # with 2 or 4 the 90%-pruned net has bottlenecks: 45-52% after fine-tuning

@@ -27,7 +27,7 @@ KEYS = {"slimming": {"sparsity_train": ["answer_regimes", "answer_why"],
                                             "answer_comparison"]},
         "kd": {"kd": ["answer_transfer", "answer_combine"]}}
 # Numbers in keys that are settings or sizes, not results: the pruning ratios, a parameter, CLIP_STDS' rounding.
-NOT_RESULTS = r"(?<![\d.])(30|50|70|90)%|alpha = 0\.[59]|initial 0\.5|around 0\.5"
+NOT_RESULTS = r"(?<![\d.])(30|50|70|90)%|alpha = 0\.[59]|s = 0\.\d+|initial 0\.5|around 0\.5"
 
 
 # ---------------------------------------------------------------------------- what the reference printed
@@ -68,6 +68,11 @@ def inside(low, high, value, what):
 
 
 # ------------------------------------------------------------------------------------------ the claims
+
+def _tradeoff(work):
+    """{s: [best epoch, sparsity, validation accuracy]} of sparsity_train's lambda sweep."""
+    return {float(s): values for s, values in table(printed(work, "sparsity_train", "lambda_sweep")).items()}
+
 
 def _histogram(work, tag):
     g = gammas(load_model(work / "artifacts" / f"sparsity_{tag}.pt", VGG)[0]).sort().values
@@ -172,6 +177,13 @@ CLAIMS = {
             near(q, records(w, "sparsity_s2")[-1]["sparsity"], 0.01, "large run's sparsity"),
             near(epoch, next(r["epoch"] for r in records(w, "sparsity_s2") if r["sparsity"] > 0.99), 1,
                  "epoch the large run reaches sparsity 1"))),
+        (r"up to sparsity ([\d.]+) \(s = ([\d.]+)\)", lambda w, q, s: near(
+            q, _tradeoff(w)[float(s)][1], 0.05, f"sparsity of the sweep's s = {s}")),
+        (r"to ([\d.]+)% at sparsity ([\d.]+)\s+\(s = ([\d.]+)\)", lambda w, accuracy, q, s: (
+            near(accuracy, _tradeoff(w)[float(s)][2], 8, f"validation accuracy of the sweep's s = {s}"),
+            near(q, _tradeoff(w)[float(s)][1], 0.1, f"sparsity of the sweep's s = {s}"))),
+        (r"and to chance at ([\d.]+):", lambda w, q: near(
+            q, _tradeoff(w)[max(_tradeoff(w))][1], 0.01, "sparsity of the largest lambda")),
         (r"\(at most ([\d.]+)%\)", lambda w, q: near(
             q, max(r["train_accuracy"] for r in records(w, "sparsity_s2")), 3, "large run's best training accuracy")),
     ],
