@@ -67,11 +67,18 @@ def runs(profile, preflight=False):
 
     vgg, slim, sincnet, sq, kd = (config(s) for s in ("vgg", "slimming", "sincnet", "sincnet_quant", "kd"))
     found = [Run("sparsity_train", f"sparsity_{tag}.pt", vgg["epochs"]) for tag in slim["lambdas"]]
+    found += [Run("sparsity_train", f"sweep/sparsity_{s:g}.pt", vgg["epochs"]) for s in slim["sweep_lambdas"]]
     found += [Run("train_prune_model", f"finetuned_{round(p * 100)}.pt", slim["finetune_epochs"])
               for p in slim["percents"]]
     # its two controls with the fine-tuning's budget: the unpruned model trained on, the 90% cfg from scratch
     found += [Run("train_prune_model", "finetuned_0.pt", slim["finetune_epochs"]),
               Run("train_prune_model", f"scratch_{round(max(slim['percents']) * 100)}.pt", slim["finetune_epochs"])]
+    # the second controls: the lambda = 0 baseline pruned and fine-tuned, the 90% cfg from scratch for the epochs
+    # of sparsity training and fine-tuning together, once per seed
+    found += [Run("train_prune_model", f"baseline_finetuned_{round(p * 100)}.pt", slim["finetune_epochs"])
+              for p in slim["percents"]]
+    found += [Run("train_prune_model", f"scratch_{round(max(slim['percents']) * 100)}_whole_seed{seed}.pt",
+                  vgg["epochs"] + slim["finetune_epochs"]) for seed in slim["scratch_seeds"]]
     found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
               Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),
               Run("sincnet_quant", "sincnet_quant.pt", sq["qat"]["epochs"])]
