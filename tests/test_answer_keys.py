@@ -299,6 +299,8 @@ CLAIMS = {
         (r"from (\d+)-(\d+)% to (\d+)-(\d+)% test accuracy", lambda w, a, b, c, d: (
             inside(a, b, _printed_number(w, "sincnet_quant", "ptq", r"pruned float model ([\d.]+)%"), "pruned"),
             inside(c, d, _printed_number(w, "sincnet_quant", "ptq", r"quantization ([\d.]+)%"), "after PTQ"))),
+        (r"training accuracy ends at (\d+)-(\d+)%", lambda w, lo, hi: inside(
+            lo, hi, records(w, "sincnet_quant")[-1]["train_accuracy"], "QAT's last training accuracy")),
         (r"back to (\d+)-(\d+)%", lambda w, lo, hi: inside(lo, hi, _printed_number(
             w, "sincnet_quant", "qat", r"test accuracy after QAT ([\d.]+)%"), "after QAT")),
     ],
