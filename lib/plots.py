@@ -25,11 +25,19 @@ def _finish(fig, path):
     return fig
 
 
-def plot_curves(histories, key, ylabel=None, title=None, path=None):
-    """One line per run: histories is {label: History}, key a per-epoch column such as "val_accuracy"."""
+def plot_curves(histories, key, ylabel=None, title=None, path=None, start=None, styles=None):
+    """One line per run: histories is {label: History}, key a per-epoch column such as "val_accuracy".
+
+    start: {label: value before the first epoch}, drawn at epoch 0 (where a fine-tuning began);
+    styles: {label: matplotlib line options}, e.g. one colour per seed and a line style per method.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
+    start, styles = start or {}, styles or {}
     for label, history in histories.items():
-        ax.plot(history["epoch"], history[key], marker=".", label=str(label))
+        epochs, values = list(history["epoch"]), list(history[key])
+        if label in start:
+            epochs, values = [0] + epochs, [start[label]] + values
+        ax.plot(epochs, values, marker=".", label=str(label), **styles.get(label, {}))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel or key)
     ax.set_title(title or key)
@@ -38,25 +46,33 @@ def plot_curves(histories, key, ylabel=None, title=None, path=None):
     return _finish(fig, path)
 
 
-def plot_gamma_histograms(models, bins=50, percents=(), path=None):
-    """Histogram of all BN |gamma| of each model, side by side: models is {label: model}.
+def plot_gamma_histograms(models, bins=60, percents=(), floor=1e-8, threshold=None, path=None):
+    """Histogram of all BN |gamma| of each model, side by side on the same axes: models is {label: model}.
 
-    The count axis is logarithmic: a bar of a few channels stays visible next to the spike of hundreds at
-    |gamma| ~ 0. For each fraction in `percents` a dashed line marks the |gamma| below which that fraction of
-    the model's channels lies (its quantile): about where vggprune's global threshold for that percent falls.
+    Both axes are logarithmic. The |gamma| axis, because they span many orders of magnitude: a silenced channel
+    sits at 1e-6 or below, an active one near 0.5, and a linear axis would show them as one bar at 0 (values
+    below `floor` are drawn in the first bar). The count axis, so that a bar of a few channels stays visible
+    next to hundreds. For each fraction in `percents` a dashed line marks the |gamma| below which that fraction
+    of the model's channels lies (its quantile): about where vggprune's global threshold for that percent
+    falls; `threshold` (e.g. the sparsity threshold) is drawn as a dotted black line.
     """
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.2), squeeze=False)
-    for ax, (label, model) in zip(axes[0], models.items()):
-        values = gammas(model)
-        ax.hist(values.numpy(), bins=bins, color="tab:blue")
+    values = {label: gammas(model).clamp_min(floor) for label, model in models.items()}
+    top = max(v.max().item() for v in values.values()) * 1.5
+    edges = torch.logspace(torch.log10(torch.tensor(floor)), torch.log10(torch.tensor(top)), bins + 1).numpy()
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.2), squeeze=False, sharex=True)
+    for ax, (label, v) in zip(axes[0], values.items()):
+        ax.hist(v.numpy(), bins=edges, color="tab:blue")
+        ax.set_xscale("log")
         ax.set_yscale("log")
         for percent, color in zip(percents, ("tab:orange", "tab:red", "tab:purple", "tab:green")):
-            ax.axvline(torch.quantile(values, percent).item(), color=color, linestyle="--",
+            ax.axvline(torch.quantile(v, percent).item(), color=color, linestyle="--",
                        label=f"{percent:.0%} of channels below")
-        if percents:
+        if threshold is not None:
+            ax.axvline(threshold, color="black", linestyle=":", label=f"sparsity threshold {threshold:g}")
+        if percents or threshold is not None:
             ax.legend(fontsize="small")
         ax.set_title(str(label))
-        ax.set_xlabel("|gamma|")
+        ax.set_xlabel("|gamma| (log scale)")
         ax.set_ylabel("channels (log scale)")
     return _finish(fig, path)
 
@@ -85,21 +101,24 @@ def plot_accuracy(history, title="accuracy", path=None):
     return _finish(fig, path)
 
 
-def plot_frequency_responses(filter_sets, sample_rate, path=None):
-    """Magnitude responses (dB) of FIR filters, one panel per set: filter_sets is {label: (n, taps) tensor}."""
+def plot_frequency_responses(filter_sets, sample_rate, path=None, names=None):
+    """Magnitude responses (dB) of FIR filters, one panel per set: filter_sets is {label: (n, taps) tensor};
+    names: one label per filter (the same in every panel), shown in a legend."""
     fig, axes = plt.subplots(1, len(filter_sets), figsize=(5 * len(filter_sets), 3.5), squeeze=False, sharey=True)
     for ax, (label, filters) in zip(axes[0], filter_sets.items()):
         filters = filters.detach().cpu().reshape(len(filters), -1)
         spectrum = torch.fft.rfft(filters, n=4096).abs()
         decibels = 20 * torch.log10(spectrum / spectrum.max(dim=1, keepdim=True).values + 1e-6)
         hz = torch.fft.rfftfreq(4096, d=1 / sample_rate)
-        for row in decibels:
-            ax.plot(hz.numpy(), row.numpy(), linewidth=1)
+        for i, row in enumerate(decibels):
+            ax.plot(hz.numpy(), row.numpy(), linewidth=1, color=f"C{i % 10}", label=names[i] if names else None)
         ax.set_ylim(-60, 3)
         ax.set_xlabel("frequency (Hz)")
         ax.set_title(str(label))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("gain (dB)")
+    if names:
+        axes[0][-1].legend(fontsize="small", loc="lower right")
     return _finish(fig, path)
 
 
@@ -185,11 +204,13 @@ def plot_weight_levels(weights, level_sets, bins=80, title="weights and their qu
     return _finish(fig, path)
 
 
-def plot_sweep(series, xlabel, ylabel, title=None, path=None):
+def plot_sweep(series, xlabel, ylabel, title=None, path=None, reference=None):
     """One line per series: {label: {x: y}}, e.g. {"max|w|": {8: 84.1, 4: 80.2, ...}}; x values as categories,
-    in the order of the first series."""
+    in the order of the first series. reference: (label, y) drawn as a horizontal line, e.g. the float model."""
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = list(next(iter(series.values())))
+    if reference is not None:
+        ax.axhline(reference[1], color="gray", linestyle="--", label=reference[0])
     for label, points in series.items():
         ax.plot(range(len(xs)), [points[x] for x in xs], marker="o", label=str(label))
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])

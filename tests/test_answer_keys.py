@@ -76,8 +76,9 @@ def _tradeoff(work):
 
 def _histogram(work, tag):
     g = gammas(load_model(work / "artifacts" / f"sparsity_{tag}.pt", VGG)[0]).sort().values
+    silenced = g[g < profile.config("sparsity_threshold")]
     return dict(smallest=g[0].item(), line50=g[int(len(g) * 0.5)].item(), line90=g[int(len(g) * 0.9)].item(),
-                below=int((g < profile.config("sparsity_threshold")).sum()))
+                below=len(silenced), silenced_median_log10=silenced.median().log10().item() if len(silenced) else 0)
 
 
 def _floor(work):
@@ -193,10 +194,14 @@ CLAIMS = {
         (r"lines \(([\d.]+) and ([\d.]+)\)", lambda w, a, b: (
             near(a, _histogram(w, "s0")["line50"], 0.03, "baseline's 50% line"),
             near(b, _histogram(w, "s0")["line90"], 0.03, "baseline's 90% line"))),
-        (r"spike of (\d+) of its 1376", lambda w, q: near(q, _histogram(w, "s1")["below"], 60, "channels in the spike")),
-        (r"\(its sparsity, ([\d.]+);", lambda w, q: near(
+        (r"two groups: (\d+) of its 1376", lambda w, q: near(q, _histogram(w, "s1")["below"], 60, "silenced channels")),
+        (r"most of\s+them around 1e-(\d+),", lambda w, q: near(
+            -float(q), _histogram(w, "s1")["silenced_median_log10"], 1, "log10 of the silenced channels' median |gamma|")),
+        (r"\(its sparsity, ([\d.]+)\)", lambda w, q: near(
             q, sparsity(load_model(w / "artifacts" / "sparsity_s1.pt", VGG)[0], profile.config("sparsity_threshold")),
             0.04, "sparse model's sparsity")),
+        (r"the bulk between about ([\d.]+) and 1,", lambda w, q: near(q, profile.config("sparsity_threshold"), 0,
+                                                                     "the sparsity threshold")),
         (r"The 50% line \(([\d.]+)\)", lambda w, q: near(q, _histogram(w, "s1")["line50"], 0.03, "sparse 50% line")),
         (r"the 90% line \(([\d.]+)\)", lambda w, q: near(q, _histogram(w, "s1")["line90"], 0.05, "sparse 90% line")),
     ],
