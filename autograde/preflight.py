@@ -34,7 +34,7 @@ import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
-from lib.artifacts import kd_student_runs
+from lib.artifacts import kd_student_runs, percent_tag
 
 DOWNLOAD = ('python -c "from lib.data import images, speech; images.loaders(\'full\'); speech.loaders(\'full\')"'
             "   # CIFAR-10 170 MB, Speech Commands 2.3 GB, into data/")
@@ -68,16 +68,16 @@ def runs(profile, preflight=False):
     vgg, slim, sincnet, sq, kd = (config(s) for s in ("vgg", "slimming", "sincnet", "sincnet_quant", "kd"))
     found = [Run("sparsity_train", f"sparsity_{tag}.pt", vgg["epochs"]) for tag in slim["lambdas"]]
     found += [Run("sparsity_train", f"sweep/sparsity_{s:g}.pt", vgg["epochs"]) for s in slim["sweep_lambdas"]]
-    found += [Run("train_prune_model", f"finetuned_{round(p * 100)}.pt", slim["finetune_epochs"])
+    found += [Run("train_prune_model", f"finetuned_{percent_tag(p)}.pt", slim["finetune_epochs"])
               for p in slim["percents"]]
     # its two controls with the fine-tuning's budget: the unpruned model trained on, the 90% cfg from scratch
     found += [Run("train_prune_model", "finetuned_0.pt", slim["finetune_epochs"]),
-              Run("train_prune_model", f"scratch_{round(max(slim['percents']) * 100)}.pt", slim["finetune_epochs"])]
+              Run("train_prune_model", f"scratch_{percent_tag(max(slim['percents']))}.pt", slim["finetune_epochs"])]
     # the second controls: the lambda = 0 baseline pruned and fine-tuned, the 90% cfg from scratch for the epochs
     # of sparsity training and fine-tuning together, once per seed
-    found += [Run("train_prune_model", f"baseline_finetuned_{round(p * 100)}.pt", slim["finetune_epochs"])
+    found += [Run("train_prune_model", f"baseline_finetuned_{percent_tag(p)}.pt", slim["finetune_epochs"])
               for p in slim["percents"]]
-    found += [Run("train_prune_model", f"scratch_{round(max(slim['percents']) * 100)}_whole_seed{seed}.pt",
+    found += [Run("train_prune_model", f"scratch_{percent_tag(max(slim['percents']))}_whole_seed{seed}.pt",
                   vgg["epochs"] + slim["finetune_epochs"]) for seed in slim["scratch_seeds"]]
     found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
               Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),

@@ -42,6 +42,11 @@ class Producer:
         return f'{self.notebook}, section {self.section} ("{self.title}")'
 
 
+def percent_tag(percent):
+    """0.5 -> "50": the suffix of the artifacts of a pruning percent (pruned_50.pt, finetuned_50.pt, ...)."""
+    return f"{round(percent * 100):d}"
+
+
 def _run(name):
     """A training run saved by lib.train.fit: its best checkpoint and its history."""
     return [f"artifacts/{name}.pt", f"artifacts/{name}.json"]
@@ -53,7 +58,7 @@ def _plots(*names):
 
 def _slimming(table):
     slim = table["slimming"]
-    percents = [round(p * 100) for p in slim["percents"]]
+    percents = [percent_tag(p) for p in slim["percents"]]
     train = Producer("sparsity_train.ipynb", 2, "Task 2: train with three strengths of the penalty", "train")
     curves = Producer("sparsity_train.ipynb", 3, "What the penalty does", "plots", graded=False)
     sweep = Producer("sparsity_train.ipynb", 4, "The trade-off: accuracy against sparsity", "lambda_sweep",
@@ -77,12 +82,12 @@ def _slimming(table):
         **{f"artifacts/pruned_{p}.pt": prune for p in percents},
         **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
         # the equal-budget controls: the unpruned model trained on, the most-pruned cfg from random weights
-        **{f: controls for f in _run("finetuned_0") + _run(f"scratch_{max(percents)}")},
+        **{f: controls for f in _run("finetuned_0") + _run(f"scratch_{percent_tag(max(slim['percents']))}")},
         # the baseline pruned and fine-tuned, and the most-pruned cfg from scratch at the whole budget
         **{f"artifacts/baseline_pruned_{p}.pt": control for p in percents},
         **{f: more_controls for p in percents for f in _run(f"baseline_finetuned_{p}")},
         **{f: more_controls for seed in slim["scratch_seeds"]
-           for f in _run(f"scratch_{max(percents)}_whole_seed{seed}")},
+           for f in _run(f"scratch_{percent_tag(max(slim['percents']))}_whole_seed{seed}")},
         **{f: finetune_curves for f in _plots("finetune_accuracy")},
     }
 

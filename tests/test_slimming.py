@@ -25,6 +25,7 @@ from autograde.mutants.slimming import MUTANTS
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
+from lib.artifacts import percent_tag
 from lib.checkpoint import CheckpointError, load_checkpoint, load_into, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG, SincNet
@@ -80,7 +81,7 @@ def artifacts(tmp_path_factory):
     sparse = VGG(cfg=torch.load(folder / f"sparsity_{config['sparse_tag']}.pt", weights_only=True)["cfg"])
     load_into(sparse, folder / f"sparsity_{config['sparse_tag']}.pt")
     for percent in config["percents"]:
-        tag = checks.pct_tag(percent)
+        tag = percent_tag(percent)
         pruned = reference.prune_vgg(sparse, *reference.build_cfg_mask(sparse, percent, config["min_channels"]))
         save_checkpoint(folder / f"pruned_{tag}.pt", pruned, meta=dict(percent=percent))
         _fake_run(pruned, checks.finetune_hp(percent), folder / f"finetuned_{tag}.pt", val_loader, threshold)
@@ -310,7 +311,7 @@ def test_a_network_trained_from_new_weights_is_not_a_fine_tune(artifacts, tmp_pa
     """finetuned_90.pt replaced by a network of the pruned cfg from new random weights (its history consistent
     with it): fine-tuning starts from the pruned weights, and a run that did not is not one."""
     folder = shutil.copytree(artifacts, tmp_path / "artifacts")
-    tag = checks.pct_tag(profile.config("slimming")["percents"][-1])
+    tag = percent_tag(profile.config("slimming")["percents"][-1])
     cfg = load_checkpoint(folder / f"pruned_{tag}.pt")["cfg"]
     _fake_run(_random_vgg(7, cfg=cfg), checks.finetune_hp(profile.config("slimming")["percents"][-1]),
               folder / f"finetuned_{tag}.pt", images.loaders()["val"], profile.config("sparsity_threshold"))
@@ -425,7 +426,7 @@ def test_profiles_have_the_same_slimming_keys():
         s = list(config["lambdas"].values())
         assert s == sorted(s) and s[0] == 0.0 and "s0" in config["lambdas"]
         assert config["sparse_tag"] in config["lambdas"]
-        assert set(config["finetuned_accuracy"]) == {checks.pct_tag(p) for p in config["percents"]}
+        assert set(config["finetuned_accuracy"]) == {percent_tag(p) for p in config["percents"]}
 
 
 # ------------------------------------------------------------------------------------------ probes, judges

@@ -31,6 +31,7 @@ from autograde.integrity import checkpoint_distance
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
+from lib.artifacts import percent_tag
 from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
@@ -41,11 +42,6 @@ from lib.train import History, last_path
 def settings():
     """The "slimming" section of the active profile."""
     return profile.config("slimming")
-
-
-def pct_tag(percent):
-    """0.5 -> "50": the suffix of the pruned/fine-tuned artifacts of a pruning percent."""
-    return f"{round(percent * 100):d}"
 
 
 # ----------------------------------------------------------------------------------------------- update_bn
@@ -550,12 +546,12 @@ def _sparse_model(artifacts):
 def _visible_pruned_models(artifacts):
     """test_pruned_models' own assert: every pruned checkpoint keeps at least one channel per layer."""
     for percent in settings()["percents"]:
-        path = Path(artifacts) / f"pruned_{pct_tag(percent)}.pt"
+        path = Path(artifacts) / f"pruned_{percent_tag(percent)}.pt"
         try:
             cfg = load_checkpoint(path)["cfg"]
         except CheckpointError:
             continue        # the notebook's test failed to load it too; the hidden check says so
-        visible(all(v == 'M' or v >= 1 for v in cfg), f"pruned_{pct_tag(percent)}.pt has a layer with no channel")
+        visible(all(v == 'M' or v >= 1 for v in cfg), f"pruned_{percent_tag(percent)}.pt has a layer with no channel")
 
 
 def check_pruned_models(artifacts="artifacts"):
@@ -566,7 +562,7 @@ def check_pruned_models(artifacts="artifacts"):
     sparse = _sparse_model(artifacts).eval()
     inputs, _ = next(iter(images.loaders()["test"]))
     for percent in config["percents"]:
-        path = Path(artifacts) / f"pruned_{pct_tag(percent)}.pt"
+        path = Path(artifacts) / f"pruned_{percent_tag(percent)}.pt"
         cfg, cfg_mask = reference.build_cfg_mask(sparse, percent, config["min_channels"])
         try:
             ckpt = load_checkpoint(path)
@@ -596,7 +592,7 @@ def _visible_finetuned(artifacts):
     """test_finetuned_accuracy's own assert, on the submitted histories: each fine-tuned net's best
     validation accuracy."""
     for percent in settings()["percents"]:
-        tag = pct_tag(percent)
+        tag = percent_tag(percent)
         path = Path(artifacts) / f"finetuned_{tag}.pt"
         if not loaded_as_submitted(path, finetune_hp(percent)):
             continue        # the notebook fine-tuned a fallback run: its test saw that one
@@ -622,7 +618,7 @@ def check_finetuned(artifacts="artifacts"):
     config = settings()
     loaders = images.loaders()
     for percent in config["percents"]:
-        tag = pct_tag(percent)
+        tag = percent_tag(percent)
         path = Path(artifacts) / f"finetuned_{tag}.pt"
         try:
             pruned = load_checkpoint(Path(artifacts) / f"pruned_{tag}.pt")

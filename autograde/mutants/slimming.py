@@ -12,6 +12,7 @@ from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_m
 from autograde.reference.slimming import prune_vgg as reference_prune_vgg
 from autograde.reference.slimming import update_bn as reference_update_bn
 from lib import profile
+from lib.artifacts import percent_tag
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG
@@ -144,10 +145,6 @@ MUTANTS = [
 # setup), so an unchanged step gives the reference's files bit for bit, and such files are copied instead.
 
 
-def _tag(percent):
-    return f"{round(percent * 100):d}"
-
-
 def _settings():
     """The profile's VGG training setup and its "slimming" section."""
     return profile.config("vgg"), profile.config("slimming")
@@ -172,8 +169,8 @@ def _finetune(artifacts, percent, **changes):
     hp, slim = _settings()
     hp = dict(hp, epochs=slim["finetune_epochs"], lr=slim["finetune_lr"], percent=percent)
     hp.update(changes)
-    model, _ = load_model(Path(artifacts) / f"pruned_{_tag(percent)}.pt", VGG)
-    fit(model, images.loaders(), hp, save_path=Path(artifacts) / f"finetuned_{_tag(percent)}.pt", progress=False)
+    model, _ = load_model(Path(artifacts) / f"pruned_{percent_tag(percent)}.pt", VGG)
+    fit(model, images.loaders(), hp, save_path=Path(artifacts) / f"finetuned_{percent_tag(percent)}.pt", progress=False)
 
 
 def _finetune_cell(dest, old, new):
@@ -259,12 +256,12 @@ def _pruned_names_swapped(reference, dest):
     then fine-tuned each file under its name (same runs as the reference's, the percent recorded swapped)."""
     artifacts = start_from(reference, dest)
     _, slim = _settings()
-    low, high = (_tag(p) for p in slim["percents"])
+    low, high = (percent_tag(p) for p in slim["percents"])
     swap_files(artifacts / f"pruned_{low}.pt", artifacts / f"pruned_{high}.pt")
     for suffix in (".pt", ".json"):
         swap_files(artifacts / f"finetuned_{low}{suffix}", artifacts / f"finetuned_{high}{suffix}")
     for percent in slim["percents"]:
-        edit_history(artifacts / f"finetuned_{_tag(percent)}.json", percent=percent)
+        edit_history(artifacts / f"finetuned_{percent_tag(percent)}.json", percent=percent)
 
 
 def _pruned_in_train_mode(reference, dest):
@@ -288,7 +285,7 @@ def _pruned_in_train_mode(reference, dest):
         with torch.no_grad():
             for inputs, labels in test:
                 correct += (pruned(inputs).argmax(1) == labels).sum().item()
-        save_checkpoint(artifacts / f"pruned_{_tag(percent)}.pt", pruned,
+        save_checkpoint(artifacts / f"pruned_{percent_tag(percent)}.pt", pruned,
                         meta=dict(percent=percent, min_channels=slim["min_channels"], source=sparse_path,
                                   test_accuracy=100.0 * correct / len(test.dataset)))
 
@@ -301,8 +298,8 @@ def _finetune_from_pruned_50(reference, dest):
     artifacts = start_from(reference, dest)
     _, slim = _settings()
     low, high = slim["percents"]
-    _finetune_cell(dest, 'f"artifacts/pruned_{pct(percent)}.pt"', f'"artifacts/pruned_{_tag(low)}.pt"')
-    copy_run(artifacts, f"finetuned_{_tag(low)}", f"finetuned_{_tag(high)}", percent=high)
+    _finetune_cell(dest, 'f"artifacts/pruned_{pct(percent)}.pt"', f'"artifacts/pruned_{percent_tag(low)}.pt"')
+    copy_run(artifacts, f"finetuned_{percent_tag(low)}", f"finetuned_{percent_tag(high)}", percent=high)
 
 
 def _finetune_at_training_lr(reference, dest):
