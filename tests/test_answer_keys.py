@@ -310,7 +310,7 @@ CLAIMS = {
             w, "sincnet_quant", "qat", r"test accuracy after QAT ([\d.]+)%"), "after QAT")),
     ],
     "answer_range": [*SWEEP,
-        (r"puts (\d+)-(\d+)% of the weights on the two inner", lambda w, lo, hi: inside(
+        (r"puts (\d+)-([\d.]+)% of the weights on the two inner", lambda w, lo, hi: inside(
             lo, hi, sum(_levels(w)["max"][2][1:3]), "inner levels' share")),
         (r"no weight is clipped", lambda w: near(0, _levels(w)["max"][0], 0, "clipped at max|w|")),
         (r"Clipped at ([\d.]+) sigma", lambda w, q: near(q, CLIP_STDS[2], 0, "CLIP_STDS[2]")),
@@ -321,10 +321,10 @@ CLAIMS = {
                                                                                "clipped weights")),
         (r"error is (\d+)-(\d+) times smaller", lambda w, lo, hi: inside(
             lo, hi, _levels(w)["max"][1] / _levels(w)["clipped"][1], "error ratio")),
-        (r"from -([\d.]+) to \+([\d.]+) points", lambda w, lo, hi: [
+        (r"from -([\d.]+) to \+([\d.]+) points against", lambda w, lo, hi: [
             inside(-float(lo), hi, _sweep(w)[1][bits][1] - _sweep(w)[1][bits][0], f"{bits} bits: clipped - max|w|")
             for bits in (3, 4)]),
-        (r"clipping wins by (\d+)-(\d+)\s+points", lambda w, lo, hi: inside(
+        (r"clipping wins, by (\d+)-(\d+) points", lambda w, lo, hi: inside(
             lo, hi, _sweep(w)[1][2][1] - _sweep(w)[1][2][0], "2 bits: clipped - max|w|")),
         (r"\(([\d.]+),\s+([\d.]+), ([\d.]+) sigma for Gaussian", lambda w, *k: near(
             0, max(abs(float(q) - CLIP_STDS[b]) for q, b in zip(k, (2, 3, 4))), 0, "CLIP_STDS")),
