@@ -16,7 +16,7 @@ from autograde import integrity
 from autograde.checks import kd as kd_checks
 from autograde.course import SOLUTIONS, nbgrader_id
 from lib import plots, profile
-from lib.artifacts import kd_student_runs
+from lib.artifacts import kd_student_runs, percent_tag
 from lib.checkpoint import load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
@@ -78,7 +78,7 @@ def test_kd_heat_map_is_drawn_as_the_difference_from_scratch():
 def test_questions_ask_what_the_figures_show_not_what_the_text_says():
     slimming = _markdown("slimming", "train_prune_model")
     assert "What problems did you meet" not in slimming
-    assert "At 90%" in slimming and "random weights for the same epochs" in slimming
+    assert "At 90%" in slimming and "trained from random weights" in slimming and "whole\nbudget" in slimming
     kd = _markdown("kd", "kd")
     assert "Why the factor $T^2$?" not in kd
 
@@ -106,6 +106,32 @@ def test_train_prune_model_compares_at_equal_cost(reference_work):
     assert rows == ["model", "unpruned", "pruned 50%", "pruned 90%", "90%, scratch"]
     assert "curves[f\"{SCRATCH:.0%} cfg from random weights\"]" in _cell(notebook, "curves").source
     assert "unpruned, trained on" in _cell(notebook, "curves").source
+
+
+def test_the_second_controls_have_the_budgets_they_claim(reference_work):
+    """The lambda = 0 baseline pruned by the same rule and fine-tuned with the sparse networks' exact budget; the
+    most-pruned cfg from random weights trained for the epochs of sparsity training and fine-tuning together, at
+    the training learning rate, once per seed; sparsity_train's sweep with the grid's setup, one run per lambda."""
+    work = reference_work("slimming")
+    slim, vgg = profile.config("slimming"), profile.config("vgg")
+    budget = dict(vgg, epochs=slim["finetune_epochs"], lr=slim["finetune_lr"])
+    top = max(slim["percents"])
+    for percent in slim["percents"]:
+        history = History.load(work / "artifacts" / f"baseline_finetuned_{percent_tag(percent)}.json")
+        assert history.config == History(dict(budget, percent=percent, pruned="baseline")).config
+        pruned = load_checkpoint(work / "artifacts" / f"baseline_pruned_{percent_tag(percent)}.pt")
+        assert pruned["meta"]["source"].endswith("sparsity_s0.pt"), pruned["meta"]
+    assert len(slim["scratch_seeds"]) >= 2
+    for seed in slim["scratch_seeds"]:
+        name = f"scratch_{percent_tag(top)}_whole_seed{seed}"
+        history = History.load(work / "artifacts" / f"{name}.json")
+        whole = dict(vgg, epochs=vgg["epochs"] + slim["finetune_epochs"], percent=top, init="random", seed=seed)
+        assert history.config == History(whole).config and len(history) == whole["epochs"], name
+        assert load_checkpoint(work / "artifacts" / f"{name}.pt")["cfg"] == load_checkpoint(
+            work / "artifacts" / f"pruned_{percent_tag(top)}.pt")["cfg"]
+    for s in slim["sweep_lambdas"]:
+        history = History.load(work / "artifacts" / "sweep" / f"sparsity_{s:g}.json")
+        assert history.config == History(dict(vgg, s=s)).config and len(history) == vgg["epochs"]
 
 
 def _kd_test_accuracy(work):
