@@ -367,8 +367,9 @@ def test_pickle_checkpoints_are_never_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_two_hundred_students_are_compared_quickly(tmp_path):
-    """200 submissions of 3 small checkpoints each, two pairs of copies among them."""
+def test_two_hundred_students_find_their_two_pairs_of_copies(tmp_path):
+    """200 submissions of 3 small checkpoints each, two pairs of copies among them. (How fast: the timing is
+    bench/bench_integrity.py's, not a bound here: a loaded machine would fail a correct pass.)"""
     folders = {}
     for i in range(200):
         folders[f"s{i:03d}"] = _submit(tmp_path, f"s{i:03d}", {name: _model(1000 * k + i) for k, name in
@@ -383,7 +384,6 @@ def test_two_hundred_students_are_compared_quickly(tmp_path):
     print(f"similar_submissions: 200 students x 3 checkpoints in {elapsed:.2f} s")
     flagged = {student: others for student, others in result.items() if others}
     assert flagged == {"s003": ["s007"], "s007": ["s003"], "s042": ["s150"], "s150": ["s042"]}
-    assert elapsed < 30
 
 
 def test_checkpoints_without_float_tensors_stop_no_similarity_pass(tmp_path):
