@@ -188,10 +188,12 @@ def test_each_producer_cell_writes_its_files(assignment):
         assert (number, title) == (producer.section, producer.title), f"{path}: {producer} is not a section there"
         (cell,) = [c for c in cells if nbgrader_id(c) == producer.cell] or [None]
         assert cell is not None, f"{path}: no cell {producer.cell!r} in {producer}"
-        # the file's name as the code spells it: its fixed part before the run's tag, percent or (T, alpha)
+        # the file's name as the code spells it: its fixed parts around the run's tag, percent, seed, lambda or
+        # (T, alpha), e.g. "scratch_" and "_whole_seed" of scratch_90_whole_seed0
         name = path.removeprefix("artifacts/").rsplit(".", 1)[0]
-        fixed = re.sub(r"(s\d+|\d+|T[\d.]+_alpha[\d.]+)(_last)?$", "", name)
-        assert fixed in cell.source, f"{path}: cell {producer.cell} of {producer.notebook} does not name {fixed!r}"
+        fixed = re.sub(r"(s\d+|[\d.]+|T[\d.]+_alpha[\d.]+)(_last)?$", "", name)
+        for piece in filter(None, re.split(r"\d+", fixed)):
+            assert piece in cell.source, f"{path}: cell {producer.cell} of {producer.notebook} does not name {piece!r}"
 
 
 @pytest.mark.parametrize("assignment", list(artifacts.NOTEBOOKS))
