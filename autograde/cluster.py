@@ -97,28 +97,35 @@ def check_address(scheduler, insecure=False):
         "--tls FOLDER; or, on a network only the course staff reaches, add --insecure-tcp")
 
 
+LOW_LEVEL_LOG = "distributed.admin.low-level-log-length"
+
+
 @contextmanager
 def connect(jobs=1, scheduler=None, tls=None, insecure=False):
     """A Dask Client: to the scheduler at `scheduler` (tls://HOST:PORT, with the certificates in the folder `tls`),
     or to a LocalCluster of `jobs` single-threaded workers in this process, closed on exit.
     A tcp:// scheduler only with insecure=True (InsecureCluster otherwise)."""
+    import dask
     from distributed import Client, LocalCluster
-    if scheduler:
-        check_address(scheduler, insecure)
-        client = Client(scheduler, timeout=60, security=security(tls) if tls else None)
+    # Dask's workers and scheduler keep their last 1,000 events for debugging, and with them each grading task's
+    # arguments (a submission's files): in this process, memory that grows with the class. No such log here.
+    with dask.config.set({LOW_LEVEL_LOG: 0}):
+        if scheduler:
+            check_address(scheduler, insecure)
+            client = Client(scheduler, timeout=60, security=security(tls) if tls else None)
+            try:
+                yield client
+            finally:
+                client.close()
+            return
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
         try:
             yield client
         finally:
             client.close()
-        return
-    cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=False, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
-    client = Client(cluster)
-    try:
-        yield client
-    finally:
-        client.close()
-        cluster.close()
+            cluster.close()
 
 
 def slots(client):
@@ -189,9 +196,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     folder = make_certificates(args.folder, args.days)
     options = " ".join(tls_options(folder))
+    quiet = "DASK_DISTRIBUTED__ADMIN__LOW_LEVEL_LOG_LENGTH=0"     # see connect(): no log keeping submissions
     print(f"certificates in {folder}; start the cluster with them (the same folder on every machine):\n"
-          f"  dask scheduler --protocol tls {options}\n"
-          f"  dask worker tls://SCHEDULER:8786 {options}\n"
+          f"  {quiet} dask scheduler --protocol tls {options}\n"
+          f"  {quiet} dask worker tls://SCHEDULER:8786 {options}\n"
           f"and grade with: python -m autograde.cohort ASSIGNMENT --scheduler tls://SCHEDULER:8786 --tls {folder}")
     return 0
 

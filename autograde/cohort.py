@@ -54,6 +54,7 @@ from .sandbox import Bounds, SandboxUnavailable, bwrap, kill_tree
 # of MB in a few dozen files (the slimming lab's checkpoints are the largest).
 MAX_SUBMISSION_BYTES = 10**9
 MAX_SUBMISSION_FILES = 5_000
+MAX_BYTES_IN_FLIGHT = 2 * 10**8   # packed submissions handed out and not yet graded (always at least one)
 
 
 def prepare_submission(course, assignment, submitted, dest):
@@ -667,8 +668,9 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
     it comes back; returns [(assignment, student, error)] of the tasks Dask gave up on (their worker died
     `distributed.scheduler.allowed-failures` times, or the cluster lost them), which are not recorded.
 
-    At most two tasks per worker thread are out at once: a submission's files are read and held in memory
-    only when a worker is about to need them.
+    At most two tasks per worker thread are out at once, holding at most MAX_BYTES_IN_FLIGHT of packed files
+    (one task always): a submission's files are read and held in memory only when a worker is about to need
+    them, so the client's memory does not grow with the class (nor do Dask's logs keep them: cluster.connect).
 
     Nothing travels as scattered data: the scheduler cannot recover scattered data from a worker that dies,
     and its memory manager keeps one copy of it wherever it likes, so a broadcast copy does not survive
@@ -688,22 +690,23 @@ def _grade_on(client, course, todo, progress, limits, keep_scratch, bar, say):
         work = course.grading / "cohort" / assignment
         bundle = course_bundle(course, assignment, work / "gradebook-template.db")
         bundles[assignment] = submit(_as_is, bundle, key=f"bundle-{assignment}")
-    queue, out, lost = list(reversed(todo)), {}, []
+    queue, out, lost = list(reversed(todo)), {}, []     # out: {key: (assignment, student, bytes of its files)}
     finished = as_completed()
 
     def hand_out():
-        while queue and len(out) < max(2, 2 * cluster.slots(client)):
+        while (queue and len(out) < max(2, 2 * cluster.slots(client))
+               and (not out or sum(size for *_, size in out.values()) < MAX_BYTES_IN_FLIGHT)):
             assignment, student = queue.pop()
             work = course.grading / "cohort" / assignment
             task = dict(limits, assignment=assignment, student=student,
                         submission=pack_submission(course, assignment, student, work / student / "submitted"))
             future = submit(grade_task, bundles[assignment], task, key=f"grade-{assignment}-{student}")
-            out[future.key] = assignment, student
+            out[future.key] = assignment, student, len(task["submission"]["files"])
             finished.add(future)
 
     hand_out()
     for future in finished:
-        assignment, student = out.pop(future.key)
+        assignment, student, _ = out.pop(future.key)
         try:
             result = future.result()
         except Exception as error:           # KilledWorker after repeated worker deaths, a lost connection...

@@ -493,6 +493,44 @@ def test_a_submission_too_large_in_all_is_cut_after_its_notebooks(tmp_path, monk
     assert "more than 0.003 GB or 3 files in all: artifacts/bulk2.bin" in problems["(files)"][0]
 
 
+def test_the_clients_memory_does_not_grow_with_the_class(tmp_path, monkeypatch):
+    """Five students each bring 240 MB of files (under the per-file and per-submission caps). The client packs a
+    submission's files into its grading task; it keeps at most MAX_BYTES_IN_FLIGHT of them out at once (always
+    one), and nothing keeps them once graded, so its peak does not grow with the class: a few copies of one
+    submission in flight (the task, its pickled form, the in-process worker's), at most.
+    (Before: Dask's low-level logs kept every task's arguments, 480 MB a student: +2.2 GB for four.)"""
+    import psutil
+    monkeypatch.setattr(cohort, "MAX_BYTES_IN_FLIGHT", 100 * 10**6)
+    course = toy_course(tmp_path, cell_timeout=20)
+    size = 240 * 10**6
+    for student in ("bulky1", "bulky2", "bulky3", "bulky4", "bulky5"):
+        work = good_work(tmp_path / "work" / student)
+        for part in range(2):            # each file under the per-file limit (CourseDirectory.max_file_size)
+            (work / "artifacts" / f"bulk{part}.bin").write_bytes(os.urandom(size // 2))
+        course.submit(student, "toy", work)
+        shutil.rmtree(work)
+    me, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], me.memory_info().rss)
+            done.wait(0.02)
+
+    before = me.memory_info().rss
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        results = cohort.run("toy", jobs=2, timeout=120, course_root=course.root, quiet=True)
+    finally:
+        done.set()
+        sampler.join()
+    assert {r["status"] for r in results.values()} == {"graded"}, results
+    assert not any(r.get("problems") for r in results.values()), "every file should have been graded"
+    grew = (peak[0] - before) / 10**6
+    print(f"client memory: +{grew:.0f} MB over {before / 10**6:.0f} MB for 5 submissions of {size / 10**6:.0f} MB")
+    assert grew < 3 * size / 10**6 + 300, f"the client grew by {grew:.0f} MB for 5 x {size / 10**6:.0f} MB"
+
+
 class ActiveMarkup(html.parser.HTMLParser):
     """What of the attack in a page would run when a browser opens it: event handlers that call its alert(),
     javascript: URLs, frames, objects, SVG, and scripts that call its alert() (the page's own scripts and
