@@ -107,14 +107,15 @@ def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
     """Run a notebook top to bottom in its own folder with nbclient (LAB_PROFILE=profile); save the outputs.
 
     threads sets the kernel's OMP_NUM_THREADS (torch's threads); None leaves torch's default (every core).
-    env: more variables for the kernel (e.g. the preflight's LAB_PREFLIGHT).
+    env: more variables for the kernel (e.g. the preflight's LAB_PREFLIGHT). The kit's runs are pinned to
+    LAB_SEED=0 (lib.train.student_seed) unless env says otherwise.
     Raises nbclient's CellExecutionError on the first failing cell (the notebook is saved up to there); a cell
     tagged "raises-exception" may fail without stopping the run (its error stays in its outputs).
     """
     from nbclient import NotebookClient
     notebook = Path(notebook)
     nb = nbformat.read(notebook, as_version=4)
-    kernel_env = tool_env(threads, LAB_PROFILE=profile, **(env or {}))
+    kernel_env = tool_env(threads, LAB_PROFILE=profile, **{"LAB_SEED": "0", **(env or {})})
     try:
         # The kernel process's own stderr (ipykernel's start-up warnings) is not the notebook's: cell outputs
         # travel over the kernel's sockets into the notebook.
@@ -126,12 +127,18 @@ def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
     return nb
 
 
-def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick", threads=None):
-    """The folder a student would submit: the filled notebooks, executed in order, and their artifacts/."""
+def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick", threads=None,
+                      student=None):
+    """The folder a student would submit: the filled notebooks, executed in order, and their artifacts/.
+
+    student: run them as that student would, with the seeds drawn from their id (LAB_STUDENT); None runs the
+    kit's reference work (LAB_SEED=0, what the answer keys and lib/CALIBRATION.md quote).
+    """
     paths = fill_solutions(assignment, out_dir, replacements)
+    env = {} if student is None else {"LAB_SEED": "", "LAB_STUDENT": student}
     if run:
         for path in paths:
-            execute(path, profile=profile, threads=threads)
+            execute(path, profile=profile, threads=threads, env=env)
     return Path(out_dir)
 
 

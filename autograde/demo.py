@@ -4,40 +4,51 @@
 
 1. generates the student releases from solutions/ into the demo course's own release/ folder (nbgrader
    generate_assignment; the kit's committed labs/ is left as it is);
-2. creates five students in the gradebook of a demo course under grading/demo/:
+2. creates six students in the gradebook of a demo course under grading/demo/:
      ada  submits the reference work (the notebooks run in the quick profile, and their artifacts)
      ben  submits the release untouched
-     cy   submits work whose TODOs are wrong (the first mutant of each TODO, from autograde/mutants/)
-     dee  submits the reference work after the due date
+     cy   submits ada's work with wrong TODOs (the first mutant of each TODO, from autograde/mutants/), the
+          notebooks not re-run: cy's checkpoints are ada's, and the similarity pass lists them together
+     dee  runs the reference notebooks herself, with her own seeds (lib.train.student_seed), and submits after
+          the due date
      eve  submits notebooks that are not notebooks (corrupt files)
+     fay  submits ada's work with the channels of every VGG reordered: other weights, the same networks
 3. moves the work through nbgrader's exchange as a JupyterHub course would: release_assignment, each
    student fetch_assignment and submit under their id, collect;
 4. autogrades every assignment for every student (autograde.cohort: `nbgrader autograde` in parallel
-   workers), generates the feedback HTML, exports the grades CSV, and prints the table student x assignment.
+   workers), generates the feedback HTML, exports the grades CSV, and prints the table student x assignment
+   and which students' checkpoints are (nearly) the same: ada, cy and fay; dee's own runs are not.
 
 Steps 1, 3 and 4's feedback and export call nbgrader's Python API in this process (NbGraderAPI, which
 formgrader uses, and the exchange classes behind the Assignments tab): the same code as the `nbgrader`
 commands, without 3.5 s of start-up for each of the ~50 calls.
 
---reuse gives an already executed reference work folder for an assignment (the tests use it to save time).
+--reuse gives an already executed reference work folder for an assignment (the tests use it to save time);
+dee's work is always run.
 """
 import argparse
 import csv
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
 from traitlets.config.loader import PyFileConfigLoader
 
+from lib.checkpoint import CheckpointError, load_model, save_checkpoint
+from lib.models import VGG
+
 from . import cohort, doctor
 from .course import (ASSIGNMENTS, BIN, LABS, REPO, SOLUTIONS, Course, make_student_work,
                      nbgrader_id, reference_builder, tool_env)
+from .integrity import reordered_channels
 from .labs import refuse_stray_artifacts
 from .release import student_nbgrader_config
 
@@ -47,6 +58,7 @@ STUDENTS = {
     "cy": ("Cy", "Mutant"),
     "dee": ("Dee", "Late"),
     "eve": ("Eve", "Broken"),
+    "fay": ("Fay", "Copier"),
 }
 
 
@@ -68,6 +80,19 @@ def mutant_work(assignment, reference, dest):
                 cell.source = mutant.code
         nbformat.write(nb, path)
     return dest, sorted(first.values())
+
+
+def reordered_work(reference, dest):
+    """The reference work with every VGG checkpoint's channels reordered (integrity.reordered_channels): a
+    copy that no parameter-by-parameter comparison finds."""
+    shutil.copytree(reference, dest)
+    for path in sorted((dest / "artifacts").rglob("*.pt")):
+        try:
+            model, meta = load_model(path, VGG)
+        except CheckpointError:          # not a VGG (SincNet): copied as it is
+            continue
+        save_checkpoint(path, reordered_channels(model), meta=meta)
+    return dest
 
 
 def broken_work(assignment, dest):
@@ -158,18 +183,27 @@ def check(app_or_result, what):
 
 
 def build_references(root, reuse):
-    """{assignment: folder of executed reference work}, the folders in `reuse` taken as they are (the builds'
-    order and cores: autograde.course.reference_builder)."""
-    def make(assignment, folder, threads):
-        # one string per print: two threads print at once
-        print(f"  running the reference {assignment} notebooks (quick profile)...\n", end="", flush=True)
-        start = time.time()
-        work = make_student_work(assignment, folder, threads=threads)
-        print(f"  ... {assignment} done in {time.time() - start:.0f} s\n", end="", flush=True)
-        return work
+    """({assignment: folder of the reference work}, {assignment: folder of dee's own run}), the folders in `reuse`
+    taken as they are. The two builds run at once, each with its assignments side by side (their order:
+    autograde.course.reference_builder) on half the cores it would take alone."""
+    def maker(student):
+        whose = "the reference" if student is None else f"{student}'s"
 
-    build = reference_builder(root / "work" / "reference", make, reuse, assignments())
-    return {assignment: build(assignment) for assignment in assignments()}
+        def make(assignment, folder, threads):
+            # one string per print: several threads print at once
+            print(f"  running {whose} {assignment} notebooks (quick profile)...\n", end="", flush=True)
+            start = time.time()
+            threads = max(1, (threads or os.cpu_count() or 1) // 2)
+            work = make_student_work(assignment, folder, threads=threads, student=student)
+            print(f"  ... {whose} {assignment} done in {time.time() - start:.0f} s\n", end="", flush=True)
+            return work
+        return make
+
+    builds = (reference_builder(root / "work" / "reference", maker(None), reuse, assignments()),
+              reference_builder(root / "work" / "dee", maker("dee"), None, assignments()))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reference, dee = pool.map(lambda build: {a: build(a) for a in assignments()}, builds)
+    return reference, dee
 
 
 def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
@@ -191,10 +225,12 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
 
     print("2. Preparing each student's work")
     works = {}
-    for assignment, reference in build_references(root, reuse).items():
+    references, dees = build_references(root, reuse)
+    for assignment, reference in references.items():
         mutated, _ = mutant_work(assignment, reference, root / "work" / "mutant" / assignment)
-        works[assignment] = {"ada": reference, "ben": None, "cy": mutated, "dee": reference,
-                             "eve": broken_work(assignment, root / "work" / "broken" / assignment)}
+        works[assignment] = {"ada": reference, "ben": None, "cy": mutated, "dee": dees[assignment],
+                             "eve": broken_work(assignment, root / "work" / "broken" / assignment),
+                             "fay": reordered_work(reference, root / "work" / "reordered" / assignment)}
 
     print("3. Exchange: release_assignment, fetch_assignment, submit (dee after the due date), collect")
     students = {s: Student(root, s) for s in STUDENTS}
@@ -202,7 +238,7 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
         check(api.release_assignment(assignment), f"release_assignment {assignment}")
         for student in students.values():
             student.fetch(assignment)
-        for s in ("ada", "ben", "cy", "eve"):
+        for s in ("ada", "ben", "cy", "eve", "fay"):
             students[s].submit(assignment, works[assignment][s])
         # The due date: the next whole second, after every on-time submission; dee submits once it has passed.
         due = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
@@ -213,7 +249,7 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
         check(api.collect(assignment), f"collect {assignment}")
 
     print(f"4. Autograding ({jobs} workers), feedback, export")
-    cohort.run_many(assignments(), jobs=jobs, course_root=root)
+    results = cohort.run_many(assignments(), jobs=jobs, course_root=root)
     for assignment in assignments():
         check(api.generate_feedback(assignment, force=True), f"generate_feedback {assignment}")
     csv_path = root / "grades.csv"
@@ -221,6 +257,7 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
 
     table = read_scores(csv_path)
     print_table(table)
+    print_similar(results)
     print(f"\nGrades CSV:     {csv_path}")
     print(f"Feedback HTML:  {root / 'grading' / 'feedback'}/<student>/<assignment>/<notebook>.html")
     print(f"Gradebook:      {root / 'grading' / 'gradebook.db'}")
@@ -252,6 +289,15 @@ def print_table(table):
         cells = [table.get(student, {}).get(a) for a in names]
         print(f"{student:<10}" + "".join(f"{s:>10.1f} / {m:<5.0f}" if s is not None else f"{'-':>18}"
                                           for s, m in (c or (None, None) for c in cells)))
+
+
+def print_similar(results):
+    """Each assignment's students whose checkpoints are identical or nearly identical (the TA decides)."""
+    print("\nSimilar checkpoints (autograde.integrity.similar_submissions; the TA decides what they mean):")
+    for assignment, by_student in results.items():
+        pairs = sorted({tuple(sorted((student, other))) for student, result in by_student.items()
+                        for other in result.get("similar_to", [])})
+        print(f"  {assignment:<14} {', '.join(f'{a} ~ {b}' for a, b in pairs) or 'none'}")
 
 
 def main(argv=None):

@@ -484,6 +484,25 @@ def _vgg_outputs(ckpt, path):
         return None
 
 
+def reordered_channels(model, seed=0):
+    """A copy of the VGG `model` with the channels of every conv layer in another order (the next layer's inputs
+    reordered to match): other weights, parameter by parameter as far apart as two unrelated networks, and the
+    same function. The copy find_similar_checkpoints' function comparison is there to see through."""
+    copy = VGG(model.cfg, num_classes=model.classifier.out_features)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    convs = [i for i, layer in enumerate(model.feature) if isinstance(layer, torch.nn.Conv2d)]
+    for n, i in enumerate(convs):
+        order = torch.randperm(model.feature[i].out_channels, generator=g)
+        state[f"feature.{i}.weight"] = state[f"feature.{i}.weight"][order]
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            state[f"feature.{i + 1}.{name}"] = state[f"feature.{i + 1}.{name}"][order]
+        following = f"feature.{convs[n + 1]}.weight" if n + 1 < len(convs) else "classifier.weight"
+        state[following] = state[following][:, order]
+    copy.load_state_dict(state)
+    return copy
+
+
 def fingerprint(student, folder, path):
     """The Fingerprint of one checkpoint file, or None when it is not a readable lib.checkpoint file."""
     try:
@@ -601,10 +620,9 @@ def similar_submissions(folders, tolerance=NEAR_TOLERANCE):
     VGG checkpoints are also compared by what they compute (find_similar_checkpoints): a classmate's network
     with its channels reordered computes the same function with other weights, and is listed.
 
-    This reports similarity; it does not decide anything. The quick profile is fully seeded: two honest students
-    who run the same notebooks with the same number of threads on the same kind of machine get bitwise-identical
-    checkpoints, and are listed here. The TA decides (the full profile on GPUs, or other thread counts, makes
-    honest runs differ: the same seed on 1 and on 2 CPU threads is already at distance 0.57).
+    This reports similarity; it does not decide anything: the TA does. Honest students' runs differ because
+    each student's seeds are drawn from their id (lib.train.student_seed); two students who run with the same
+    LAB_SEED on the same kind of machine and thread count get bitwise-identical checkpoints, and are listed.
     """
     result = {student: set() for student in folders}
     for match in find_similar_checkpoints(folders, tolerance):

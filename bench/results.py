@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("LAB_PROFILE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("LAB_SEED", "0")        # the kit's seeds (lib.train.student_seed), inherited by every bench
 
 # name: (what it measures, its arguments given the reference work folder, run by default)
 BENCHES = {

@@ -10,6 +10,8 @@ Your code plugs in through hooks instead of editing this loop:
     epoch_metrics={name: f}         f(model) -> a number, recorded in the history after every epoch,
                                     e.g. {"sparsity": lambda m: sparsity(m, threshold)} in the slimming lab
 """
+import getpass
+import hashlib
 import itertools
 import json
 import os
@@ -34,8 +36,35 @@ torch.set_flush_denormal(True)
 FALLBACK_EPOCHS = 1   # grading a submission without matching artifacts: a short run, so the notebook still runs
 
 
+def student_seed():
+    """This student's own seed, added to every seed of the labs: two students' runs start from other random
+    weights and see other batches, so their checkpoints differ (the grader reports near-identical checkpoints
+    of two students as possible copies), while each student's runs repeat exactly.
+
+    LAB_SEED=<integer> sets it. The kit's own builds (reference work, answer keys, lib/CALIBRATION.md, the
+    preflight, the tests) run with LAB_SEED=0. Without it, it is drawn from the student's id: LAB_STUDENT,
+    else JUPYTERHUB_USER, else the login name. Returns an int in [0, 2**24).
+    """
+    pinned = os.environ.get("LAB_SEED", "").strip()
+    if pinned:
+        try:
+            return int(pinned)
+        except ValueError:
+            raise ValueError(f"LAB_SEED={pinned!r}: expected an integer (the kit's own builds use LAB_SEED=0)") from None
+    student = os.environ.get("LAB_STUDENT") or os.environ.get("JUPYTERHUB_USER") or _login()
+    return int.from_bytes(hashlib.sha256(student.encode()).digest()[:3], "big")
+
+
+def _login():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):      # a container user without a name
+        return str(os.getuid())
+
+
 def seed_everything(seed=0):
-    """Seed Python, NumPy and PyTorch so that a run can be repeated."""
+    """Seed Python, NumPy and PyTorch with `seed` + student_seed(), so that a run can be repeated."""
+    seed += student_seed()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -47,9 +76,10 @@ class History:
     history["val_accuracy"] is the list of one column over the epochs; history.records the raw dicts.
     """
 
-    def __init__(self, config=None, records=None):
+    def __init__(self, config=None, records=None, seed=None):
         self.config = _plain(config or {})
         self.records = list(records or [])
+        self.seed = seed      # the seed fit() used (its `seed` + student_seed()); None in older histories
 
     def append(self, record):
         self.records.append(dict(record))
@@ -76,7 +106,7 @@ class History:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": self.config, "records": self.records}, indent=1))
+        tmp.write_text(json.dumps({"config": self.config, "seed": self.seed, "records": self.records}, indent=1))
         os.replace(tmp, path)   # never leave a half-written history behind
 
     @classmethod
@@ -84,7 +114,7 @@ class History:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
-            return cls(data["config"], data["records"])
+            return cls(data["config"], data["records"], data.get("seed"))
         except FileNotFoundError:
             raise FileNotFoundError(explain(path, f"{path}: no such history file")) from None
         except (ValueError, KeyError, TypeError) as error:
@@ -202,6 +232,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     save_path    where the kept checkpoint goes (by default the best validation epoch; never chosen on
                  test); its history goes next to it as .json. At the end the model holds those weights.
     epoch_metrics  {name: f}: each epoch's record also holds name = f(model), the model as that epoch ended
+    seed         the batches' order and augmentation: seed + student_seed(), recorded as history.seed
     save_last    also save the last epoch's weights as <save_path stem>_last.pt (where the training ended,
                  which differs from the best epoch when a run degrades)
     In a preflight (profile.preflight_batches()) each epoch stops after that many batches, and its record
@@ -209,6 +240,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     """
     _require_validation(loaders)
     seed_everything(seed)
+    seed += student_seed()
     if getattr(loaders["train"], "generator", None) is not None:
         loaders["train"].generator.manual_seed(seed)   # the same batches as any other run with this seed
     device = device or profile.device()
@@ -219,7 +251,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     milestones = sorted({int(f * hp["epochs"]) for f in hp["milestones"]} - {0})
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"]
-    history = History(config=hp)
+    history = History(config=hp, seed=seed)
     kept_state = None
 
     for epoch in range(1, hp["epochs"] + 1):

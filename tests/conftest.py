@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("LAB_PROFILE", "quick")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["LAB_SEED"] = "0"      # the kit's own builds: the seeds the answer keys and CALIBRATION quote
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +24,8 @@ def reference_work(tmp_path_factory):
 def class_course(reference_work, tmp_path_factory):
     """(course root, score table) of `autograde.demo` run on the session's reference work: every assignment
     released, fetched and submitted through nbgrader's exchange by ada (the reference), ben (the blank release),
-    cy (a mutant), dee (the reference, late) and eve (broken notebooks), then collected and graded."""
+    cy (a mutant), dee (her own run, late), eve (broken notebooks) and fay (a reordered copy), then collected and
+    graded."""
     from autograde import demo
     root = tmp_path_factory.mktemp("class") / "course"
     table = demo.run(root, jobs=2, reuse={a: reference_work(a) for a in demo.assignments()})

@@ -35,6 +35,7 @@ def test_demo_scores(demo_run):
             first.setdefault((m.notebook, m.cell), m)
         lost = sum(auto_points(root, assignment)[m.target] for m in first.values())
         assert score["cy"] == pytest.approx(full - lost), f"{assignment}: the mutants lost other points too"
+        assert score["fay"] <= score["ada"], f"{assignment}: a reordered copy gained points"
 
 
 @pytest.mark.skipif(not PRESENT, reason="no assignment in solutions/")
@@ -58,28 +59,46 @@ def test_only_the_late_student_is_late(demo_run):
 
 
 def test_references_are_built_side_by_side_then_kd(tmp_path, monkeypatch):
-    """The scheduling of `make demo`'s reference builds (the builds themselves replaced by a recorder:
-    the real ones take minutes and run in the demo above and in the benches)."""
+    """The scheduling of `make demo`'s builds, the reference work and dee's own run at once (the builds
+    themselves replaced by a recorder: the real ones take minutes and run in the demo above and in the benches)."""
     import os
     import threading
     import time
     calls, lock = [], threading.Lock()
 
-    def record(assignment, out_dir, threads=None):
+    def record(assignment, out_dir, threads=None, student=None):
         with lock:
-            calls.append(("start", assignment, threads))
+            calls.append(("start", assignment, threads, student))
         time.sleep(0.2)
         with lock:
-            calls.append(("end", assignment, threads))
+            calls.append(("end", assignment, threads, student))
         return out_dir
 
     monkeypatch.setattr(demo, "make_student_work", record)
     monkeypatch.setattr(demo, "assignments", lambda: ["slimming", "sincnet_quant", "kd"])
-    works = demo.build_references(tmp_path, reuse={})
-    assert set(works) == {"slimming", "sincnet_quant", "kd"}
-    half = max(1, (os.cpu_count() or 1) // 2)
-    assert calls[:2] == [("start", "slimming", half), ("start", "sincnet_quant", half)] or \
-        calls[:2] == [("start", "sincnet_quant", half), ("start", "slimming", half)], calls   # at once
-    assert calls[-2:] == [("start", "kd", None), ("end", "kd", None)], calls               # after, every core
-    reused = demo.build_references(tmp_path, reuse={"slimming": tmp_path / "given"})
+    reference, dee = demo.build_references(tmp_path, reuse={})
+    assert set(reference) == set(dee) == {"slimming", "sincnet_quant", "kd"} and reference["kd"] != dee["kd"]
+    cores = os.cpu_count() or 1
+    for student in (None, "dee"):
+        mine = [c[:3] for c in calls if c[3] == student]
+        quarter = max(1, cores // 4)           # two builds at once, two notebooks side by side in each
+        assert sorted(mine[:2]) == [("start", "sincnet_quant", quarter), ("start", "slimming", quarter)], calls
+        assert mine[-2:] == [("start", "kd", max(1, cores // 2)), ("end", "kd", max(1, cores // 2))], calls
+    assert {c[3] for c in calls[:4]} == {None, "dee"}, "the two builds did not start at once"
+    calls.clear()
+    reused, _ = demo.build_references(tmp_path, reuse={"slimming": tmp_path / "given"})
     assert reused["slimming"] == tmp_path / "given"
+    assert ("start", "slimming", max(1, cores // 4), "dee") in calls, "dee's own run is never reused"
+
+
+@pytest.mark.skipif(not PRESENT, reason="no assignment in solutions/")
+def test_copies_are_listed_as_similar_and_an_honest_classmate_is_not(demo_run):
+    """dee ran the notebooks herself (her own seeds): her checkpoints are hers. cy's are ada's (cy's notebooks
+    were not re-run) and fay's are ada's networks with their channels reordered: both are listed with ada."""
+    import json
+    root, _ = demo_run
+    for assignment in PRESENT:
+        results = json.loads((Course.open(root).grading / "cohort" / assignment / "results.json").read_text())
+        similar = {student: set(result.get("similar_to", [])) for student, result in results.items()}
+        assert similar["dee"] == set() and "dee" not in similar["ada"], f"{assignment}: {similar}"
+        assert {"cy", "fay"} <= similar["ada"], f"{assignment}: {similar}"

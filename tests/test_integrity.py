@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from autograde import integrity
+from autograde.integrity import reordered_channels
 from lib import profile
 from lib.checkpoint import load_checkpoint, load_into, load_model, save_checkpoint
 from lib.data import images
@@ -107,24 +108,6 @@ def test_sweep_cell_copied_from_another_run_fails(artifacts):
     either_way = rf"(student_kd|{name})\.pt has the same weights as ({name}|student_kd)\.pt"
     with pytest.raises(AssertionError, match=either_way):
         integrity.check_kd_sweep(artifacts)
-
-
-def reordered_channels(model, seed=0):
-    """A copy of the VGG `model` with the channels of every conv layer in another order (the next layer's inputs
-    reordered to match): other weights, the same function."""
-    copy = VGG(model.cfg, num_classes=model.classifier.out_features)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    g = torch.Generator().manual_seed(seed)
-    convs = [i for i, layer in enumerate(model.feature) if isinstance(layer, torch.nn.Conv2d)]
-    for n, i in enumerate(convs):
-        order = torch.randperm(model.feature[i].out_channels, generator=g)
-        state[f"feature.{i}.weight"] = state[f"feature.{i}.weight"][order]
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            state[f"feature.{i + 1}.{name}"] = state[f"feature.{i + 1}.{name}"][order]
-        following = f"feature.{convs[n + 1]}.weight" if n + 1 < len(convs) else "classifier.weight"
-        state[following] = state[following][:, order]
-    copy.load_state_dict(state)
-    return copy
 
 
 def _fabricate_run(artifacts, source, target, nudge=1e-7):

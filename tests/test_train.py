@@ -116,6 +116,33 @@ def test_runs_sharing_loaders_see_the_same_batches():
     assert first["train_loss"] == second["train_loss"]
 
 
+def student_run(monkeypatch, student, tmp_path):
+    """One student's run as their notebook makes it: seed_everything(0), a fresh model, fit(seed=0)."""
+    monkeypatch.delenv("LAB_SEED", raising=False)
+    monkeypatch.setenv("LAB_STUDENT", student)
+    train.seed_everything(0)
+    model = VGG(CFG, num_classes=2)
+    initial = model.feature[0].weight.detach().clone()
+    history = train.fit(model, tiny_loaders(), HP, save_path=tmp_path / student / "run.pt", progress=False)
+    return initial, history
+
+
+def test_two_students_start_from_other_weights_and_batches_and_each_repeats(monkeypatch, tmp_path):
+    """Seeded from each student's id: two honest students' checkpoints differ (the cohort's similarity pass
+    would call identical runs copies), while one student's runs repeat exactly; the seed is in the history."""
+    ada, ada_again, dee = (student_run(monkeypatch, s, tmp_path / str(i)) for i, s in enumerate(("ada", "ada", "dee")))
+    assert torch.equal(ada[0], ada_again[0]) and ada[1]["train_loss"] == ada_again[1]["train_loss"]
+    assert not torch.equal(ada[0], dee[0]) and ada[1]["train_loss"] != dee[1]["train_loss"]
+    monkeypatch.setenv("LAB_STUDENT", "ada")
+    saved = train.History.load(tmp_path / "0" / "ada" / "run.json")
+    assert saved.seed == ada[1].seed == train.student_seed() != 0
+    monkeypatch.setenv("LAB_SEED", "0")                 # the kit's builds: what the answer keys quote
+    assert train.student_seed() == 0
+    monkeypatch.setenv("LAB_SEED", "zero")
+    with pytest.raises(ValueError, match="LAB_SEED='zero': expected an integer"):
+        train.student_seed()
+
+
 def test_a_one_epoch_run_trains_at_the_full_learning_rate():
     history = train.fit(tiny_model(), tiny_loaders(), dict(HP, epochs=1), progress=False)
     assert history["lr"] == [HP["lr"]]          # the 50% milestone of 1 epoch is epoch 0: not applied
