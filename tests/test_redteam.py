@@ -1,6 +1,7 @@
 """Red-team suite of trusted grading: one hostile submission per known attack class, submitted to
-the session's class course (whose demo students are already graded) and graded like a class by
-`autograde.cohort` (one run, two workers), then checked from the outside.
+the session's class course (whose demo students are already graded) and graded like a class twice, by
+`autograde.cohort` (one run, two workers) and by the course's own `nbgrader autograde kd` (the mission's
+command, which nbgrader_config.py points at the same sandbox and referee), then checked from the outside.
 
 Setting: the `kd` assignment. Every submission is the prebuilt reference work (notebook and artifacts,
 fixture `reference_work`) with its one unlocked code cell (grade_id `kd_loss`) replaced. An attacker's
@@ -335,12 +336,14 @@ def kd_loss_outputs(notebook):
     return "\n".join(o.get("text", "") for c in nb.cells if nbgrader_id(c) == "kd_loss" for o in c.get("outputs", []))
 
 
-@pytest.fixture(scope="module")
-def graded(class_course, reference_work, tmp_path_factory):
+@pytest.fixture(scope="module", params=["cohort", "nbgrader"])
+def graded(request, class_course, reference_work, tmp_path_factory):
     """The attacks are submitted to the session's class course (tests/conftest.py), whose demo students were
-    graded before them: their grades must survive the attacks too."""
+    graded before them: their grades must survive the attacks too. Each check runs for both trusted paths:
+    `python -m autograde.cohort kd` (parallel scratch courses, "cohort") and the course's own
+    `nbgrader autograde kd` ("nbgrader"), each on fresh copies of the submissions."""
     reference = reference_work(ASSIGNMENT)
-    tmp = tmp_path_factory.mktemp("red")
+    tmp = tmp_path_factory.mktemp(f"red-{request.param}")
     token = secrets.token_hex(6)
     kit_line = f"\n# redteam-{token}: a student's cell appended this line\n"
     private = f"redteam-victim-private-{token}"
@@ -381,9 +384,16 @@ def graded(class_course, reference_work, tmp_path_factory):
     before = dict(kit=tree_hashes(REPO, KIT), victim=tree_hashes(victim_files, ["."]),
                   cells=gradebook_cells(course.root / "grading" / "gradebook.db"),
                   classmates=all_grades(course, demo.STUDENTS))
-    out = dict(course=course, token=token, private=private, pickle_marker=pickle_marker, before=before)
+    out = dict(path=request.param, course=course, token=token, private=private, pickle_marker=pickle_marker,
+               before=before)
     try:
-        cohort.run(ASSIGNMENT, jobs=2, course_root=course.root, quiet=True, students=list(STUDENTS))
+        if request.param == "cohort":
+            cohort.run(ASSIGNMENT, jobs=2, course_root=course.root, quiet=True, students=list(STUDENTS))
+        else:       # every attacker's submission, in one nbgrader process; the classmates are not regraded
+            classmates = sorted(p.name for p in course.submitted.iterdir() if p.name not in STUDENTS)
+            out["run"] = course.nbgrader("autograde", ASSIGNMENT, "--force",
+                                         f"--CourseDirectory.student_id_exclude={','.join(classmates)}",
+                                         check=False, timeout=1800)
         out["grades_at_end"] = all_grades(course, STUDENTS)
         out["alive_at_end"] = alive(token)
         time.sleep(SECONDS_AFTER_THE_RUN)
@@ -398,8 +408,9 @@ def graded(class_course, reference_work, tmp_path_factory):
         out["kit_line_in"] = undo_kit_line(kit_line)
         listener.close()
     out["connections"] = listener.connections
-    state = course.root / "grading" / "cohort" / ASSIGNMENT / "results.json"
-    out["results"] = {s: r for s, r in json.loads(state.read_text()).items() if s in STUDENTS}   # the attack run's
+    if request.param == "cohort":
+        state = course.root / "grading" / "cohort" / ASSIGNMENT / "results.json"
+        out["results"] = {s: r for s, r in json.loads(state.read_text()).items() if s in STUDENTS}   # this run's
     out["feedback_run"] = course.nbgrader("generate_feedback", ASSIGNMENT, check=False)
     yield out
     kill_attack_processes(token)
@@ -430,7 +441,20 @@ def test_the_secrets_looked_for_are_in_the_kit():
             assert text in files[where].read_text(), f"{where} no longer holds {text!r}: update SECRETS"
 
 
+def cohort_flags(graded):
+    """results.json of the cohort run: the flags only the cohort runner writes (plain nbgrader has none)."""
+    if graded["path"] != "cohort":
+        pytest.skip("a flag of the cohort runner's results.json: plain `nbgrader autograde` writes none")
+    return graded["results"]
+
+
 def test_every_submission_was_graded_in_the_sandbox(graded):
+    if graded["path"] == "nbgrader":        # the sandbox itself: test_the_kernel_is_not_root_and_sees_only_loopback
+        run = graded["run"]
+        assert run.returncode == 0, f"nbgrader autograde failed: {run.stderr[-3000:]}"
+        for student in STUDENTS:
+            autograded(graded, student)
+        return
     results = graded["results"]
     assert set(results) == set(STUDENTS)
     not_graded = {s: (r["status"], r.get("problems")) for s, r in results.items() if r["status"] != "graded"}
@@ -541,7 +565,7 @@ def test_no_active_html_or_javascript_from_outputs_in_feedback(graded):
 
 
 def test_copied_artifacts_are_flagged(graded):
-    results = graded["results"]
+    results = cohort_flags(graded)
     assert "victim" in results["copycat"].get("similar_to", []), (
         f"copycat submitted the victim's artifacts; results.json says {results['copycat'].get('similar_to')}")
     assert "copycat" in results["victim"].get("similar_to", []), (
@@ -556,7 +580,7 @@ def test_the_pickle_payload_never_ran(graded):
 def test_tampering_is_reported_as_disagreeing_verdicts(graded, student):
     """Also when the blanked test cell writes to stderr (blank_cells_quiet): the own test's verdict is whether it
     raised, not whether the student's process wrote to a stream."""
-    flagged = graded["results"][student].get("verdicts_disagree")
+    flagged = cohort_flags(graded)[student].get("verdicts_disagree")
     assert flagged == ["test_kd_loss"], (
         f"{student} emptied its test cells (its notebook's test_kd_loss passed, though its kd_loss breaks what "
         f"that test asserts): results.json says verdicts_disagree = {flagged}")
@@ -564,7 +588,7 @@ def test_tampering_is_reported_as_disagreeing_verdicts(graded, student):
 
 @pytest.mark.parametrize("student", ["victim", "honest_wrong"])
 def test_honest_work_is_not_reported_as_tampering(graded, student):
-    flagged = graded["results"][student].get("verdicts_disagree")
+    flagged = cohort_flags(graded)[student].get("verdicts_disagree")
     assert not flagged, f"{student} tampered with nothing, yet verdicts_disagree = {flagged}"
 
 
@@ -573,15 +597,3 @@ def test_feedback_is_generated_for_everyone(graded):
     assert run.returncode == 0, f"generate_feedback failed: {run.stderr[-2000:]}"
     for student in STUDENTS:
         feedback(graded, student)
-
-
-def test_plain_nbgrader_autograde_is_the_trusted_path_too(graded):
-    """The course's own command, `nbgrader autograde kd` (no cohort runner), runs the student's kernel in the
-    sandbox and takes the referee's scores (nbgrader_config.py selects them): attacks that won full marks there
-    when the hidden tests ran in the student's kernel score as they do through the cohort."""
-    course = graded["course"]
-    for student in ("patch_checks", "import_reference", "blank_cells"):
-        run = course.nbgrader("autograde", ASSIGNMENT, "--student", student, "--force", check=False, timeout=900)
-        assert run.returncode == 0, run.stderr[-3000:]
-        got = {cell: score for (_, cell), (score, _) in course.scores(ASSIGNMENT, student).items()}
-        assert got == NO_GAIN, f"{student} through plain `nbgrader autograde`: {got}"
