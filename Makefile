@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BASE) -m autograde.doctor --no-sandbox --disk-gb 9 \
 	  --what "installing the kit's Python environment (.venv)"
 	@test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[grading,test]'
 	@$(PY) -m autograde.trusted
 	@touch $(STAMP)
 

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from lib import profile
-from lib.artifacts import kd_student_runs
+from lib.artifacts import kd_student_runs, kd_sweep_runs
 from lib.checkpoint import CheckpointError, build_model, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
@@ -242,26 +242,15 @@ def _kl(teacher_logits, student_logits, T):
 # ------------------------------------------------------------------------------------------------ kd sweep
 
 def sweep_runs(config=None):
-    """The runs the kd notebook's sweep cell leaves, as (artifact name without .pt, T, alpha, expected History
-    config); T and alpha are None for the scratch run the heat map is compared with.
-
-    When the sweep budget equals the students' (quick profile), the sweep reuses the first seed's two runs
-    trained before it: student_kd for the profile's (T, alpha) and student_scratch; otherwise it trains every
-    cell under sweep/ and its own sweep/scratch. Every sweep run has the first seed.
-    """
+    """The runs the kd notebook's sweep cell leaves (lib.artifacts.kd_sweep_runs), as (artifact name without .pt,
+    T, alpha, expected History config); T and alpha are None for the scratch run the heat map is compared with."""
     config = config or profile.config("kd")
-    student_hp, sweep = config["student"], config["sweep"]
-    sweep_hp = dict(student_hp, epochs=sweep["epochs"])
-    same_budget = sweep_hp == student_hp
+    sweep_hp = dict(config["student"], epochs=config["sweep"]["epochs"])
     seed = config["seeds"][0]                # the sweep trains the first seed's student
     runs = []
-    for T in sweep["T"]:
-        for alpha in sweep["alpha"]:
-            reused = same_budget and (T, alpha) == (config["T"], config["alpha"])
-            name = "student_kd" if reused else f"sweep/T{T}_alpha{alpha}"   # the notebook's names
-            runs.append((name, T, alpha, History(dict(sweep_hp, seed=seed, T=T, alpha=alpha)).config))
-    runs.append(("student_scratch" if same_budget else "sweep/scratch", None, None,
-                 History(dict(sweep_hp, seed=seed)).config))
+    for name, T, alpha in kd_sweep_runs(config):
+        hp = dict(sweep_hp, seed=seed) if T is None else dict(sweep_hp, seed=seed, T=T, alpha=alpha)
+        runs.append((name, T, alpha, History(hp).config))
     return runs
 
 

@@ -34,7 +34,7 @@ import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
-from lib.artifacts import kd_student_runs, percent_tag
+from lib.artifacts import kd_student_runs, kd_sweep_runs, slimming_runs
 
 DOWNLOAD = ('python -c "from lib.data import images, speech; images.loaders(\'full\'); speech.loaders(\'full\')"'
             "   # CIFAR-10 170 MB, Speech Commands 2.3 GB, into data/")
@@ -66,34 +66,25 @@ def runs(profile, preflight=False):
         return lab_profile.config(section, profile, preflight=preflight)
 
     vgg, slim, sincnet, sq, kd = (config(s) for s in ("vgg", "slimming", "sincnet", "sincnet_quant", "kd"))
-    found = [Run("sparsity_train", f"sparsity_{tag}.pt", vgg["epochs"]) for tag in slim["lambdas"]]
-    found += [Run("sparsity_train", f"sweep/sparsity_{s:g}.pt", vgg["epochs"]) for s in slim["sweep_lambdas"]]
-    found += [Run("train_prune_model", f"finetuned_{percent_tag(p)}.pt", slim["finetune_epochs"])
-              for p in slim["percents"]]
-    # its two controls with the fine-tuning's budget: the unpruned model trained on, the 90% cfg from scratch
-    found += [Run("train_prune_model", "finetuned_0.pt", slim["finetune_epochs"]),
-              Run("train_prune_model", f"scratch_{percent_tag(max(slim['percents']))}.pt", slim["finetune_epochs"])]
-    # the second controls: the lambda = 0 baseline pruned and fine-tuned, the 90% cfg from scratch for the epochs
-    # of sparsity training and fine-tuning together, once per seed
-    found += [Run("train_prune_model", f"baseline_finetuned_{percent_tag(p)}.pt", slim["finetune_epochs"])
-              for p in slim["percents"]]
-    found += [Run("train_prune_model", f"scratch_{percent_tag(max(slim['percents']))}_whole_seed{seed}.pt",
-                  vgg["epochs"] + slim["finetune_epochs"]) for seed in slim["scratch_seeds"]]
+    slimming = slimming_runs(slim)
+    epochs = dict(train=vgg["epochs"], sweep=vgg["epochs"], finetune=slim["finetune_epochs"],
+                  controls=slim["finetune_epochs"], baseline=slim["finetune_epochs"],
+                  whole=vgg["epochs"] + slim["finetune_epochs"])
+    notebook = dict(train="sparsity_train", sweep="sparsity_train")
+    found = [Run(notebook.get(role, "train_prune_model"), f"{name}.pt", epochs[role])
+             for role, names in slimming.items() for name in names]
     found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
               Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),
               Run("sincnet_quant", "sincnet_quant.pt", sq["qat"]["epochs"])]
-    # kd: the teacher comes from the slimming assignment (run before it). The T x alpha sweep reuses the two
-    # student runs when it has their epochs (kd.ipynb, cell "sweep"); otherwise it trains them all, and a
-    # scratch run of its own.
+    # kd: the teacher comes from the slimming assignment (run before it). The sweep trains only the runs it does
+    # not reuse (lib.artifacts.kd_sweep_runs); each is timed like the student run it repeats, when there is one.
     student, sweep = kd["student"]["epochs"], kd["sweep"]["epochs"]
     found += [Run("kd", f"{name}.pt", student) for _, _, name in kd_student_runs(kd)]
-    for T in kd["sweep"]["T"]:
-        for alpha in kd["sweep"]["alpha"]:
-            if sweep != student or (T, alpha) != (kd["T"], kd["alpha"]):
-                like = "student_kd.pt" if (T, alpha) == (kd["T"], kd["alpha"]) else None
-                found.append(Run("kd", f"sweep/T{T}_alpha{alpha}.pt", sweep, like))
-    if sweep != student:
-        found.append(Run("kd", "sweep/scratch.pt", sweep, "student_scratch.pt"))
+    for name, T, alpha in kd_sweep_runs(kd):
+        if name.startswith("sweep/"):
+            like = ("student_scratch.pt" if T is None else
+                    "student_kd.pt" if (T, alpha) == (kd["T"], kd["alpha"]) else None)
+            found.append(Run("kd", f"{name}.pt", sweep, like))
     return found
 
 

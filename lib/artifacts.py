@@ -56,9 +56,32 @@ def _plots(*names):
     return [f"artifacts/{name}.png" for name in names]
 
 
+def slimming_runs(slim):
+    """{role: [run names]} of the slimming notebooks' training runs (artifacts/<name>.pt and .json), for the
+    profile's slimming section `slim`. Roles, with their budget:
+        train      sparsity_train's runs, one per lambda tag                     the "vgg" epochs
+        sweep      sparsity_train's trade-off sweep, one per sweep lambda        the "vgg" epochs
+        finetune   train_prune_model's fine-tuned networks, one per percent      finetune_epochs
+        controls   the unpruned model trained on, the most-pruned cfg from       finetune_epochs
+                   random weights
+        baseline   the lambda = 0 baseline pruned and fine-tuned, per percent   finetune_epochs
+        whole      the most-pruned cfg from scratch, once per scratch seed      "vgg" + finetune_epochs
+    """
+    most = percent_tag(max(slim["percents"]))
+    return {
+        "train": [f"sparsity_{tag}" for tag in slim["lambdas"]],
+        "sweep": [f"sweep/sparsity_{s:g}" for s in slim["sweep_lambdas"]],
+        "finetune": [f"finetuned_{percent_tag(p)}" for p in slim["percents"]],
+        "controls": ["finetuned_0", f"scratch_{most}"],
+        "baseline": [f"baseline_finetuned_{percent_tag(p)}" for p in slim["percents"]],
+        "whole": [f"scratch_{most}_whole_seed{seed}" for seed in slim["scratch_seeds"]],
+    }
+
+
 def _slimming(table):
     slim = table["slimming"]
     percents = [percent_tag(p) for p in slim["percents"]]
+    runs = slimming_runs(slim)
     train = Producer("sparsity_train.ipynb", 2, "Task 2: train with three strengths of the penalty", "train")
     curves = Producer("sparsity_train.ipynb", 3, "What the penalty does", "plots", graded=False)
     sweep = Producer("sparsity_train.ipynb", 4, "The trade-off: accuracy against sparsity", "lambda_sweep",
@@ -73,21 +96,17 @@ def _slimming(table):
                              "the whole budget", "more_controls", graded=False)
     finetune_curves = Producer("train_prune_model.ipynb", 4, "Accuracy per epoch", "curves", graded=False)
     return {
-        **{f: train for tag in slim["lambdas"] for f in _run(f"sparsity_{tag}") + [f"artifacts/sparsity_{tag}_last.pt"]},
+        **{f: train for name in runs["train"] for f in _run(name) + [f"artifacts/{name}_last.pt"]},
         **{f: curves for f in _plots("sparsity_per_epoch", "train_accuracy_per_epoch", "gamma_histograms")},
-        **{f: sweep for s in slim["sweep_lambdas"] for f in _run(f"sweep/sparsity_{s:g}")},
+        **{f: sweep for name in runs["sweep"] for f in _run(name)},
         **{f: sweep for f in _plots("sparsity_tradeoff")},
         **{f: channels for f in _plots("channels_per_layer")},
         **{f: control for f in _plots("control_baseline_pruning")},
         **{f"artifacts/pruned_{p}.pt": prune for p in percents},
-        **{f: finetune for p in percents for f in _run(f"finetuned_{p}")},
-        # the equal-budget controls: the unpruned model trained on, the most-pruned cfg from random weights
-        **{f: controls for f in _run("finetuned_0") + _run(f"scratch_{percent_tag(max(slim['percents']))}")},
-        # the baseline pruned and fine-tuned, and the most-pruned cfg from scratch at the whole budget
+        **{f: finetune for name in runs["finetune"] for f in _run(name)},
+        **{f: controls for name in runs["controls"] for f in _run(name)},
         **{f"artifacts/baseline_pruned_{p}.pt": control for p in percents},
-        **{f: more_controls for p in percents for f in _run(f"baseline_finetuned_{p}")},
-        **{f: more_controls for seed in slim["scratch_seeds"]
-           for f in _run(f"scratch_{percent_tag(max(slim['percents']))}_whole_seed{seed}")},
+        **{f: more_controls for name in runs["baseline"] + runs["whole"] for f in _run(name)},
         **{f: finetune_curves for f in _plots("finetune_accuracy")},
     }
 
@@ -119,14 +138,21 @@ def kd_student_runs(kd):
             for seed in kd["seeds"] for kind in ("scratch", "kd")]
 
 
+def kd_sweep_runs(kd):
+    """[(run name, T, alpha)] of the kd notebook's T x alpha sweep (kd.ipynb, cell "sweep"), for the profile's kd
+    section `kd`; T and alpha are None for the scratch run the heat map is compared with. Every sweep run
+    trains the first seed's student. With the students' budget (the quick profile) the sweep reuses the two
+    runs trained before it: student_kd for the profile's (T, alpha), student_scratch for scratch; otherwise
+    it trains every cell under sweep/ and a sweep/scratch of its own."""
+    same_budget = kd["sweep"]["epochs"] == kd["student"]["epochs"]
+    runs = [("student_kd" if same_budget and (T, alpha) == (kd["T"], kd["alpha"]) else f"sweep/T{T}_alpha{alpha}",
+             T, alpha) for T in kd["sweep"]["T"] for alpha in kd["sweep"]["alpha"]]
+    return runs + [("student_scratch" if same_budget else "sweep/scratch", None, None)]
+
+
 def _kd(table):
     kd = table["kd"]
-    sweep = kd["sweep"]
-    # With the students' budget (the quick profile) the sweep reuses the two runs trained before it.
-    same_budget = sweep["epochs"] == kd["student"]["epochs"]
-    sweep_runs = [f"sweep/T{T}_alpha{alpha}" for T in sweep["T"] for alpha in sweep["alpha"]
-                  if not (same_budget and (T, alpha) == (kd["T"], kd["alpha"]))]
-    sweep_runs += [] if same_budget else ["sweep/scratch"]
+    sweep_runs = [name for name, _, _ in kd_sweep_runs(kd) if name.startswith("sweep/")]
     teacher = Producer("kd.ipynb", 1, "The teacher and the student", "teacher")
     student = Producer("kd.ipynb", 1, "The teacher and the student", "student")
     students = Producer("kd.ipynb", 3, "Scratch student versus distilled student", "train_students")

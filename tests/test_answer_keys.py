@@ -14,6 +14,7 @@ import pytest
 
 from autograde.course import SOLUTIONS, nbgrader_id
 from lib import profile
+from lib.artifacts import kd_sweep_runs
 from lib.checkpoint import load_model
 from lib.models import VGG
 from lib.models.quant import CLIP_STDS
@@ -131,12 +132,9 @@ def _seed_table(work):
 
 def _heat_map(work):
     """Each cell of kd's sweep map: best validation accuracy minus the scratch student's (seed 0)."""
-    kd, cells = profile.config("kd"), []
-    for T in kd["sweep"]["T"]:
-        for alpha in kd["sweep"]["alpha"]:
-            name = "student_kd" if (T, alpha) == (kd["T"], kd["alpha"]) else f"sweep/T{T}_alpha{alpha}"
-            cells.append(best_val(work, name) - best_val(work, "student_scratch"))
-    return cells
+    runs = kd_sweep_runs(profile.config("kd"))
+    scratch = next(name for name, T, _ in runs if T is None)
+    return [best_val(work, name) - best_val(work, scratch) for name, T, _ in runs if T is not None]
 
 
 def _sweep(work):

@@ -203,3 +203,19 @@ def test_the_table_lists_exactly_the_files_a_reference_run_writes(reference_work
     assert written == set(artifacts.producers(assignment))
     assert artifacts.missing(assignment, folder) == []
     assert artifacts.NOTEBOOKS[assignment] == ASSIGNMENTS[assignment]   # lib cannot import autograde's list
+
+
+# Run names whose parts vary (a lambda, a seed, a T and alpha): written out by lib/artifacts.py only.
+NAME_TEMPLATES = ("sweep/T", "sweep/sparsity_", "sweep/scratch", "_whole_seed", "baseline_finetuned_", "_seed{")
+
+
+def test_no_kit_module_rebuilds_a_run_name():
+    """The grader, the preflight, the benches and lib take these names from lib/artifacts.py (kd_sweep_runs,
+    kd_student_runs, slimming_runs): a renamed run is then renamed everywhere (the notebooks show theirs to
+    students, and test_each_producer_cell_writes_its_files holds them to the table)."""
+    found = [f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+             for folder in ("autograde", "lib", "bench") for path in sorted((REPO / folder).rglob("*.py"))
+             if path != REPO / "lib" / "artifacts.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1) if any(t in line for t in NAME_TEMPLATES)]
+    assert not found, "run names built outside lib/artifacts.py:\n" + "\n".join(found)
+    assert all(t in (REPO / "lib" / "artifacts.py").read_text() for t in NAME_TEMPLATES), "a template left the table"
