@@ -142,15 +142,16 @@ def make_student_work(assignment, out_dir, replacements=None, run=True, profile=
     return Path(out_dir)
 
 
-def reference_builder(root, make=None, reuse=None, assignments=None):
+def reference_builder(root, make=None, reuse=None, assignments=None, share=1):
     """build(assignment) -> the folder of `assignment`'s executed reference work, root/<assignment>.
 
     Each assignment is built once, whatever asks first; those in `reuse` ({assignment: folder}) are taken as
     they are. The first request builds every assignment of `assignments` (default: all) that waits for none,
     side by side, the cores shared out between them: these small models gain far less than 2x from a second
     core, so two notebooks at once finish sooner. An assignment named in RUN_AFTER is built after the one it
-    reads (kd after slimming, whose teacher it takes), with every core. `make(assignment, folder, threads)`
-    is make_student_work unless given (the demo adds progress lines, the tests give a recorder).
+    reads (kd after slimming, whose teacher it takes), with every core. `share`: how many builders run at once
+    (the demo's two), each taking that share of the cores. `make(assignment, folder, threads)` is
+    make_student_work unless given (the demo adds progress lines, the tests give a recorder).
     """
     make = make or make_student_work
     assignments = list(ASSIGNMENTS if assignments is None else assignments)
@@ -162,12 +163,13 @@ def reference_builder(root, make=None, reuse=None, assignments=None):
         if assignment not in built:
             side_by_side = [a for a in assignments if a not in RUN_AFTER and a not in built]
             if assignment in side_by_side:
-                threads = cores_per_worker(len(side_by_side))
+                threads = cores_per_worker(share * len(side_by_side))
                 with ThreadPoolExecutor(max_workers=len(side_by_side)) as pool:
                     built.update(zip(side_by_side, pool.map(
                         lambda a: make(a, Path(root) / a, threads=threads), side_by_side)))
             else:
-                built[assignment] = make(assignment, Path(root) / assignment, threads=None)
+                built[assignment] = make(assignment, Path(root) / assignment,
+                                         threads=None if share == 1 else cores_per_worker(share))
         return built[assignment]
 
     return build

@@ -30,7 +30,6 @@ import argparse
 import csv
 import importlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -184,8 +183,8 @@ def check(app_or_result, what):
 
 def build_references(root, reuse):
     """({assignment: folder of the reference work}, {assignment: folder of dee's own run}), the folders in `reuse`
-    taken as they are. The two builds run at once, each with its assignments side by side (their order:
-    autograde.course.reference_builder) on half the cores it would take alone."""
+    taken as they are. The two builds run at once, each with its assignments side by side on its half of the
+    cores (autograde.course.reference_builder)."""
     def maker(student):
         whose = "the reference" if student is None else f"{student}'s"
 
@@ -193,14 +192,13 @@ def build_references(root, reuse):
             # one string per print: several threads print at once
             print(f"  running {whose} {assignment} notebooks (quick profile)...\n", end="", flush=True)
             start = time.time()
-            threads = max(1, (threads or os.cpu_count() or 1) // 2)
             work = make_student_work(assignment, folder, threads=threads, student=student)
             print(f"  ... {whose} {assignment} done in {time.time() - start:.0f} s\n", end="", flush=True)
             return work
         return make
 
-    builds = (reference_builder(root / "work" / "reference", maker(None), reuse, assignments()),
-              reference_builder(root / "work" / "dee", maker("dee"), None, assignments()))
+    builds = (reference_builder(root / "work" / "reference", maker(None), reuse, assignments(), share=2),
+              reference_builder(root / "work" / "dee", maker("dee"), None, assignments(), share=2))
     with ThreadPoolExecutor(max_workers=2) as pool:
         reference, dee = pool.map(lambda build: {a: build(a) for a in assignments()}, builds)
     return reference, dee

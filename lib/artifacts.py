@@ -145,9 +145,10 @@ def kd_sweep_runs(kd):
     runs trained before it: student_kd for the profile's (T, alpha), student_scratch for scratch; otherwise
     it trains every cell under sweep/ and a sweep/scratch of its own."""
     same_budget = kd["sweep"]["epochs"] == kd["student"]["epochs"]
-    runs = [("student_kd" if same_budget and (T, alpha) == (kd["T"], kd["alpha"]) else f"sweep/T{T}_alpha{alpha}",
+    first = {kind: name for seed, kind, name in kd_student_runs(kd) if seed == kd["seeds"][0]}
+    runs = [(first["kd"] if same_budget and (T, alpha) == (kd["T"], kd["alpha"]) else f"sweep/T{T}_alpha{alpha}",
              T, alpha) for T in kd["sweep"]["T"] for alpha in kd["sweep"]["alpha"]]
-    return runs + [("student_scratch" if same_budget else "sweep/scratch", None, None)]
+    return runs + [(first["scratch"] if same_budget else "sweep/scratch", None, None)]
 
 
 def _kd(table):

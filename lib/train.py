@@ -41,7 +41,7 @@ def student_seed():
     weights and see other batches, so their checkpoints differ (the grader reports near-identical checkpoints
     of two students as possible copies), while each student's runs repeat exactly.
 
-    LAB_SEED=<integer> sets it. The kit's own builds (reference work, answer keys, lib/CALIBRATION.md, the
+    LAB_SEED=<integer> sets it (empty counts as unset). The kit's own builds (reference work, answer keys, lib/CALIBRATION.md, the
     preflight, the tests) run with LAB_SEED=0. Without it, it is drawn from the student's id: LAB_STUDENT,
     else JUPYTERHUB_USER, else the login name. Returns an int in [0, 2**24).
     """
@@ -63,11 +63,13 @@ def _login():
 
 
 def seed_everything(seed=0):
-    """Seed Python, NumPy and PyTorch with `seed` + student_seed(), so that a run can be repeated."""
+    """Seed Python, NumPy and PyTorch with `seed` + student_seed(), so that a run can be repeated; returns that
+    seed."""
     seed += student_seed()
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+    return seed
 
 
 class History:
@@ -239,8 +241,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     also holds the seconds of each training step and the loaders' batch counts (autograde.preflight).
     """
     _require_validation(loaders)
-    seed_everything(seed)
-    seed += student_seed()
+    seed = seed_everything(seed)
     if getattr(loaders["train"], "generator", None) is not None:
         loaders["train"].generator.manual_seed(seed)   # the same batches as any other run with this seed
     device = device or profile.device()
