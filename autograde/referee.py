@@ -96,6 +96,8 @@ def _slimming():
                                        slimming.judge_build_cfg_mask, probe_reads_artifacts=True),
         "test_prune_vgg": Verdict("prune_vgg", "slimming.probe_prune_vgg",
                                   lambda record, seed, _: slimming.judge_prune_vgg(record, seed)),
+        "test_absorb_constants": Verdict("absorb_constants", "slimming.probe_absorb_constants",
+                                         lambda record, seed, _: slimming.judge_absorb_constants(record, seed)),
         "test_pruned_models": Verdict(checks=(slimming.check_pruned_models,)),
         "test_finetuned_accuracy": Verdict(checks=(slimming.check_finetuned,)),
     }

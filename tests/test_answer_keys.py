@@ -22,7 +22,7 @@ from lib.slimming import gammas, sparsity
 from lib.train import History
 
 KEYS = {"slimming": {"sparsity_train": ["answer_regimes", "answer_why"],
-                     "vggprune": ["answer_pruning", "answer_accuracy"],
+                     "vggprune": ["answer_pruning", "answer_accuracy", "answer_absorb"],
                      "train_prune_model": ["answer_results", "answer_compare"]},
         "sincnet_quant": {"sincnet_quant": ["answer_quantization", "answer_ptq_qat", "answer_range",
                                             "answer_comparison"]},
@@ -104,6 +104,11 @@ def _control(work):
     return {int(k.rstrip("%")): v for k, v in table(printed(work, "vggprune", "control")).items()}
 
 
+def _absorb(work):
+    """{percent: [plain, constants absorbed, beta kept]} of vggprune's absorb_table."""
+    return {int(k.rstrip("%")): v for k, v in table(printed(work, "vggprune", "absorb_table")).items()}
+
+
 def _finetune_table(work):
     return table(printed(work, "train_prune_model", "table"))
 
@@ -152,6 +157,18 @@ def _levels(work):
         lines["max" if m[1] == "max|w|" else "clipped"] = (float(m[2]), float(m[3]),
                                                             [float(s.rstrip("%")) for s in m[4].split()])
     return lines
+
+
+def _compare(work):
+    """{model: (parameters, bytes, test accuracy)} of sincnet_quant's comparison table."""
+    return {m[1]: (int(m[2].replace(",", "")), int(m[3].replace(",", "")), float(m[4]))
+            for m in re.finditer(r"^(float|pruned \+ fine-tuned|pruned \+ QAT|post-training quantized)\s+\[[^]]*\]\s+"
+                                 r"([\d,]+)\s+([\d,]+)\s+[\d.]+x\s+([\d.]+)%", printed(work, "sincnet_quant", "compare"), re.M)}
+
+
+def _two_bit_weights(work):
+    """How many weights the quantized SincNet holds at 2 bits (the ptq cell's table)."""
+    return sum(int(m[1]) for m in re.finditer(r"^Quant\w+\s+(\d+)\s+2$", printed(work, "sincnet_quant", "ptq"), re.M))
 
 
 def _printed_number(work, notebook, cell, pattern):
@@ -232,6 +249,15 @@ CLAIMS = {
             2 * max(_control(w)[0][1] - _control(w)[50][1], 0.5), 100, _control(w)[50][1] - _control(w)[50][0],
             "what dropping beta costs at 50%, against twice what the small gammas cost")),
     ],
+    "answer_absorb": [
+        (r"recovers most of what dropping them cost at 50%", lambda w: inside(
+            (_absorb(w)[50][2] - _absorb(w)[50][0]) / 2, 100, _absorb(w)[50][1] - _absorb(w)[50][0],
+            "what absorbing recovers at 50%, against half of what dropping the constants costs")),
+        (r"stays a few points under \"beta kept\"", lambda w: inside(
+            0, 8, _absorb(w)[50][2] - _absorb(w)[50][1], "beta kept - absorbed at 50%")),
+        (r"at chance with and without", lambda w: (near(10, _absorb(w)[70][0], 5, "plain at 70%"),
+                                                  near(10, _absorb(w)[70][1], 5, "absorbed at 70%"))),
+    ],
     # train_prune_model
     "answer_results": [
         (r"reaches ([\d.]+)% and the 50%-pruned network ([\d.]+)%", lambda w, a, b: (
@@ -270,6 +296,8 @@ CLAIMS = {
     ],
     # kd
     "answer_transfer": [
+        (r'The prediction to make was "less"', lambda w: inside(
+            _seed_table(w)["KD"][1], 100, _seed_table(w)["scratch"][1], "scratch's seed std, against KD's")),
         (r"gains\s+\+(\d+) to \+(\d+) points", lambda w, lo, hi: inside(lo, hi, _seed_table(w)["KD - scratch"][0],
                                                                          "mean gain")),
         (r"scratch (\d+)-(\d+)%, KD (\d+)-(\d+)% on average", lambda w, a, b, c, d: (
@@ -299,6 +327,7 @@ CLAIMS = {
     # sincnet_quant
     "answer_quantization": [
         (r"about \$\\pm ([\d.]+)\$ standard deviations", lambda w, q: near(q, CLIP_STDS[2], 0.05, "CLIP_STDS[2]")),
+        (r"Prediction: close to chance", lambda w: inside(0, 25, _compare(w)["post-training quantized"][2], "after PTQ")),
     ],
     "answer_ptq_qat": [*SWEEP,
         (r"from (\d+)-(\d+)% to (\d+)-(\d+)% test accuracy", lambda w, a, b, c, d: (
@@ -329,7 +358,22 @@ CLAIMS = {
         (r"\(([\d.]+),\s+([\d.]+), ([\d.]+) sigma for Gaussian", lambda w, *k: near(
             0, max(abs(float(q) - CLIP_STDS[b]) for q, b in zip(k, (2, 3, 4))), 0, "CLIP_STDS")),
     ],
-    "answer_comparison": [],
+    "answer_comparison": [
+        (r"by (\d) to (\d) \(by build\)", lambda w, lo, hi: inside(
+            lo, hi, _compare(w)["float"][0] / _compare(w)["pruned + fine-tuned"][0], "float / pruned parameters")),
+        (r"divide the bytes by (\d) to (\d) again", lambda w, lo, hi: inside(
+            lo, hi, _compare(w)["pruned + fine-tuned"][1] / _compare(w)["pruned + QAT"][1], "pruned / QAT bytes")),
+        (r"costs up to about ten points", lambda w: inside(
+            0, 12, _compare(w)["float"][2] - _compare(w)["pruned + fine-tuned"][2], "what pruning costs")),
+        (r"the 2-bit QAT costs more than pruning did", lambda w: inside(
+            _compare(w)["float"][2] - _compare(w)["pruned + fine-tuned"][2], 100,
+            _compare(w)["pruned + fine-tuned"][2] - _compare(w)["pruned + QAT"][2], "what QAT costs, against pruning")),
+        (r"stays more than ten times smaller", lambda w: inside(10, 1000, _compare(w)["float"][1] / (
+            _compare(w)["pruned + QAT"][1] + _two_bit_weights(w) / 4), "float / 4-bit bytes")),
+        (r"4-bit post-training quantization losing far less than 2-bit", lambda w: inside(
+            0, (_sweep(w)[0] - max(_sweep(w)[1][2])) / 2, _sweep(w)[0] - min(_sweep(w)[1][4]),
+            "PTQ loss at 4 bits, against half the loss at 2 bits")),
+    ],
 }
 
 

@@ -39,7 +39,7 @@ def _solution(notebook, cell_id):
     """The function defined by a solution cell of solutions/slimming/<notebook>.ipynb."""
     nb = nbformat.read(SOLUTIONS / "slimming" / f"{notebook}.ipynb", as_version=4)
     cell = next(c for c in nb.cells if nbgrader_id(c) == cell_id)
-    namespace = {"torch": torch, "nn": torch.nn, "bn_layers": bn_layers, "gammas": gammas, "VGG": VGG,
+    namespace = {"copy": copy, "torch": torch, "nn": torch.nn, "bn_layers": bn_layers, "gammas": gammas, "VGG": VGG,
                  "check_cfg_mask": check_cfg_mask, "kept_indices": kept_indices}   # what the setup cells import
     exec(reference_code(cell), namespace)
     return namespace[cell_id]
@@ -140,7 +140,7 @@ def test_build_cfg_mask_mutants_fail(mutant, artifacts):
 
 def test_mutants_cover_each_todo_three_times():
     for cell, target in (("update_bn", "test_update_bn"), ("build_cfg_mask", "test_build_cfg_mask"),
-                         ("prune_vgg", "test_prune_vgg")):
+                         ("prune_vgg", "test_prune_vgg"), ("absorb_constants", "test_absorb_constants")):
         assert sum(m.cell == cell and m.target == target for m in MUTANTS) >= 3
 
 
@@ -460,7 +460,11 @@ HINTS = {"wrong sign": "sign is wrong", "L2 instead of L1 (s * gamma)": "L2 pena
          "min_channels only for a layer left empty": "not only a layer left empty",
          "running_var not copied (left at 1)": "running variance was not copied",
          "next conv's input channels unmasked (the first ones taken)": "must read the channels the previous layer keeps",
-         "classifier inputs unmasked (the first columns taken)": "classifier's first columns"}
+         "classifier inputs unmasked (the first columns taken)": "classifier's first columns",
+         "constant beta instead of ReLU(beta)": r"not beta: a channel with beta < 0 emits 0",
+         "running mean raised instead of lowered": "sign is wrong",
+         "centre tap only instead of the kernel's sum": "summed over its 3x3 taps",
+         "last layer's constants not given to the classifier": "bias did not change"}
 
 
 def test_every_mutant_has_a_hint():
@@ -833,3 +837,109 @@ def test_a_curve_claiming_accuracy_its_checkpoints_do_not_have_fails(artifacts, 
     with pytest.raises(AssertionError, match=rf"sparsity_{collapse}.pt evaluates to [\d.]+% on the validation split, "
                                              r"but its history recorded 95.00%"):
         checks.check_sparsity_curves(folder)
+
+
+# --------------------------------------------------------------------------------------- absorb_constants
+
+def probed_absorb(absorb_constants, seed):
+    return round_trip(probes.probe_absorb_constants(absorb_constants, seed))
+
+
+def test_solution_cell_absorb_constants_equals_reference():
+    solution = _solution("vggprune", "absorb_constants")
+    for seed in SEEDS:
+        checks.check_absorb_constants(solution, seed)
+        for i in range(probes.PRUNE_VGG_CASES):
+            model, cfg_mask = probes.absorb_case(seed, i)
+            got, want = solution(model, cfg_mask).state_dict(), reference.absorb_constants(model, cfg_mask).state_dict()
+            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_the_reference_passes_the_absorb_constants_judge():
+    for seed in SEEDS:
+        checks.judge_absorb_constants(probed_absorb(reference.absorb_constants, seed), seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mutant", [m for m in MUTANTS if m.cell == "absorb_constants"], ids=lambda m: m.name)
+def test_absorb_constants_mutants_fail_the_visible_test_and_the_judge_with_their_hint(mutant, seed):
+    """Each mutant fails the notebook's own test (VisibleCheckFailed) and, asked alone, the hidden cases."""
+    record = probed_absorb(_mutant(mutant), seed)
+    with pytest.raises(VisibleCheckFailed):
+        checks.judge_absorb_constants(record, seed)
+    with pytest.raises(AssertionError, match=HINTS[mutant.name]):
+        for i, result in enumerate(record["cases"]):
+            model, cfg_mask = probes.absorb_case(seed, i)
+            checks._compare_absorbed(result, model, cfg_mask, "case")
+
+
+def test_absorb_constants_visible_cell_builds_the_probes_visible_case():
+    """The notebook's visible test and the judge's re-run of it use the same model and masks, and it passes."""
+    nb = nbformat.read(SOLUTIONS / "slimming" / "vggprune.ipynb", as_version=4)
+    source = next(c.source for c in nb.cells if nbgrader_id(c) == "test_absorb_constants")
+    namespace = {"torch": torch, "VGG": VGG, "bn_layers": bn_layers, "absorb_constants": reference.absorb_constants}
+    exec(source.split("### BEGIN HIDDEN TESTS")[0], namespace)
+    model, cfg_mask = probes.visible_absorb_case()
+    assert all(torch.equal(a, b) for a, b in zip(namespace["_cfg_mask"], cfg_mask))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in namespace["_model"].state_dict().items())
+
+
+@pytest.mark.parametrize("absorb_constants", [
+    lambda model, cfg_mask: model, lambda model, cfg_mask: None, lambda model, cfg_mask: VGG([3, 'M', 3]),
+    lambda model, cfg_mask: zero_pruned_channels(reference.absorb_constants(model, cfg_mask), cfg_mask),
+    lambda model, cfg_mask: 1 / 0])
+def test_absorb_constants_of_any_kind_gets_an_assertion_error(absorb_constants):
+    with pytest.raises(AssertionError):
+        checks.judge_absorb_constants(probed_absorb(absorb_constants, 0), 0)
+
+
+def test_absorb_constants_that_changes_the_model_fails():
+    def in_place(model, cfg_mask):
+        absorbed = reference.absorb_constants(model, cfg_mask)
+        model.load_state_dict(absorbed.state_dict())
+        return model
+    with pytest.raises(VisibleCheckFailed, match="changed the model|must work on a copy"):
+        checks.judge_absorb_constants(probed_absorb(in_place, 0), 0)
+
+
+def test_tampered_absorb_constants_records_give_assertion_errors():
+    record = probed_absorb(reference.absorb_constants, 0)
+    for tampered in tamperings(record, random.Random(3)):
+        try:
+            checks.judge_absorb_constants(tampered, 0)
+        except AssertionError:
+            pass
+    last = record["cases"][-1]
+    bias = last["state"]["classifier.bias"]
+    with pytest.raises(AssertionError, match="classifier.bias"):
+        checks.judge_absorb_constants(dict(record, cases=record["cases"][:-1] + [
+            dict(last, state=dict(last["state"], **{"classifier.bias": bias + 1}))]), 0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_absorbed_and_pruned_equals_beta_kept_away_from_the_borders(seed):
+    """What the rule claims: the pruned network with the constants absorbed computes, at every pixel whose 3x3
+    neighbourhood lies inside the map, what the network with the pruned channels' gamma set to 0 computes."""
+    torch.manual_seed(seed)
+    model = probes.randomize_vgg(VGG([6, 5, 4], num_classes=3), torch.Generator().manual_seed(seed))
+    cfg_mask = [torch.tensor([1., 0, 1, 0, 0, 1]), torch.tensor([0., 1, 1, 0, 1]), torch.tensor([1., 1, 0, 1])]
+    cfg = [int(m.sum()) for m in cfg_mask]
+    pruned = reference.prune_vgg(reference.absorb_constants(model, cfg_mask), cfg, cfg_mask).eval()
+    kept = zero_pruned_channels(model, cfg_mask, keep_beta=True).eval()
+    x = torch.randn(2, 3, 12, 12)
+    for layer, end in ((1, 6), (2, 9)):                   # after the 2nd and the 3rd conv + BN + ReLU
+        with torch.no_grad():
+            got = pruned.feature[:end](x)[..., layer:-layer, layer:-layer]
+            want = kept.feature[:end](x)[:, cfg_mask[layer].bool()][..., layer:-layer, layer:-layer]
+        assert torch.allclose(got, want, atol=1e-5), (layer, (got - want).abs().max())
+        with torch.no_grad():   # at the borders it is not exact: the full kernel sum was subtracted
+            edge = (pruned.feature[:end](x) - kept.feature[:end](x)[:, cfg_mask[layer].bool()]).abs()
+        assert edge.max() > 1e-3
+
+
+def test_absorb_constants_record_is_small_plain_data():
+    record = probes.probe_absorb_constants(reference.absorb_constants, 7)
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    assert buffer.tell() < 2**20
+    assert same_plain_data(record, probes.probe_absorb_constants(reference.absorb_constants, 7))

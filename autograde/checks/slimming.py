@@ -431,21 +431,31 @@ def judge_prune_vgg(record, seed):
     judge_in_order(lambda: _judge_visible_prune_vgg(field(record, "visible", PRUNE_VGG, dict)), hidden)
 
 
-def _pruned_from_record(result, cfg, num_classes, call):
+def _vgg_from_record(result, cfg, num_classes, call, function=PRUNE_VGG,
+                     advice="build the new network as VGG(cfg, num_classes=...) and copy into it"):
     """VGG(cfg) (built here) holding the recorded state; AssertionError when the record is no such model."""
     raise_if_failed(result, call)
-    state = field(result, "state", PRUNE_VGG, dict)
+    state = field(result, "state", function, dict)
     expected = VGG(cfg, num_classes=num_classes).state_dict()
     for name, like in expected.items():
-        assert name in state, (f"{call}: the returned model has no {name}; build the new network as "
-                               f"VGG(cfg, num_classes=...) and copy into it")
-        value = as_tensor(state[name], PRUNE_VGG)
+        assert name in state, f"{call}: the returned model has no {name}; {advice}"
+        value = as_tensor(state[name], function)
         assert tuple(value.shape) == tuple(like.shape), (
-            f"{call}: {name} has shape {tuple(value.shape)}, VGG(cfg) needs {tuple(like.shape)}")
-    pruned = VGG(cfg, num_classes=num_classes)
-    pruned.load_state_dict({name: as_tensor(state[name], PRUNE_VGG, like.shape, like.dtype)
-                            for name, like in expected.items()})
-    return pruned.eval()
+            f"{call}: {name} has shape {tuple(value.shape)}, VGG({cfg}) needs {tuple(like.shape)}")
+    model = VGG(cfg, num_classes=num_classes)
+    model.load_state_dict({name: as_tensor(state[name], function, like.shape, like.dtype)
+                           for name, like in expected.items()})
+    return model.eval()
+
+
+def _assert_unchanged(result, model, call, function):
+    """The recorded state of `model` after the student's call equals its state before."""
+    original = field(result, "original", function, dict)
+    for name, before in model.state_dict().items():
+        after = original.get(name)
+        assert after is not None and torch.equal(as_tensor(after, function, before.shape, before.dtype), before), (
+            f"{call}: the original model's {name} changed; {function} must work on a copy, never modify the "
+            f"model it is given")
 
 
 def _pruned_cfg(result):
@@ -477,7 +487,7 @@ def _judge_visible_prune_vgg(result):
     error = failed_call(result)
     visible(error is None, f"prune_vgg(model, {cfg}, cfg_mask) of the visible test raised {error}")
     visible(_pruned_cfg(result) == cfg, f"the pruned model's cfg should be {cfg}")
-    pruned = _pruned_from_record(result, cfg, 10, "prune_vgg of the visible test")
+    pruned = _vgg_from_record(result, cfg, 10, "prune_vgg of the visible test")
     visible(torch.equal(bn_layers(pruned)[0].running_var, bn_layers(model)[0].running_var[[0, 2, 5]]),
             "BN layer 0 should keep the running_var of channels 0, 2 and 5")
     gap, _ = _invariant_gap(pruned, model, cfg, cfg_mask)
@@ -488,13 +498,9 @@ def _judge_visible_prune_vgg(result):
 def _compare_pruned(result, model, cfg, cfg_mask, where):
     """The recorded prune_vgg(model, cfg, cfg_mask) equals reference.prune_vgg's, and `model` was not changed."""
     call = f"prune_vgg on a {where}"
-    pruned = _pruned_from_record(result, cfg, model.classifier.out_features, call)
+    pruned = _vgg_from_record(result, cfg, model.classifier.out_features, call)
     assert _pruned_cfg(result) == cfg, f"{call}: the returned model's cfg is not {cfg}"
-    original = field(result, "original", PRUNE_VGG, dict)
-    for name, before in model.state_dict().items():
-        after = original.get(name)
-        assert after is not None and torch.equal(as_tensor(after, PRUNE_VGG, before.shape, before.dtype), before), (
-            f"{call}: the original model's {name} changed; prune_vgg must copy, never modify the model it prunes")
+    _assert_unchanged(result, model, call, PRUNE_VGG)
     expected = reference.prune_vgg(copy.deepcopy(model), cfg, cfg_mask).state_dict()
     got = pruned.state_dict()
     for name, want in expected.items():
@@ -531,6 +537,82 @@ def _hint_pruned(name, model, got, cfg_mask):
         return ("The running variance was not copied (it is still 1): in eval mode BatchNorm normalises with "
                 "running_mean and running_var, so both must be copied with gamma and beta.")
     return f"BatchNorm {field_name}: copy the values of the kept channels (cfg_mask of that layer)."
+
+
+# --------------------------------------------------------------------------------------- absorb_constants
+
+ABSORB = "absorb_constants"
+
+
+def check_absorb_constants(absorb_constants, seed=0):
+    """absorb_constants(model, cfg_mask) must fold each pruned channel's ReLU(beta) into the layer after it."""
+    judge_absorb_constants(probes.probe_absorb_constants(absorb_constants, seed), seed)
+
+
+def judge_absorb_constants(record, seed):
+    """Decide absorb_constants from the record of probes.probe_absorb_constants(absorb_constants, seed): the
+    notebook's visible test first (VisibleCheckFailed), then the models of probes.absorb_case(seed, i), each
+    compared with reference.absorb_constants. Raises AssertionError with a message for the student, or None."""
+    record = probe_record(record, ABSORB)
+
+    def hidden():
+        for i, result in enumerate(entries(record, "cases", ABSORB, probes.PRUNE_VGG_CASES)):
+            model, cfg_mask = probes.absorb_case(seed, i)
+            _compare_absorbed(result, model, cfg_mask, f"absorb_constants on a random VGG {model.cfg}")
+
+    judge_in_order(lambda: _judge_visible_absorb(field(record, "visible", ABSORB, dict)), hidden)
+
+
+def _absorbed_from_record(result, model, call):
+    return _vgg_from_record(result, model.cfg, model.classifier.out_features, call, ABSORB,
+                            advice="return a copy of the model (copy.deepcopy) with the running means and the "
+                                   "classifier's bias changed")
+
+
+def _judge_visible_absorb(result):
+    """The asserts of the notebook's test_absorb_constants, on the probe's run of its case."""
+    model, cfg_mask = probes.visible_absorb_case()
+    call = "absorb_constants of the visible test"
+    visible(failed_call(result) is None, f"{call} raised {failed_call(result)}")
+    absorbed = _absorbed_from_record(result, model, call)
+    mean = bn_layers(absorbed)[1].running_mean
+    visible(torch.allclose(mean, torch.tensor([-1 / 3, -31 / 12])),
+            f"the second BN layer's running_mean should be [-0.3333, -2.5833], got {mean.tolist()}")
+    bias = absorbed.classifier.bias
+    visible(torch.allclose(bias, torch.tensor([4., 8.])), f"the classifier's bias should be [4, 8], got {bias.tolist()}")
+    try:
+        _assert_unchanged(result, model, call, ABSORB)
+    except AssertionError as failure:
+        visible(False, str(failure))
+
+
+def _compare_absorbed(result, model, cfg_mask, call):
+    """The recorded absorb_constants(model, cfg_mask) equals reference.absorb_constants's; `model` not changed."""
+    absorbed = _absorbed_from_record(result, model, call)
+    _assert_unchanged(result, model, call, ABSORB)
+    expected = reference.absorb_constants(model, cfg_mask).state_dict()
+    got = absorbed.state_dict()
+    for name, want in expected.items():
+        if not torch.allclose(got[name], want, rtol=1e-5, atol=1e-6):
+            raise AssertionError(f"{call}: {name} is wrong. {_hint_absorbed(name, model, got[name], want)}")
+
+
+def _hint_absorbed(name, model, got, want):
+    """What the wrong tensor `name` of the absorbed VGG most likely got wrong."""
+    before = model.state_dict()[name]
+    if name.startswith("classifier.bias"):
+        if torch.equal(got, before):
+            return ("The classifier's bias did not change: the last BN layer's pruned channels send their "
+                    "constant ReLU(beta) through the average pool into the classifier, which adds W[:, j] * c_j.")
+        return "The classifier's bias grows by W[:, j] * ReLU(beta_j) summed over the last layer's pruned channels j."
+    if not name.endswith("running_mean"):
+        return "Only the running means after a pruned layer and the classifier's bias change; leave the rest as it is."
+    if torch.allclose(got - before, -(want - before), atol=1e-6):
+        return ("The sign is wrong: the constant no longer arrives, so the conv's output is lower by it and the "
+                "running mean must go down by the same amount.")
+    return ("The running mean goes down by the next conv's kernel summed over its 3x3 taps times each pruned "
+            "channel's constant ReLU(beta) (not beta: a channel with beta < 0 emits 0), summed over the pruned "
+            "channels only.")
 
 
 # ------------------------------------------------------------------------------------ pruned / fine-tuned

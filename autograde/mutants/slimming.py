@@ -104,6 +104,34 @@ def _prune_vgg(name, conv_in="in_idx", classifier_in="in_idx",
     return Mutant(name, "vggprune", "prune_vgg", "test_prune_vgg", code)
 
 
+_ABSORB_CONSTANTS = '''import copy
+
+import torch
+import torch.nn as nn
+from lib.slimming import bn_layers
+
+
+def absorb_constants(model, cfg_mask):
+    """A copy of `model` whose next layers absorb the pruned channels' constant outputs."""
+    new = copy.deepcopy(model)
+    convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
+    layers = bn_layers(new)
+    with torch.no_grad():
+        for i, (bn, mask) in enumerate(zip(layers, cfg_mask)):
+            constant = {constant} * (1 - mask)
+            if i + 1 < len(layers):
+                layers[i + 1].running_mean.{update}(convs[i + 1].weight{taps} @ constant)
+            {last}
+    return new
+'''
+
+
+def _absorb_constants(name, constant="torch.relu(bn.bias)", update="sub_", taps=".sum(dim=(2, 3))",
+                      last="else:\n                new.classifier.bias.add_(new.classifier.weight @ constant)"):
+    code = _ABSORB_CONSTANTS.format(constant=constant, update=update, taps=taps, last=last)
+    return Mutant(name, "vggprune", "absorb_constants", "test_absorb_constants", code)
+
+
 MUTANTS = [
     _update_bn("wrong sign", "bn.weight.grad.add_(-s * torch.sign(bn.weight.detach()))"),
     _update_bn("L2 instead of L1 (s * gamma)", "bn.weight.grad.add_(s * bn.weight.detach())"),
@@ -133,6 +161,10 @@ MUTANTS = [
                conv_in="torch.arange(len(in_idx))"),
     _prune_vgg("classifier inputs unmasked (the first columns taken)",
                classifier_in="torch.arange(len(in_idx))"),
+    _absorb_constants("constant beta instead of ReLU(beta)", constant="bn.bias"),
+    _absorb_constants("running mean raised instead of lowered", update="add_"),
+    _absorb_constants("centre tap only instead of the kernel's sum", taps="[:, :, 1, 1]"),
+    _absorb_constants("last layer's constants not given to the classifier", last="# the classifier is left as it is"),
 ]
 
 

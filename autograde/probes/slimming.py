@@ -1,4 +1,4 @@
-"""Probes of the slimming TODOs, update_bn, build_cfg_mask and prune_vgg, and the inputs they are run on.
+"""Probes of the slimming TODOs, update_bn, build_cfg_mask, prune_vgg and absorb_constants, and their inputs.
 
 The judges (autograde.checks.slimming) import the input generators from here, so probe and judge build the
 very same models from the same seed. Every seed is a valid test: the properties the checks rely on (exact
@@ -381,4 +381,65 @@ def probe_prune_vgg(prune_vgg, seed):
     with seeded(seed, "probe prune_vgg"):
         record = {"visible": _run_prune_vgg(prune_vgg, *visible_prune_vgg_case()),
                   "cases": [_run_prune_vgg(prune_vgg, *prune_vgg_case(seed, i)) for i in range(PRUNE_VGG_CASES)]}
+    return plain(record)
+
+
+# --------------------------------------------------------------------------------------- absorb_constants
+
+def absorb_case(seed, index):
+    """(model, cfg_mask) of absorb_constants' case `index` (< PRUNE_VGG_CASES), the same for the same (seed, index).
+
+    prune_vgg_case's model and masks, with the betas of each layer's pruned channels alternately positive and
+    negative (|beta| >= 0.05): a constant taken as beta instead of ReLU(beta) shows in every layer that prunes two
+    channels. In the last case every layer keeps one channel, so the last layer's constants reach the classifier.
+    """
+    model, _, cfg_mask = prune_vgg_case(seed, index)
+    with torch.no_grad():
+        for bn, mask in zip(bn_layers(model), cfg_mask):
+            pruned = (mask == 0).nonzero().flatten()
+            signs = torch.tensor([1.0, -1.0]).repeat(len(pruned))[:len(pruned)]
+            bn.bias[pruned] = signs * away_from_zero(bn.bias[pruned]).abs()
+    return model, cfg_mask
+
+
+# The notebook's visible test_absorb_constants: this model and these masks, the values set by hand.
+VISIBLE_ABSORB_CFG = [3, 'M', 2]
+VISIBLE_ABSORB_KEEP = ([0, 0, 1], [1, 0])
+
+
+def visible_absorb_case():
+    """(model, cfg_mask) of the visible test_absorb_constants, built as its cell builds them (after
+    torch.manual_seed(0): the weights it does not set are VGG's random initial ones)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = VGG(VISIBLE_ABSORB_CFG, num_classes=2).eval()
+    with torch.no_grad():
+        bn_layers(model)[0].bias.copy_(torch.tensor([0.5, -1.0, 0.3]))
+        bn_layers(model)[1].bias.copy_(torch.tensor([0.25, 2.0]))
+        model.feature[4].weight.copy_(torch.arange(54.).reshape(2, 3, 3, 3) / 54)   # the second conv
+        model.classifier.weight.copy_(torch.tensor([[1., 2.], [3., 4.]]))
+        model.classifier.bias.zero_()
+    return model, [torch.tensor(keep, dtype=torch.float32) for keep in VISIBLE_ABSORB_KEEP]
+
+
+def _run_absorb_constants(absorb_constants, model, cfg_mask):
+    """What absorb_constants(model, cfg_mask) returned, as plain data: {"type": str, "state": its state_dict,
+    "original": model's state_dict after the call}, or {"error": ...}."""
+    result, error = attempt(absorb_constants, model, [m.clone() for m in cfg_mask])
+    if error:
+        return error
+    entry, error = attempt(lambda: {"type": text(type(result).__name__, 100), "state": _state(result),
+                                    "original": _state(model)})
+    return error or entry
+
+
+def probe_absorb_constants(absorb_constants, seed):
+    """Run absorb_constants on the visible test's case and on the PRUNE_VGG_CASES cases of absorb_case(seed).
+
+    Returns {"visible": result, "cases": [result, ...]}, a result being what _run_absorb_constants records.
+    """
+    with seeded(seed, "probe absorb_constants"):
+        record = {"visible": _run_absorb_constants(absorb_constants, *visible_absorb_case()),
+                  "cases": [_run_absorb_constants(absorb_constants, *absorb_case(seed, i))
+                            for i in range(PRUNE_VGG_CASES)]}
     return plain(record)

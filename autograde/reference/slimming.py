@@ -1,4 +1,6 @@
 """Reference answers of the slimming assignment's TODOs (the solution cells hold the same code)."""
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -64,4 +66,26 @@ def prune_vgg(model, cfg, cfg_mask):
             in_idx = out_idx   # the next conv reads only the channels kept here
         new.classifier.weight.copy_(model.classifier.weight[:, in_idx])
         new.classifier.bias.copy_(model.classifier.bias)
+    return new
+
+
+def absorb_constants(model, cfg_mask):
+    """A copy of `model` in which the next layer takes over the constant output of every channel cfg_mask prunes.
+
+    A pruned channel j of BN layer i emits the constant c_j = ReLU(beta_j) once its gamma is 0; max-pools and the
+    final average pool pass a constant through unchanged. The next conv turns it into c_j * W[o, j].sum() on
+    each output channel o (away from the zero-padded borders), which the next BN subtracts with its running mean:
+    that mean goes down by the same amount. After the last BN layer the classifier adds W[:, j] * c_j to its bias.
+    Returns the copy with those running means and the classifier bias changed; `model` is not changed.
+    """
+    new = copy.deepcopy(model)
+    convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
+    layers = bn_layers(new)
+    with torch.no_grad():
+        for i, (bn, mask) in enumerate(zip(layers, cfg_mask)):
+            constant = torch.relu(bn.bias) * (1 - mask.to(bn.bias.device))   # (channels,): 0 where kept
+            if i + 1 < len(layers):
+                layers[i + 1].running_mean.sub_(convs[i + 1].weight.sum(dim=(2, 3)) @ constant)   # (out, in) @ (in,)
+            else:
+                new.classifier.bias.add_(new.classifier.weight @ constant)
     return new
