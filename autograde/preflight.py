@@ -34,7 +34,7 @@ import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
-from lib.artifacts import kd_student_runs, kd_sweep_runs, slimming_runs
+from lib.artifacts import kd_student_runs, kd_sweep_runs, qat_runs, slimming_runs
 
 DOWNLOAD = ('python -c "from lib.data import images, speech; images.loaders(\'full\'); speech.loaders(\'full\')"'
             "   # CIFAR-10 170 MB, Speech Commands 2.3 GB, into data/")
@@ -75,7 +75,7 @@ def runs(profile, preflight=False):
              for role, names in slimming.items() for name in names]
     found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
               Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),
-              Run("sincnet_quant", "sincnet_quant.pt", sq["qat"]["epochs"])]
+              *(Run("sincnet_quant", f"{name}.pt", sq["qat"]["epochs"]) for _, name in qat_runs(sq))]
     # kd: the teacher comes from the slimming assignment (run before it). The sweep trains only the runs it does
     # not reuse (lib.artifacts.kd_sweep_runs); each is timed like the student run it repeats, when there is one.
     student, sweep = kd["student"]["epochs"], kd["sweep"]["epochs"]

@@ -3,12 +3,14 @@
     cpu_latency({"unpruned": vgg, "pruned 50%": small}, (3, 32, 32))    {name: {batch size: seconds}}
     save_packed(qmodel, "model.packed.pt")                            bytes on disk, quantized weights as integers
     load_packed("model.packed.pt", quantizer)                         the model back, its weights dequantized
+    IntegerSincNet(qmodel)(x)                                         its forward pass in integer arithmetic
 
 Counting parameters and FLOPs predicts the gains; these functions measure them. Fake quantization (QAT)
 computes with float weights that happen to take 2**bits values; `save_packed` stores each of those weights as
 its b-bit level number (8 // b of them per byte) plus one float per layer, which is what an integer runtime
 ships to the device. `load_packed` turns the level numbers back into float weights: the model it returns runs
-float convolutions, so it measures the storage, not integer arithmetic.
+float convolutions, so it measures the storage. `IntegerSincNet` computes with the level numbers themselves, as
+an integer runtime would: integer products and sums, fixed-point rescaling, BatchNorm folded in.
 """
 import copy
 import logging
@@ -180,3 +182,161 @@ def load_packed(path, quantizer, weight_scale):
         parent = model.get_submodule(parent_name)
         setattr(parent, child, _plain_copy(getattr(parent, child), dequantize(codes, entry["bits"], entry["bound"])))
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ integer inference
+
+def fixed_point(multiplier, bits=30):
+    """(m, s): the real `multiplier` (a float or a tensor of them) as integers, multiplier ~ m / 2**s.
+
+    One shift s for the whole tensor, chosen so that its largest |m| lies in [2**bits, 2**(bits + 1)): an integer
+    runtime rescales an int32 accumulator this way, with one integer multiply and one shift. m is int64.
+    """
+    multiplier = torch.as_tensor(multiplier, dtype=torch.float64)
+    largest = multiplier.abs().max().clamp_min(1e-30)
+    shift = bits - int(torch.floor(torch.log2(largest)))
+    return torch.round(multiplier * 2.0 ** shift).to(torch.int64), shift
+
+
+def rounding_shift(x, shift):
+    """round(x / 2**shift) of an int64 tensor (halves rounded up), with integer operations only."""
+    return torch.div(x + (1 << (shift - 1)), 1 << shift, rounding_mode="floor")
+
+
+def activation_codes(act):
+    """(scale, lo, hi) of a QuantAct: the value of integer code q is scale * q, and its codes run from lo to hi.
+
+    An unsigned range [0, r] has levels k * step, k = 0 .. 2**b - 1: the code is k, scale = step. A signed range
+    [-r, r] has levels -r + k * step, with no level at 0; doubled, they are odd integers: code 2k - (2**b - 1),
+    scale = step / 2. Either way 0 stands for 0, so zero padding is code 0.
+    """
+    top = 2 ** act.bits - 1
+    r = act.clip.clamp_min(1e-8).item()
+    if act.signed:
+        return r / top, -top, top          # step / 2 = 2r / top / 2
+    return r / top, 0, top
+
+
+class IntegerSincNet(nn.Module):
+    """A QuantSincNet's forward pass in integer arithmetic, from the output of its front end on.
+
+        integer = IntegerSincNet(qmodel)   # qmodel: a QuantSincNet in eval mode (after QAT, or load_packed's)
+        logits = integer(x)                # x (B, 1, T) audio -> (B, classes) float logits, on the CPU
+        codes = integer.codes(x)           # the integer codes after the front end and after each block
+        fake_quantized_codes(qmodel, x)    # the codes qmodel's own activations stand for: the same
+
+    The sinc front end (log compression, float BatchNorm) runs in float up to its 8-bit activations. From there
+    on every activation and weight is an integer code (activation_codes; weights as odd integers 2k - (2**b - 1)
+    on their symmetric grid, scale step / 2), and each block computes:
+        depthwise conv    int64 sums of code x code products
+        requantize        to the next QuantAct's 4-bit codes: one fixed-point multiply, a rounding shift, a clamp
+        pointwise conv    int64 sums
+        BN, ReLU, pool    BN folded into a per-channel fixed-point multiplier and offset, ReLU as max(., 0), the
+                          average of two neighbours as their sum (the 1/2 is in the multiplier), then as above
+    The classifier averages over time into its 8-bit codes the same way; its accumulator plus an integer bias,
+    times one float scale, gives the logits. What is float: the front end and that last scale.
+    """
+
+    def __init__(self, qmodel):
+        super().__init__()
+        self.front = copy.deepcopy(qmodel.front).cpu().eval()
+        self.blocks = [self._block(block, self._input_scale(i, qmodel)) for i, block in enumerate(qmodel.blocks)]
+        self.classifier = self._classifier(qmodel.classifier, activation_codes(qmodel.blocks[-1][6])[0])
+
+    @staticmethod
+    def _input_scale(i, qmodel):
+        act = qmodel.front[-1] if i == 0 else qmodel.blocks[i - 1][6]
+        return activation_codes(act)[0]
+
+    @staticmethod
+    def _weight_codes(layer):
+        """(odd integer codes int64, scale) of a quantized layer's weights: weight = scale * code."""
+        codes, bound = weight_codes(layer)
+        top = 2 ** layer.bits - 1
+        return 2 * codes.to(torch.int64) - top, (level_step(bound, layer.bits) / 2).item()
+
+    def _block(self, block, in_scale):
+        depthwise, act, pointwise, bn, _, pool, out_act = block
+        w1, w1_scale = self._weight_codes(depthwise)
+        mid_scale, mid_lo, mid_hi = activation_codes(act)
+        # requantize: code = round(value / mid_scale) with value = in_scale * w1_scale * sum; odd codes for a signed
+        # range, so the level index k = round((value + r) / step) is taken, then doubled
+        top = mid_hi
+        m1, s1 = fixed_point(in_scale * w1_scale / (2 * mid_scale))
+        offset1 = round(top / 2 * 2 ** s1)
+        with torch.no_grad():     # the code the fake-quantized model gives an exact 0 (see block_codes)
+            zero_code = int(torch.round(act.eval()(torch.zeros(1, device=act.clip.device)) / mid_scale).item())
+        w2, w2_scale = self._weight_codes(pointwise)
+        out_scale, _, out_hi = activation_codes(out_act)
+        inv_std = 1 / torch.sqrt(bn.running_var.double() + bn.eps)
+        a = bn.weight.double() * inv_std * (mid_scale * w2_scale)           # BN(value) = a * sum + b, per channel
+        b = bn.bias.double() - bn.weight.double() * bn.running_mean.double() * inv_std
+        m2, s2 = fixed_point(torch.cat([a, b]) / (2 * out_scale))            # one shift for multiplier and offset
+        return dict(w1=w1[:, 0], stride=depthwise.stride[0], padding=depthwise.padding[0], m1=m1.item(), s1=s1,
+                    offset1=offset1, mid_top=top, zero_code=zero_code, w2=w2[:, :, 0], m2=m2[:len(a)].view(-1, 1),
+                    b2=m2[len(a):].view(-1, 1), s2=s2, out_hi=out_hi, pool=pool.kernel_size[0])
+
+    def _classifier(self, classifier, in_scale):
+        act, linear = classifier
+        scale, _, hi = activation_codes(act)
+        w, w_scale = self._weight_codes(linear)
+        return dict(act_scale=scale, hi=hi, in_scale=in_scale, w=w,
+                    bias=torch.round(linear.bias.double() / (w_scale * scale)).to(torch.int64),
+                    logit_scale=w_scale * scale)
+
+    def block_codes(self, i, q):
+        """Block i on the int64 codes q (B, C, L) of its input: (depthwise sums, the codes after its first QuantAct,
+        its output codes), all int64. A depthwise sum of exactly 0 (a window of zeros, after a ReLU) lies halfway
+        between the two middle levels of the signed grid after it, which has no level at 0: it gets the code that
+        the fake-quantized model gives an input of 0.0 (float rounding picks one of the two), so that the two
+        models stay comparable code for code."""
+        p = self.blocks[i]
+        x = nn.functional.pad(q, (p["padding"], p["padding"]))
+        sums = (x.unfold(2, len(p["w1"][0]), p["stride"]) * p["w1"][None, :, None, :]).sum(-1)   # (B, C, L')
+        k = rounding_shift(sums * p["m1"] + p["offset1"], p["s1"]).clamp(0, p["mid_top"])
+        mid = torch.where(sums == 0, p["zero_code"], 2 * k - p["mid_top"])         # odd codes of a signed range
+        y = (torch.einsum("oc,bcl->bol", p["w2"], mid) * p["m2"] + p["b2"]).clamp_min(0)   # BN, ReLU
+        pairs = y[:, :, :y.shape[2] // p["pool"] * p["pool"]].unflatten(2, (-1, p["pool"])).sum(-1)
+        return sums, mid, rounding_shift(pairs, p["s2"]).clamp(0, p["out_hi"])
+
+    def codes(self, x):
+        """[front codes, block 1 codes, ..., block 5 codes]: int64 tensors (B, C, L)."""
+        with torch.no_grad():
+            front = self.front(x.cpu())
+        q = torch.round(front / activation_codes(self.front[-1])[0]).to(torch.int64)
+        found = [q]
+        for i in range(len(self.blocks)):
+            q = self.block_codes(i, q)[2]
+            found.append(q)
+        return found
+
+    def forward(self, x):
+        q = self.codes(x.cpu())[-1]
+        c = self.classifier
+        m, s = fixed_point(c["in_scale"] / (q.shape[2] * c["act_scale"]))         # the mean over time, rescaled
+        pooled = rounding_shift(q.sum(2) * m, s).clamp(0, c["hi"])
+        return (pooled @ c["w"].T + c["bias"]).double().mul(c["logit_scale"]).float()
+
+
+def fake_quantized_codes(qmodel, x):
+    """[front codes, block 1 codes, ...] that the activations of the fake-quantized `qmodel` stand for on x:
+    each QuantAct's output divided by its scale (activation_codes), int64 (B, C, L). IntegerSincNet.codes(x)
+    computes the same codes in integer arithmetic, except where a value lies exactly halfway between two levels:
+    float rounding error decides those in qmodel (see IntegerSincNet.block_codes)."""
+    acts = [qmodel.front[-1]] + [block[-1] for block in qmodel.blocks]
+    with torch.no_grad():
+        h = qmodel.front(x)
+        outputs = [h]
+        for block in qmodel.blocks:
+            h = block(h)
+            outputs.append(h)
+    return [torch.round(out.cpu() / activation_codes(act)[0]).to(torch.int64) for out, act in zip(outputs, acts)]
+
+
+def fake_quantized_mid_codes(qmodel, i, x):
+    """The codes of block i's first QuantAct (after its depthwise conv) in the fake-quantized `qmodel`, for the
+    block's input x (B, C, L) float: what IntegerSincNet.block_codes(i, ...)[1] computes in integers."""
+    block = qmodel.blocks[i]
+    with torch.no_grad():
+        mid = block[1](block[0](x))
+    return torch.round(mid.cpu() / activation_codes(block[1])[0]).to(torch.int64)

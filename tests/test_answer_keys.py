@@ -335,13 +335,15 @@ CLAIMS = {
             inside(c, d, _printed_number(w, "sincnet_quant", "ptq", r"quantization ([\d.]+)%"), "after PTQ"))),
         (r"training accuracy ends at (\d+)-(\d+)%", lambda w, lo, hi: inside(
             lo, hi, records(w, "sincnet_quant")[-1]["train_accuracy"], "QAT's last training accuracy")),
+        (r"spread by a standard deviation of (\d+)-(\d+) points", lambda w, lo, hi: inside(lo, hi, _printed_number(
+            w, "sincnet_quant", "qat_seeds", r"seeds: [\d.]+ ± ([\d.]+)%"), "QAT's seed std")),
         (r"back to (\d+)-(\d+)%", lambda w, lo, hi: inside(lo, hi, _printed_number(
             w, "sincnet_quant", "qat", r"test accuracy after QAT ([\d.]+)%"), "after QAT")),
     ],
     "answer_range": [*SWEEP,
         (r"puts (\d+)-([\d.]+)% of the weights on the two inner", lambda w, lo, hi: inside(
             lo, hi, sum(_levels(w)["max"][2][1:3]), "inner levels' share")),
-        (r"no weight is clipped", lambda w: near(0, _levels(w)["max"][0], 0, "clipped at max|w|")),
+        (r"no weight is clipped \(0-([\d.]+)%", lambda w, q: inside(0, q, _levels(w)["max"][0], "clipped at max|w|")),
         (r"Clipped at ([\d.]+) sigma", lambda w, q: near(q, CLIP_STDS[2], 0, "CLIP_STDS[2]")),
         (r"between about (\d+)%\s+and (\d+)% each", lambda w, lo, hi: (
             inside(lo, hi, min(_levels(w)["clipped"][2]), "smallest share"),

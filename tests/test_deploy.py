@@ -9,7 +9,7 @@ import torch
 from autograde.reference.sincnet_quant import STEQuantize, weight_scale
 from lib import deploy
 from lib.models import VGG, SincNet
-from lib.models.quant import QuantConv1d, QuantLinear, quantize_sincnet
+from lib.models.quant import QuantAct, QuantConv1d, QuantLinear, quantize_sincnet
 
 
 def small_qat_model(weight_bits=2):
@@ -100,3 +100,49 @@ def test_cpu_latency_times_each_model_and_batch_size():
     assert set(times) == set(models) and all(set(by_batch) == {1, 4} for by_batch in times.values())
     assert all(t > 0 for by_batch in times.values() for t in by_batch.values())
     assert training.training, "the caller's model is left in training mode (a copy is timed)"
+
+
+# ------------------------------------------------------------------------------------------ integer inference
+
+def test_fixed_point_multipliers_and_rounding_shifts_are_exact_integers():
+    multipliers = torch.tensor([0.3, -0.001, 2.5], dtype=torch.float64)
+    m, s = deploy.fixed_point(multipliers)
+    assert m.dtype == torch.int64 and 2 ** 30 <= m.abs().max() < 2 ** 31
+    assert (m.double() / 2 ** s - multipliers).abs().max() <= 2 ** -s     # half a unit of the last place
+    x = torch.tensor([-5, -4, -3, 3, 4, 5, 12], dtype=torch.int64)
+    assert deploy.rounding_shift(x, 3).tolist() == [-1, 0, 0, 0, 1, 1, 2]     # /8, halves up
+
+
+@pytest.mark.parametrize("weight_bits", [2, 4])
+def test_integer_arithmetic_gives_the_fake_quantized_models_codes_and_outputs(weight_bits):
+    """Every integer code after the front end and after each block equals the code the fake-quantized model's
+    activation stands for, and the logits agree; the codes use many levels, so the comparison means something."""
+    qmodel = small_qat_model(weight_bits)
+    x = torch.randn(6, 1, 16000, generator=torch.Generator().manual_seed(1))
+    acts = [m for m in qmodel.modules() if isinstance(m, QuantAct)]
+    inputs = {}
+    hooks = [act.register_forward_hook(lambda m, args, out: inputs.setdefault(m, args[0])) for act in acts]
+    with torch.no_grad():
+        qmodel(x)
+    for hook in hooks:
+        hook.remove()
+    for act in acts:   # ranges at the 95th percentile of |input|: every level is used, and the largest are clipped
+        act.clip.fill_(torch.quantile(inputs[act].abs().flatten()[:100000], 0.95).item())
+    integer = deploy.IntegerSincNet(qmodel)
+    inputs = deploy.fake_quantized_codes(qmodel, x)
+    assert torch.equal(integer.codes(x)[0], inputs[0])
+    for i in range(len(qmodel.blocks)):     # each block on the fake-quantized model's own input codes
+        sums, mid, out = integer.block_codes(i, inputs[i])
+        scale = deploy.activation_codes(qmodel.front[-1] if i == 0 else qmodel.blocks[i - 1][-1])[0]
+        want_mid = deploy.fake_quantized_mid_codes(qmodel, i, scale * inputs[i].float())
+        # A sum of exactly 0 lies halfway between the two middle levels. The float model rounds a window of zeros
+        # one way (the runtime copies it), and a sum that cancels to 0 whichever way its rounding error points.
+        ties = sums == 0
+        assert torch.equal(mid[~ties], want_mid[~ties]), f"block {i}: {(mid != want_mid)[~ties].sum()} codes differ"
+        assert (mid[ties] != want_mid[ties]).sum() <= 0.2 * ties.sum() and set(want_mid[ties].tolist()) <= {-1, 1}
+        assert len(torch.unique(out)) >= 8, f"block {i}: the codes use only {torch.unique(out).tolist()}"
+        same = out == inputs[i + 1]      # those ties, and values within float error of a rounding boundary, aside
+        assert same.float().mean() > 0.99, f"block {i}: {1 - same.float().mean():.2%} of its output codes differ"
+    with torch.no_grad():
+        expected = qmodel(x)
+    assert torch.equal(integer(x).argmax(1), expected.argmax(1))
