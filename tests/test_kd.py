@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import torch
 
-from records import Liar, round_trip, same_plain_data, tamperings
+from records import Liar, judge_each_tampering, round_trip, same_plain_data
 from autograde.checks import kd as checks
 from autograde.checks.common import VisibleCheckFailed
 from autograde.course import REPO, SOLUTIONS, execute, fill_solutions, nbgrader_id, reference_code
@@ -180,11 +180,7 @@ def test_a_tensor_subclass_is_read_for_its_value():
 
 def test_tampered_records_give_assertion_errors():
     record = probed(kd_loss, 0)
-    for tampered in tamperings(record, random.Random(3), count=60):
-        try:
-            checks.judge_kd_loss(tampered, 0)
-        except AssertionError:
-            pass
+    judge_each_tampering(lambda tampered: checks.judge_kd_loss(tampered, 0), record, random.Random(3), count=60)
     first = record["experiments"][0]
     for change in ({"loss": {"type": "Tensor", "tensor": "0.5"}}, {"loss": dict(first["loss"], tensor=torch.ones(3))},
                    {}, {"loss": None}):

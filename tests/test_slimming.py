@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import torch
 
-from records import Liar, round_trip, same_plain_data, tamperings
+from records import Liar, judge_each_tampering, round_trip, same_plain_data
 from autograde.checks import slimming as checks
 from autograde.checks import common
 from autograde.checks.common import VisibleCheckFailed
@@ -610,11 +610,7 @@ def test_build_cfg_mask_of_any_kind_gets_an_assertion_error(build_cfg_mask, arti
 
 def test_tampered_update_bn_records_give_assertion_errors():
     record = probed_update_bn(reference.update_bn, 0)
-    for tampered in tamperings(record, random.Random(0)):
-        try:
-            checks.judge_update_bn(tampered, 0)
-        except AssertionError:
-            pass
+    judge_each_tampering(lambda tampered: checks.judge_update_bn(tampered, 0), record, random.Random(0))
     for tampered in ({}, {"visible": record["visible"]}, "a string", {"error": "NameError: update_bn"},
                      dict(record, cases=record["cases"][:-1])):
         with pytest.raises(AssertionError):
@@ -629,11 +625,7 @@ def test_tampered_update_bn_records_give_assertion_errors():
 
 def test_tampered_cfg_mask_records_give_assertion_errors(artifacts):
     record = probed_cfg_mask(reference.build_cfg_mask, 0, artifacts)
-    for tampered in tamperings(record, random.Random(1)):
-        try:
-            checks.judge_build_cfg_mask(tampered, 0, artifacts)
-        except AssertionError:
-            pass
+    judge_each_tampering(lambda tampered: checks.judge_build_cfg_mask(tampered, 0, artifacts), record, random.Random(1))
     first = record["sets"][0]
     for change in (dict(first, cfg="[1, 'M', 2]"), dict(first, masks=[torch.ones(3, 3)] * len(first["masks"])),
                    dict(first, cfg=[torch.tensor(1)] * len(first["cfg"])), {"is_tuple": True}):
@@ -805,11 +797,7 @@ def test_prune_vgg_of_any_kind_gets_an_assertion_error(prune_vgg):
 
 def test_tampered_prune_vgg_records_give_assertion_errors():
     record = probed_prune_vgg(reference.prune_vgg, 0)
-    for tampered in tamperings(record, random.Random(2)):
-        try:
-            checks.judge_prune_vgg(tampered, 0)
-        except AssertionError:
-            pass
+    judge_each_tampering(lambda tampered: checks.judge_prune_vgg(tampered, 0), record, random.Random(2))
     first = record["cases"][0]
     for change in (dict(first, state="weights"), dict(first, state={}), dict(first, cfg="cfg"),
                    dict(first, state=dict(first["state"], **{"classifier.weight": torch.zeros(3)}))):
@@ -904,11 +892,7 @@ def test_absorb_constants_that_changes_the_model_fails():
 
 def test_tampered_absorb_constants_records_give_assertion_errors():
     record = probed_absorb(reference.absorb_constants, 0)
-    for tampered in tamperings(record, random.Random(3)):
-        try:
-            checks.judge_absorb_constants(tampered, 0)
-        except AssertionError:
-            pass
+    judge_each_tampering(lambda tampered: checks.judge_absorb_constants(tampered, 0), record, random.Random(3))
     last = record["cases"][-1]
     bias = last["state"]["classifier.bias"]
     with pytest.raises(AssertionError, match="classifier.bias"):

@@ -579,7 +579,8 @@ def _judge_visible_absorb(result):
     visible(torch.allclose(mean, torch.tensor([-1 / 3, -31 / 12])),
             f"the second BN layer's running_mean should be [-0.3333, -2.5833], got {mean.tolist()}")
     bias = absorbed.classifier.bias
-    visible(torch.allclose(bias, torch.tensor([4., 8.])), f"the classifier's bias should be [4, 8], got {bias.tolist()}")
+    visible(torch.allclose(bias, torch.tensor([4., 8.])),
+            f"the classifier's bias should be [4, 8], got {bias.tolist()}")
     try:
         _assert_unchanged(result, model, call, ABSORB)
     except AssertionError as failure:
