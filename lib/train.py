@@ -17,6 +17,7 @@ import json
 import os
 import random
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,35 @@ def evaluate(model, loader, device=None, progress=None):
     return total_loss / count, 100.0 * correct / count
 
 
+_recorded_setups = None   # the list setup_only() yields while it is active
+
+
+@contextmanager
+def setup_only():
+    """Within it, fit and fit_or_load neither train nor load: each call appends {"model": model, "hp": hp,
+    "save_path": str(save_path)} to the list this yields and returns None. To check a training setup before
+    minutes of training:
+
+        with setup_only() as runs:
+            finetune(0.5)                  # your function, which calls fit_or_load
+        assert runs[0]["hp"]["lr"] == 0.02
+    """
+    global _recorded_setups
+    outer, _recorded_setups = _recorded_setups, []
+    try:
+        yield _recorded_setups
+    finally:
+        _recorded_setups = outer
+
+
+def _recorded(model, hp, save_path):
+    """True (and the call recorded) inside setup_only()."""
+    if _recorded_setups is None:
+        return False
+    _recorded_setups.append({"model": model, "hp": dict(hp), "save_path": str(save_path)})
+    return True
+
+
 def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entropy_step,
         epoch_metrics=None, seed=0, device=None, progress=None, save_last=False):
     """Train `model` with SGD and a step schedule; return its History.
@@ -240,6 +270,8 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     In a preflight (profile.preflight_batches()) each epoch stops after that many batches, and its record
     also holds the seconds of each training step and the loaders' batch counts (autograde.preflight).
     """
+    if _recorded(model, hp, save_path):
+        return None
     _require_validation(loaders)
     seed = seed_everything(seed)
     if getattr(loaders["train"], "generator", None) is not None:
@@ -333,6 +365,8 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
                                     validating trains nothing and writes nothing.
     Returns the History; `model` holds the weights.
     """
+    if _recorded(model, hp, save_path):
+        return None
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")
     if grading.active():

@@ -30,6 +30,7 @@ from lib.checkpoint import CheckpointError, load_checkpoint, load_into, load_mod
 from lib.data import images
 from lib.models import VGG, SincNet
 import lib.slimming
+import lib.train
 from lib.slimming import (bn_layers, check_cfg_mask, gammas, kept_indices, prune_sincnet, sparsity,
                          zero_pruned_channels)
 from lib.train import History, evaluate, last_path
@@ -927,3 +928,41 @@ def test_absorb_constants_record_is_small_plain_data():
     torch.save(record, buffer)
     assert buffer.tell() < 2**20
     assert same_plain_data(record, probes.probe_absorb_constants(reference.absorb_constants, 7))
+
+
+# ------------------------------------------------------------------------- finetune's setup, before training
+
+FINETUNE_MISTAKES = {   # (text of the reference finetune cell, replacement), and what the check must name
+    "the training lr": (('lr=SLIM["finetune_lr"]', 'lr=HP["lr"]'), r"lr=0\.\d+ \(expected 0\.02"),
+    "the training epochs": (('epochs=SLIM["finetune_epochs"]', 'epochs=HP["epochs"]'), "epochs="),
+    "no percent recorded": ((", percent=percent)", ")"), "percent=None"),
+    "pruned_50.pt for every percent": (('f"artifacts/pruned_{pct(percent)}.pt"', '"artifacts/pruned_50.pt"'),
+                                       "not pruned_90.pt's"),
+    "another file name": (('save_path=f"artifacts/finetuned_{pct(percent)}.pt"',
+                           'save_path=f"artifacts/ft_{pct(percent)}.pt"'), "would save its run as"),
+}
+
+
+@pytest.mark.parametrize("mistake", [None, *FINETUNE_MISTAKES])
+def test_finetunes_setup_is_checked_before_anything_trains(mistake, artifacts, monkeypatch):
+    """train_prune_model's check_finetune cell runs the student's finetune under lib.train.setup_only: a wrong
+    setup fails there, naming what is wrong, and nothing trains (fit would raise here) either way."""
+    nb = nbformat.read(SOLUTIONS / "slimming" / "train_prune_model.ipynb", as_version=4)
+    cells = {nbgrader_id(c): c.source for c in nb.cells}
+    finetune = reference_code(next(c for c in nb.cells if nbgrader_id(c) == "finetune"))
+    if mistake:
+        (old, new), _ = FINETUNE_MISTAKES[mistake]
+        assert finetune.count(old) == 1
+        finetune = finetune.replace(old, new)
+    monkeypatch.chdir(artifacts.parent)
+    monkeypatch.setattr(lib.train, "_require_validation", lambda loaders: pytest.fail("fit started training"))
+    namespace = {"HP": profile.config("vgg"), "SLIM": profile.config("slimming"),
+                 "PERCENTS": profile.config("slimming")["percents"], "loaders": None,
+                 "load_model": load_model, "VGG": VGG, "fit_or_load": lib.train.fit_or_load,
+                 "setup_only": lib.train.setup_only, "pct": lambda percent: round(percent * 100)}
+    exec(finetune, namespace)
+    if mistake is None:
+        exec(cells["check_finetune"], namespace)
+    else:
+        with pytest.raises(AssertionError, match=FINETUNE_MISTAKES[mistake][1]):
+            exec(cells["check_finetune"], namespace)
