@@ -370,7 +370,7 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")
     if grading.active():
-        reason = _artifacts_mismatch(model, hp, save_path, history_path)
+        reason = artifacts_mismatch(model, hp, save_path, history_path)
         if reason is None:
             load_into(model, save_path)
             model.to(fit_kwargs.get("device") or profile.device())
@@ -385,7 +385,7 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
     return fit(model, loaders, hp, save_path=save_path, **fit_kwargs)
 
 
-def _artifacts_mismatch(model, hp, save_path, history_path):
+def artifacts_mismatch(model, hp, save_path, history_path):
     """None when the submitted artifacts belong to this run, otherwise why not."""
     for path in (save_path, history_path):
         if not path.is_file():

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import torch
 
 from lib.checkpoint import CheckpointError, load_checkpoint, load_model
-from lib.train import History, _artifacts_mismatch, evaluate
+from lib.train import History, artifacts_mismatch, evaluate
 
 # A checkpoint re-evaluated here may differ from the accuracy its history recorded by a few examples (another
 # device, another BLAS): 1 point of accuracy is 3-4 of the 360 quick-profile test images, 1 of the 142
@@ -198,7 +198,7 @@ def loaded_as_submitted(path, hp, cfg=None):
         except CheckpointError:
             return False
     # fit_or_load's own test (private to lib.train), so that the two can never disagree
-    return _artifacts_mismatch(SimpleNamespace(cfg=list(cfg)), hp, path, path.with_suffix(".json")) is None
+    return artifacts_mismatch(SimpleNamespace(cfg=list(cfg)), hp, path, path.with_suffix(".json")) is None
 
 
 def checked_test_accuracy(model, loaders, record, path):

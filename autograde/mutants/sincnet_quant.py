@@ -21,7 +21,7 @@ from lib.slimming import check_cfg_mask, prune_sincnet, zero_pruned_channels
 from lib.train import fit
 
 from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, plant_code, start_from
-from .slimming import _build_cfg_mask as _build_cfg_mask_code
+from .slimming import cfg_mask_mutant
 
 _STE = '''import torch
 
@@ -213,12 +213,12 @@ ARTIFACT_MUTANTS = [
                    _float_history_from_finetuning),
     ArtifactMutant("pruned with a per-layer threshold in the pasted build_cfg_mask, then fine-tuned and QAT",
                    "sincnet_quant", "test_pruned",
-                   _pruned_with(_build_cfg_mask_code(
+                   _pruned_with(cfg_mask_mutant(
                        "per-layer threshold",
                        threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"
                    ).code), cell="build_cfg_mask"),
     ArtifactMutant("pruned with >= instead of > in the pasted build_cfg_mask, then fine-tuned and QAT",
-                   "sincnet_quant", "test_pruned", _pruned_with(_build_cfg_mask_code(">=", compare=">=").code),
+                   "sincnet_quant", "test_pruned", _pruned_with(cfg_mask_mutant(">=", compare=">=").code),
                    cell="build_cfg_mask"),
     ArtifactMutant("latent weights overwritten with their quantized values after QAT, saved again",
                    "sincnet_quant", "test_qat", _qat_latent_weights_overwritten),

@@ -63,7 +63,9 @@ def build_cfg_mask(model, percent, min_channels):
 '''
 
 
-def _build_cfg_mask(name, fraction="percent", compare=">", threshold_line="", min_rule=""):
+def cfg_mask_mutant(name, fraction="percent", compare=">", threshold_line="", min_rule=""):
+    """A Mutant of vggprune's build_cfg_mask: the reference code with one rule changed (sincnet_quant plants its
+    pasted copy with these too)."""
     code = _BUILD_CFG_MASK.format(fraction=fraction, compare=compare, min_rule=min_rule,
                                   threshold_line=threshold_line or "# one threshold for every layer")
     return Mutant(name, "vggprune", "build_cfg_mask", "test_build_cfg_mask", code)
@@ -147,14 +149,14 @@ MUTANTS = [
     # Passed before the tiny gammas: at |gamma| >= 0.05 it is s * sign(gamma) to 1e-7; at 1e-8 it pushes half.
     _update_bn("sign as gamma / (|gamma| + 1e-8)",
                "gamma = bn.weight.detach()\n        bn.weight.grad.add_(s * gamma / (gamma.abs() + 1e-8))"),
-    _build_cfg_mask("per-layer threshold",
+    cfg_mask_mutant("per-layer threshold",
                     threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"),
-    _build_cfg_mask(">= instead of >", compare=">="),
-    _build_cfg_mask("min_channels ignored", min_rule="False and "),
-    _build_cfg_mask("percent of kept channels instead of pruned", fraction="(1 - percent)"),
+    cfg_mask_mutant(">= instead of >", compare=">="),
+    cfg_mask_mutant("min_channels ignored", min_rule="False and "),
+    cfg_mask_mutant("percent of kept channels instead of pruned", fraction="(1 - percent)"),
     # Passed the gamma sets before layer 4's one or two strong channels: there min_channels only ever topped
     # up layers that kept no channel (or, in about 1 seed of 10, one that kept fewer by chance).
-    _build_cfg_mask("min_channels only for a layer left empty", min_rule="mask.sum() == 0 and "),
+    cfg_mask_mutant("min_channels only for a layer left empty", min_rule="mask.sum() == 0 and "),
     _prune_vgg("running_var not copied (left at 1)", running_var="# the running variance stays at its init"),
     # Shapes fit, so nothing raises: the next conv reads the first channels instead of the kept ones.
     _prune_vgg("next conv's input channels unmasked (the first ones taken)",
