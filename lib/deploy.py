@@ -220,7 +220,7 @@ def activation_codes(act):
 class IntegerSincNet(nn.Module):
     """A QuantSincNet's forward pass in integer arithmetic, from the output of its front end on.
 
-        integer = IntegerSincNet(qmodel)   # qmodel: a QuantSincNet in eval mode (after QAT, or load_packed's)
+        integer = IntegerSincNet(qmodel)   # qmodel: a QuantSincNet after QAT (its quantized layers and ranges)
         logits = integer(x)                # x (B, 1, T) audio -> (B, classes) float logits, on the CPU
         codes = integer.codes(x)           # the integer codes after the front end and after each block
         fake_quantized_codes(qmodel, x)    # the codes qmodel's own activations stand for: the same
@@ -258,14 +258,15 @@ class IntegerSincNet(nn.Module):
     def _block(self, block, in_scale):
         depthwise, act, pointwise, bn, _, pool, out_act = block
         w1, w1_scale = self._weight_codes(depthwise)
-        mid_scale, mid_lo, mid_hi = activation_codes(act)
-        # requantize: code = round(value / mid_scale) with value = in_scale * w1_scale * sum; odd codes for a signed
-        # range, so the level index k = round((value + r) / step) is taken, then doubled
-        top = mid_hi
+        mid_scale, _, top = activation_codes(act)
+        # Into the signed QuantAct after it: the level k = round((value + r) / step), with value = in_scale *
+        # w1_scale * sum and step = 2 * mid_scale, is round(sum * m1 / 2**s1 + top / 2).
         m1, s1 = fixed_point(in_scale * w1_scale / (2 * mid_scale))
         offset1 = round(top / 2 * 2 ** s1)
+        r = act.clip.clamp_min(1e-8)
         with torch.no_grad():     # the code the fake-quantized model gives an exact 0 (see block_codes)
-            zero_code = int(torch.round(act.eval()(torch.zeros(1, device=act.clip.device)) / mid_scale).item())
+            zero_code = int(torch.round(act.quantizer(torch.zeros(1, device=r.device), act.bits, -r, r)
+                                        / mid_scale).item())
         w2, w2_scale = self._weight_codes(pointwise)
         out_scale, _, out_hi = activation_codes(out_act)
         inv_std = 1 / torch.sqrt(bn.running_var.double() + bn.eps)
@@ -332,11 +333,3 @@ def fake_quantized_codes(qmodel, x):
             outputs.append(h)
     return [torch.round(out.cpu() / activation_codes(act)[0]).to(torch.int64) for out, act in zip(outputs, acts)]
 
-
-def fake_quantized_mid_codes(qmodel, i, x):
-    """The codes of block i's first QuantAct (after its depthwise conv) in the fake-quantized `qmodel`, for the
-    block's input x (B, C, L) float: what IntegerSincNet.block_codes(i, ...)[1] computes in integers."""
-    block = qmodel.blocks[i]
-    with torch.no_grad():
-        mid = block[1](block[0](x))
-    return torch.round(mid.cpu() / activation_codes(block[1])[0]).to(torch.int64)
