@@ -784,7 +784,7 @@ def _flags(result):
 
 def _mark_similar(course, assignment, results):
     """Record in each result the other students whose submitted checkpoints are (nearly) the same."""
-    from .integrity import similar_submissions
+    from .similarity import similar_submissions
     folders = {student: course.submitted / student / assignment for student in results
                if (course.submitted / student / assignment).is_dir()}
     try:

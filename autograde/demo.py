@@ -47,7 +47,7 @@ from lib.models import VGG
 from . import cohort, doctor
 from .course import (ASSIGNMENTS, BIN, LABS, REPO, SOLUTIONS, Course, make_student_work,
                      nbgrader_id, reference_builder, tool_env)
-from .integrity import reordered_channels
+from .similarity import reordered_channels
 from .labs import refuse_stray_artifacts
 from .release import student_nbgrader_config
 
@@ -82,7 +82,7 @@ def mutant_work(assignment, reference, dest):
 
 
 def reordered_work(reference, dest):
-    """The reference work with every VGG checkpoint's channels reordered (integrity.reordered_channels): a
+    """The reference work with every VGG checkpoint's channels reordered (similarity.reordered_channels): a
     copy that no parameter-by-parameter comparison finds."""
     shutil.copytree(reference, dest)
     for path in sorted((dest / "artifacts").rglob("*.pt")):
@@ -291,7 +291,7 @@ def print_table(table):
 
 def print_similar(results):
     """Each assignment's students whose checkpoints are identical or nearly identical (the TA decides)."""
-    print("\nSimilar checkpoints (autograde.integrity.similar_submissions; the TA decides what they mean):")
+    print("\nSimilar checkpoints (autograde.similarity.similar_submissions; the TA decides what they mean):")
     for assignment, by_student in results.items():
         pairs = sorted({tuple(sorted((student, other))) for student, result in by_student.items()
                         for other in result.get("similar_to", [])})

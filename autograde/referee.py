@@ -117,12 +117,11 @@ def _sincnet_quant():
 
 
 def _kd():
-    from autograde import integrity
-    from autograde.checks import kd
+    from autograde.checks import kd, kd_runs
     return {
         "test_kd_loss": Verdict("kd_loss", "kd.probe_kd_loss", lambda record, seed, _: kd.judge_kd_loss(record, seed)),
-        "test_kd_student": Verdict(checks=(kd.check_kd_student, integrity.check_kd_sweep,
-                                           integrity.check_kd_distilled)),
+        "test_kd_student": Verdict(checks=(kd.check_kd_student, kd_runs.check_kd_sweep,
+                                           kd_runs.check_kd_distilled)),
     }
 
 

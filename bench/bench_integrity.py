@@ -1,4 +1,5 @@
-"""Speed of the artifact-integrity checks (autograde/integrity.py) in the quick profile on this machine.
+"""Speed of the kd run checks (autograde/checks/kd_runs.py) and of the similarity pass (autograde/similarity.py),
+in the quick profile on this machine.
 
     .venv/bin/python bench/bench_integrity.py [--kd FOLDER] [--students N]
 
@@ -24,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from autograde import integrity  # noqa: E402
+from autograde import similarity  # noqa: E402
+from autograde.checks import kd_runs  # noqa: E402
 from autograde.course import make_student_work  # noqa: E402
 from lib import profile  # noqa: E402
 from lib.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
@@ -39,23 +41,23 @@ def load():
 
 def kd_figures(work):
     artifacts = Path(work) / "artifacts"
-    for check in (integrity.check_kd_sweep, integrity.check_kd_distilled):
+    for check in (kd_runs.check_kd_sweep, kd_runs.check_kd_distilled):
         start = time.perf_counter()
         check(artifacts)
         print(f"  {check.__name__}: {time.perf_counter() - start:.2f} s (passes)")
-    batches = integrity._batches()
-    teacher = integrity._teacher_logits(artifacts, batches)
+    batches = kd_runs._batches()
+    teacher = kd_runs._teacher_logits(artifacts)
     T = profile.config("kd")["T"]
-    for name, *_ in integrity.sweep_runs():
-        model, _, _ = integrity._run(artifacts, name, profile.config("kd")["student_cfg"], "")
-        logits = integrity._logits(model, batches["test"])[0]
-        print(f"  KL(teacher || {name}) at T = {T}: {integrity._kl(teacher, logits, T):.4f}")
+    for name, *_ in kd_runs.sweep_runs():
+        model, _, _ = kd_runs._run(artifacts, name, profile.config("kd")["student_cfg"], "")
+        logits = kd_runs._logits(model, batches["test"])[0]
+        print(f"  KL(teacher || {name}) at T = {T}: {kd_runs._kl(teacher, logits, T):.4f}")
 
 
 def fabricate(root, n, same):
     """n kd-like submission folders under root; returns {student: folder}."""
     kd = profile.config("kd")
-    names = ["student_scratch", "student_kd"] + [n for n, *_ in integrity.sweep_runs() if n.startswith("sweep/")]
+    names = ["student_scratch", "student_kd"] + [n for n, *_ in kd_runs.sweep_runs() if n.startswith("sweep/")]
     folders = {}
     for i in range(n):
         seed = 0 if same else i
@@ -89,10 +91,10 @@ def similarity_figures(n):
             folders = fabricate(Path(tmp), n, same)
             made = time.perf_counter() - start
             start = time.perf_counter()
-            result = integrity.similar_submissions(folders)
+            result = similarity.similar_submissions(folders)
             elapsed = time.perf_counter() - start
             flagged = sum(bool(v) for v in result.values())
-            files = sum(1 for f in folders.values() for _ in integrity._checkpoint_files(f))
+            files = sum(1 for f in folders.values() for _ in similarity._checkpoint_files(f))
             kind = "all the same (a seeded quick-profile class)" if same else "all different, 3 copies planted"
             print(f"  {n} students x {files // n} checkpoints, {kind}: {elapsed:.2f} s "
                   f"({1000 * elapsed / files:.1f} ms a file; fabricated in {made:.0f} s); {flagged} flagged")

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from autograde.integrity import _batches, _kl, _logits  # noqa: E402
+from autograde.checks.kd_runs import _batches, _kl, _logits  # noqa: E402
 from autograde.reference.kd import kd_loss  # noqa: E402
 from lib import profile  # noqa: E402
 from lib.checkpoint import load_model  # noqa: E402
@@ -60,7 +60,7 @@ def main():
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     T, alpha = overrides.pop("T", config["T"]), overrides.pop("alpha", config["alpha"])
     hp = dict(config["student"], **overrides)
-    splits = _batches()            # {"val", "test"}: lists of batches, as the integrity check reads them
+    splits = _batches()            # {"val", "test"}: lists of batches, as the kd checks read them
     test = splits["test"]
     print(f"students: {hp}, T = {T}, alpha = {alpha}, seeds 0-{args.seeds - 1}; "
           f"{torch.get_num_threads()} torch threads")

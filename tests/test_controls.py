@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import torch
 
-from autograde import integrity
+from autograde.checks import kd_runs
 from autograde.checks import kd as kd_checks
 from autograde.course import SOLUTIONS, nbgrader_id
 from lib import plots, profile
@@ -184,4 +184,4 @@ def test_a_seed_run_copied_from_another_seed_fails(reference_work, tmp_path):
     history = History.load(artifacts / "student_kd.json")
     History(dict(history.config, seed=seed), history.records).save(artifacts / f"{other}.json")
     with pytest.raises(AssertionError, match=f"{other}.pt has the same weights as student_kd.pt"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)

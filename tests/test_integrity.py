@@ -1,5 +1,5 @@
-"""autograde.integrity: the kd sweep and distillation checks on the reference work and on tampered copies of it,
-and the search for identical or nearly identical checkpoints across submissions.
+"""autograde.checks.kd_runs (the kd sweep and distillation checks) on the reference work and on tampered copies of
+it, and autograde.similarity's search for identical or nearly identical checkpoints across submissions.
 
 Only the kd tests use the session fixture `reference_work` (the kd notebook executed in the quick profile); the
 similarity tests fabricate small checkpoints.
@@ -11,8 +11,9 @@ import time
 import pytest
 import torch
 
-from autograde import integrity
-from autograde.integrity import reordered_channels
+from autograde import similarity
+from autograde.checks import kd_runs
+from autograde.similarity import reordered_channels
 from lib import profile
 from lib.checkpoint import load_checkpoint, load_into, load_model, save_checkpoint
 from lib.data import images
@@ -35,14 +36,14 @@ def artifacts(reference_artifacts, tmp_path):
 
 def _sweep_cells():
     """The names of the sweep runs the notebook trains under sweep/ (not the reused student_kd)."""
-    return [name for name, T, _, _ in integrity.sweep_runs() if name.startswith("sweep/") and T is not None]
+    return [name for name, T, _, _ in kd_runs.sweep_runs() if name.startswith("sweep/") and T is not None]
 
 
 def test_reference_work_passes(reference_artifacts):
     start = time.perf_counter()
-    integrity.check_kd_sweep(reference_artifacts)
+    kd_runs.check_kd_sweep(reference_artifacts)
     sweep_time = time.perf_counter() - start
-    integrity.check_kd_distilled(reference_artifacts)
+    kd_runs.check_kd_distilled(reference_artifacts)
     distilled_time = time.perf_counter() - start - sweep_time
     print(f"check_kd_sweep {sweep_time:.2f} s, check_kd_distilled {distilled_time:.2f} s")
     assert sweep_time < 30 and distilled_time < 30
@@ -52,11 +53,11 @@ def test_sweep_runs_follow_the_profile():
     """In the quick profile the sweep budget is the students': the (T, alpha) of the KD run and the scratch run
     are reused, the 5 other cells are trained under sweep/ with the notebook's names."""
     config = profile.config("kd")
-    runs = integrity.sweep_runs(config)
+    runs = kd_runs.sweep_runs(config)
     assert len(runs) == len(config["sweep"]["T"]) * len(config["sweep"]["alpha"]) + 1
     names = [name for name, *_ in runs]
     assert "student_kd" in names and "student_scratch" in names and "sweep/T1_alpha0.9" in names
-    full = integrity.sweep_runs(profile.config("kd", "full"))
+    full = kd_runs.sweep_runs(profile.config("kd", "full"))
     assert [name for name, *_ in full][-1] == "sweep/scratch" and "student_kd" not in [n for n, *_ in full]
     _, T, alpha, expected = next(r for r in runs if r[0] == "sweep/T20_alpha0.9")
     assert (T, alpha, expected["T"], expected["alpha"]) == (20, 0.9, 20, 0.9)
@@ -67,7 +68,7 @@ def test_missing_sweep_run_fails(artifacts):
     name = _sweep_cells()[1]
     (artifacts / f"{name}.pt").unlink()
     with pytest.raises(AssertionError, match=rf"{name}\.pt: no such checkpoint file.*sweep cell"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_wrong_t_in_a_sweep_history_fails(artifacts):
@@ -76,7 +77,7 @@ def test_wrong_t_in_a_sweep_history_fails(artifacts):
     history.config["T"] = 4
     history.save(path)
     with pytest.raises(AssertionError, match=r"T20_alpha0\.5\.json .* records T = 4, expected T = 20"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_fabricated_accuracy_in_a_sweep_history_fails(artifacts):
@@ -86,7 +87,7 @@ def test_fabricated_accuracy_in_a_sweep_history_fails(artifacts):
     best["val_accuracy"] = min(100.0, best["val_accuracy"] + 3.0)   # still the best epoch, as the checkpoint's
     history.save(path)
     with pytest.raises(AssertionError, match=r"T1_alpha0\.5\.pt: evaluated at .* its history records"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_short_sweep_run_fails(artifacts):
@@ -96,7 +97,7 @@ def test_short_sweep_run_fails(artifacts):
     history.save(path)
     epochs = profile.config("kd")["sweep"]["epochs"]
     with pytest.raises(AssertionError, match=rf"T4_alpha0\.9\.json has the epochs .* the sweep trains {epochs}"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_sweep_cell_copied_from_another_run_fails(artifacts):
@@ -107,7 +108,7 @@ def test_sweep_cell_copied_from_another_run_fails(artifacts):
     History(target.config, History.load(artifacts / "student_kd.json").records).save(artifacts / f"{name}.json")
     either_way = rf"(student_kd|{name})\.pt has the same weights as ({name}|student_kd)\.pt"
     with pytest.raises(AssertionError, match=either_way):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def _fabricate_run(artifacts, source, target, nudge=1e-7):
@@ -125,27 +126,27 @@ def test_sweep_run_fabricated_from_a_student_run_fails(artifacts):
     function) and its curve nudged by 1e-7: every run is compared with every other, by what it computes."""
     target = _sweep_cells()[2]
     _fabricate_run(artifacts, "student_kd_seed1", target)
-    params = integrity.checkpoint_distance(load_checkpoint(artifacts / "student_kd_seed1.pt")["state_dict"],
+    params = similarity.checkpoint_distance(load_checkpoint(artifacts / "student_kd_seed1.pt")["state_dict"],
                                            load_checkpoint(artifacts / f"{target}.pt")["state_dict"])
     assert params > 1.0, "reordering the channels should change the weights"
     either_way = rf"({target}|student_kd_seed1)\.pt has the same weights as (student_kd_seed1|{target})\.pt, up to"
     with pytest.raises(AssertionError, match=either_way):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_student_run_fabricated_from_another_fails(artifacts):
     _fabricate_run(artifacts, "student_kd", "student_kd_seed2")
     with pytest.raises(AssertionError, match=r"has the same weights as .* up to reordered channels"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
 
 
 def test_a_nudged_copy_of_a_curve_is_the_same_curve(reference_artifacts):
     honest = History.load(reference_artifacts / "student_kd.json")
     nudged = History(honest.config, [dict(r, train_loss=r["train_loss"] + 1e-7, val_loss=r["val_loss"] * (1 - 1e-7))
                                      for r in honest.records])
-    assert integrity.same_curve(honest, nudged)
-    assert not integrity.same_curve(honest, History.load(reference_artifacts / "student_kd_seed1.json"))
-    assert not integrity.same_curve(honest, History.load(reference_artifacts / "student_scratch.json"))
+    assert kd_runs.same_curve(honest, nudged)
+    assert not kd_runs.same_curve(honest, History.load(reference_artifacts / "student_kd_seed1.json"))
+    assert not kd_runs.same_curve(honest, History.load(reference_artifacts / "student_scratch.json"))
 
 
 def test_symlinked_artifact_is_refused(artifacts, tmp_path):
@@ -154,7 +155,7 @@ def test_symlinked_artifact_is_refused(artifacts, tmp_path):
     (artifacts / f"{name}.pt").rename(elsewhere)
     (artifacts / f"{name}.pt").symlink_to(elsewhere)
     with pytest.raises(AssertionError, match="symbolic link"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def _relabel(artifacts, source):
@@ -169,7 +170,7 @@ def _relabel(artifacts, source):
 def test_relabelled_scratch_student_fails(artifacts):
     _relabel(artifacts, artifacts / "student_scratch.pt")
     with pytest.raises(AssertionError, match="student_kd.pt has the same weights as student_scratch.pt"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
 
 
 def test_scratch_student_resaved_with_tiny_noise_and_relabelled_fails(artifacts):
@@ -183,7 +184,7 @@ def test_scratch_student_resaved_with_tiny_noise_and_relabelled_fails(artifacts)
             p.add_(torch.randn_like(p) * 1e-3 * p.std())
     save_checkpoint(artifacts / "student_kd.pt", model, meta=ckpt["meta"])
     with pytest.raises(AssertionError, match="same weights as student_scratch.pt"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_scratch_student_of_another_seed_relabelled_fails(artifacts, other_seed_
     only its behaviour gives it away."""
     _relabel(artifacts, other_seed_scratch)
     with pytest.raises(AssertionError, match="student_kd.pt does not behave like a student distilled from teacher"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
 
 
 def test_sweep_cell_replaced_by_a_scratch_run_fails(artifacts, other_seed_scratch):
@@ -219,7 +220,7 @@ def test_sweep_cell_replaced_by_a_scratch_run_fails(artifacts, other_seed_scratc
     expected = History.load(artifacts / "sweep" / "T20_alpha0.9.json").config
     History(expected, history.records).save(artifacts / "sweep" / "T20_alpha0.9.json")
     with pytest.raises(AssertionError, match=r"T20_alpha0\.9\.pt does not behave like a student distilled"):
-        integrity.check_kd_sweep(artifacts)
+        kd_runs.check_kd_sweep(artifacts)
 
 
 def test_pickle_in_place_of_the_kd_student_is_refused(artifacts, tmp_path):
@@ -227,7 +228,7 @@ def test_pickle_in_place_of_the_kd_student_is_refused(artifacts, tmp_path):
     torch.save({"cfg": profile.config("kd")["student_cfg"], "state_dict": _Payload(marker), "meta": {}},
                artifacts / "student_kd.pt")
     with pytest.raises(AssertionError, match="student_kd.pt: not a readable checkpoint"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
     assert not marker.exists()
 
 
@@ -236,7 +237,7 @@ def test_replaced_teacher_fails(artifacts):
     shutil.copyfile(artifacts / "student_kd.pt", artifacts / "teacher.pt")
     shutil.copyfile(artifacts / "student_kd.json", artifacts / "teacher.json")
     with pytest.raises(AssertionError, match=r"teacher.pt has cfg .* expected .*VGG-19"):
-        integrity.check_kd_distilled(artifacts)
+        kd_runs.check_kd_distilled(artifacts)
 
 
 # ------------------------------------------------------------------------------------- similar submissions
@@ -284,10 +285,10 @@ def test_similar_submissions_finds_copies(tmp_path):
     frank = _submit(tmp_path, "frank", {"student_kd": _model(2), "teacher": _model(14)})   # independent
     folders = dict(alice=alice, bob=bob, carol=carol, dave=dave, erin=erin, frank=frank)
 
-    assert integrity.similar_submissions(folders) == {
+    assert similarity.similar_submissions(folders) == {
         "alice": ["bob", "carol", "dave"], "bob": ["alice", "carol", "dave"], "carol": ["alice", "bob", "dave"],
         "dave": ["alice", "bob", "carol"], "erin": [], "frank": []}
-    matches = {(m.student, m.other): m for m in integrity.find_similar_checkpoints(folders)}
+    matches = {(m.student, m.other): m for m in similarity.find_similar_checkpoints(folders)}
     assert matches["alice", "carol"].distance == 0.0 and matches["alice", "bob"].distance == 0.0
     assert 0 < matches["alice", "dave"].distance < 1e-2
     assert {m.path.name for m in matches.values() if m.student == "alice" and m.other == "bob"} <= {
@@ -303,23 +304,23 @@ def test_a_copy_with_its_channels_reordered_is_found(tmp_path):
             if t.is_floating_point() and "feature" in name and t.dim() == 1:
                 t.uniform_(0.2, 1.5)
     copy = reordered_channels(trained)
-    assert integrity.checkpoint_distance(trained.state_dict(), copy.state_dict()) > 1.0
+    assert similarity.checkpoint_distance(trained.state_dict(), copy.state_dict()) > 1.0
     folders = {"alice": _submit(tmp_path, "alice", {"student_kd": trained}),
                "mallory": _submit(tmp_path, "mallory", {"student_kd": copy}),
                "erin": _submit(tmp_path, "erin", {"student_kd": _model(1)})}
-    assert integrity.similar_submissions(folders) == {"alice": ["mallory"], "erin": [], "mallory": ["alice"]}
+    assert similarity.similar_submissions(folders) == {"alice": ["mallory"], "erin": [], "mallory": ["alice"]}
 
 
 def test_fresh_networks_are_not_similar_and_noise_has_a_limit(tmp_path):
     """Two networks that start from the same constants (BatchNorm 0.5 and 0) but other random weights are
     unrelated; a copy with 20% noise is no longer reported."""
     a, b = _model(0), _model(1)
-    assert integrity.checkpoint_distance(a.state_dict(), b.state_dict()) > 1.0
-    assert integrity.checkpoint_distance(a.state_dict(), a.state_dict()) == 0.0
-    assert integrity.checkpoint_distance(a.state_dict(), _noised(a, 1e-2).state_dict()) == pytest.approx(1e-2, rel=0.2)
-    assert integrity.checkpoint_distance(a.state_dict(), VGG([8, 'M', 12]).state_dict()) == float("inf")
+    assert similarity.checkpoint_distance(a.state_dict(), b.state_dict()) > 1.0
+    assert similarity.checkpoint_distance(a.state_dict(), a.state_dict()) == 0.0
+    assert similarity.checkpoint_distance(a.state_dict(), _noised(a, 1e-2).state_dict()) == pytest.approx(1e-2, rel=0.2)
+    assert similarity.checkpoint_distance(a.state_dict(), VGG([8, 'M', 12]).state_dict()) == float("inf")
     folders = {"x": _submit(tmp_path, "x", {"m": a}), "y": _submit(tmp_path, "y", {"m": _noised(a, 0.2)})}
-    assert integrity.similar_submissions(folders) == {"x": [], "y": []}
+    assert similarity.similar_submissions(folders) == {"x": [], "y": []}
 
 
 class _Payload:
@@ -346,7 +347,7 @@ def test_pickle_checkpoints_are_never_unpickled(tmp_path):
     (mallory / "artifacts" / "truncated.pt").write_bytes((alice / "artifacts" / "student_kd.pt").read_bytes()[:100])
     (mallory / "artifacts" / "copy.pt").symlink_to(alice / "artifacts" / "student_kd.pt")   # links are not followed
 
-    assert integrity.similar_submissions({"alice": alice, "mallory": mallory}) == {"alice": [], "mallory": []}
+    assert similarity.similar_submissions({"alice": alice, "mallory": mallory}) == {"alice": [], "mallory": []}
     assert not marker.exists()
 
 
@@ -362,7 +363,7 @@ def test_two_hundred_students_find_their_two_pairs_of_copies(tmp_path):
     save_checkpoint(folders["s150"] / "artifacts" / "x.pt",
                     _noised(_model(2000 + 42), 1e-3), meta={})
     start = time.perf_counter()
-    result = integrity.similar_submissions(folders)
+    result = similarity.similar_submissions(folders)
     elapsed = time.perf_counter() - start
     print(f"similar_submissions: 200 students x 3 checkpoints in {elapsed:.2f} s")
     flagged = {student: others for student, others in result.items() if others}
@@ -378,7 +379,7 @@ def test_checkpoints_without_float_tensors_stop_no_similarity_pass(tmp_path):
         (folders[student] / "artifacts").mkdir(parents=True)
         torch.save({"cfg": [], "state_dict": {"n": torch.tensor(value)}, "meta": {}},
                    folders[student] / "artifacts" / "odd.pt")
-    assert integrity.similar_submissions(folders) == {"ann": ["cat"], "bob": [], "cat": ["ann"]}
+    assert similarity.similar_submissions(folders) == {"ann": ["cat"], "bob": [], "cat": ["ann"]}
 
 
 def _similarity_pass_peak_mib(folders):
@@ -387,7 +388,7 @@ def _similarity_pass_peak_mib(folders):
     import json
     import subprocess
     import sys
-    script = ("import json, sys\nfrom pathlib import Path\nfrom autograde.integrity import similar_submissions\n"
+    script = ("import json, sys\nfrom pathlib import Path\nfrom autograde.similarity import similar_submissions\n"
               "folders = {s: Path(f) for s, f in json.loads(sys.argv[1]).items()}\n"
               "similar = similar_submissions(folders)\n"
               "peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0]\n"

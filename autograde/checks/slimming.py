@@ -27,7 +27,7 @@ import torch
 from autograde.checks.common import (as_tensor, best_accuracy, checked_accuracy, checked_test_accuracy, entries,
                                      failed_call, field, judge_in_order, length_field, load_history, load_run,
                                      loaded_as_submitted, probe_record, raise_if_failed, record_at, visible)
-from autograde.integrity import checkpoint_distance
+from autograde.similarity import checkpoint_distance
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
@@ -687,7 +687,7 @@ def _visible_finetuned(artifacts):
 
 
 # finetuned_<pct>.pt descends from pruned_<pct>.pt when its weights are closer to them than unrelated networks
-# are: autograde.integrity.checkpoint_distance (size-weighted median of the tensors' relative differences) below
+# are: autograde.similarity.checkpoint_distance (size-weighted median of the tensors' relative differences) below
 # this. Measured in the quick profile: the reference fine-tunes end 0.21 (50%) and 0.56 (90%) from their pruned
 # models; the 90% network trained from new random weights (scratch_90.pt) is 1.15 from pruned_90.pt and 1.27
 # from finetuned_90.pt; two unrelated networks ~1.4.

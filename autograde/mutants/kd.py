@@ -1,6 +1,6 @@
 """Known-wrong answers to the kd TODO (MUTANTS: each must lose the points of test_kd_loss, and only those) and
 wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of test_kd_student, and only those)."""
-from autograde.integrity import sweep_runs
+from autograde.checks.kd_runs import sweep_runs
 from lib import profile
 
 from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, start_from
@@ -38,7 +38,7 @@ MUTANTS = [
 
 # ------------------------------------------------------------------------------------ artifact mutants
 #
-# Wrong workflows of kd.ipynb; all are judged by test_kd_student (check_kd_student, and the integrity checks
+# Wrong workflows of kd.ipynb; all are judged by test_kd_student (check_kd_student, and the checks of autograde.checks.kd_runs
 # of the sweep and of the distillation). The notebook is the reference's.
 
 
