@@ -69,7 +69,9 @@ def test_full_profile_preflight_on_fabricated_data(tmp_path, capsys):
     assert int(rows["train_prune_model"][7]) == 4 and int(rows["sincnet_quant"][7]) == 3
     assert int(rows["kd"][7]) == 3
     total = re.search(r"^projected wall time of profile 'full' on this device: ([\d.]+) h", out, re.M)
-    assert total and float(total[1]) == pytest.approx(sum(float(r[4]) for r in rows.values()), abs=0.02)
+    # each figure is printed rounded to 0.01 h: the rounded rows may sum to 0.005 h per figure from the total
+    assert total and float(total[1]) == pytest.approx(sum(float(r[4]) for r in rows.values()),
+                                                      abs=0.005 * (len(rows) + 1) + 1e-9)
     # The notebooks ran the full profile: VGG-19 at full width on CIFAR-10, one epoch, on this device.
     executed = (tmp_path / "work" / "slimming" / "sparsity_train.ipynb").read_text()
     assert "profile 'full' on cpu: VGG-19 at width 1.0, 1 epochs, batch 64" in executed
