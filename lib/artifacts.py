@@ -125,14 +125,14 @@ def _sincnet_quant(table):
     float_plots = Producer(notebook, 1, "Task 1: the float model", "plot_float", graded=False)
     pruned = Producer(notebook, 2, "Task 2: channel pruning", "finetune")
     quant = Producer(notebook, 3, "Task 3: quantization-aware training", "qat")
+    (_, graded_qat), *other_qat = qat_runs(table["sincnet_quant"])
     return {
         **{f: float_run for f in _run("sincnet_float")},
         **{f: float_plots for f in _plots("float_accuracy", "float_lr", "sinc_responses", "sinc_bands")},
         **{f: pruned for f in _run("sincnet_pruned")},
         **{f: replace(pruned, graded=False) for f in _plots("pruned_accuracy")},
-        **{f: quant if seed == table["sincnet_quant"]["qat_seeds"][0] else replace(quant, cell="qat_seeds",
-                                                                                    graded=False)
-           for seed, name in qat_runs(table["sincnet_quant"]) for f in _run(name)},
+        **{f: quant for f in _run(graded_qat)},
+        **{f: replace(quant, cell="qat_seeds", graded=False) for _, name in other_qat for f in _run(name)},
         **{f: replace(quant, graded=False) for f in _plots("quant_accuracy", "val_accuracy")},
         **{f: replace(quant, cell="weight_levels", graded=False) for f in _plots("weight_levels")},
         **{f: replace(quant, cell="ptq_sweep", graded=False) for f in _plots("ptq_sweep")},
