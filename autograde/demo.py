@@ -294,7 +294,7 @@ def print_similar(results):
     print("\nSimilar checkpoints (autograde.similarity.similar_submissions; the TA decides what they mean):")
     for assignment, by_student in results.items():
         pairs = sorted({tuple(sorted((student, other))) for student, result in by_student.items()
-                        for other in result.get("similar_to", [])})
+                        for other in result.similar_to})
         print(f"  {assignment:<14} {', '.join(f'{a} ~ {b}' for a, b in pairs) or 'none'}")
 
 

@@ -24,21 +24,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autograde import cluster, cohort  # noqa: E402
+from autograde.cohort import schedule  # noqa: E402
 from autograde.course import BIN, Course, make_student_work  # noqa: E402
 
 
 def timed_client(counter):
-    """Wrap the client's per-submission work (pack_submission, _record) to add its seconds to counter[0]."""
-    for name in ("pack_submission", "_record"):
-        original = getattr(cohort, name)
-
-        def wrapper(*args, _original=original, **kwargs):
+    """Add the client's own seconds to counter[0]: preparing each submission (pack_submission), recording each
+    result (record: unpacking, the gradebook merge, placing its notebooks, saving the progress) and opening the
+    gradebook once per run (GradebookWriter)."""
+    def timed(original):
+        def wrapper(*args, **kwargs):
             start = time.time()
             try:
-                return _original(*args, **kwargs)
+                return original(*args, **kwargs)
             finally:
                 counter[0] += time.time() - start
-        setattr(cohort, name, wrapper)
+        return wrapper
+    for name in ("pack_submission", "record"):
+        setattr(schedule, name, timed(getattr(schedule, name)))
+    schedule.GradebookWriter.__init__ = timed(schedule.GradebookWriter.__init__)
 
 
 def start_cluster(tmp):
@@ -95,7 +99,7 @@ def main():
             results = cohort.run(args.assignment, jobs=jobs, course_root=course.root, students=students, force=True,
                                  quiet=True, scheduler=scheduler, tls=tls)
             seconds = time.time() - start
-            assert all(r["status"] == "graded" for r in results.values()), results
+            assert all(r.status == "graded" for r in results.values()), results
             rates[label] = 60 * args.n / seconds
             per_submission[jobs, scheduler] = seconds / args.n
             print(f"{label:<38} {args.n} submissions in {seconds:6.1f} s: {rates[label]:5.2f} per minute "

@@ -48,7 +48,7 @@ def main():
         seconds = time.time() - start
         scores = course.scores(assignment, "student")
         earned, total_points = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
-        assert result["status"] == "graded" and earned == total_points, (result, scores)
+        assert result.status == "graded" and earned == total_points, (result, scores)
         total += seconds
         notebooks = len(ASSIGNMENTS[assignment])
         print(f"  {assignment:<14} {notebooks} notebook(s)  {seconds:6.1f} s  ({earned:g} / {total_points:g} points)")

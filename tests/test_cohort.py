@@ -19,6 +19,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from traitlets.config import Config
 
 from autograde import cohort
+from autograde.cohort import prepare, schedule, task
+from autograde.cohort.gradebook import place_notebooks
+from autograde.cohort.results import Result
 from autograde.course import Course
 from lib.checkpoint import save_checkpoint
 from lib.models import VGG
@@ -212,7 +215,7 @@ def message(course, student):
 
 def test_good_submission_gets_full_marks(graded):
     _, results, scores = graded
-    assert results["good"]["status"] == "graded"
+    assert results["good"].status == "graded"
     assert points(scores, "good") == {"test_add": 2, "test_model": 1}
 
 
@@ -225,7 +228,7 @@ def test_every_submission_is_in_the_gradebook(graded):
 @pytest.mark.parametrize("student", ["infinite_loop", "memory_bomb", "syntax_error"])
 def test_a_broken_answer_scores_zero_only_where_it_breaks(graded, student):
     course, results, scores = graded
-    assert results[student]["status"] == "graded"
+    assert results[student].status == "graded"
     assert points(scores, student) == {"test_add": 0, "test_model": 1}
     # The feedback shows the student why: the error is in the answer cell's output.
     nb = nbformat.read(course.root / "grading" / "autograded" / student / "toy" / "toy.ipynb", as_version=4)
@@ -237,7 +240,7 @@ def test_a_broken_answer_scores_zero_only_where_it_breaks(graded, student):
 def test_a_crashing_kernel_scores_zero_with_a_message(graded):
     course, results, scores = graded
     assert points(scores, "crash") == {"test_add": 0, "test_model": 0}
-    assert results["crash"]["status"] == "failed"                # the kernel died: nbgrader gave up on the notebook
+    assert results["crash"].status == "failed"                # the kernel died: nbgrader gave up on the notebook
     assert "toy.ipynb was not graded: nbgrader could not grade it" in message(course, "crash")
     assert "Kernel died" in message(course, "crash")
 
@@ -249,7 +252,7 @@ def test_a_grading_over_its_bounds_is_stopped_with_a_message(graded, student, wh
     """A kernel that forks 300 processes, maps 3 GiB of shared memory (which RLIMIT_DATA does not count) or
     writes 3 GiB is stopped at its bound; the notebook scores zero and the message says which bound."""
     course, results, scores = graded
-    assert results[student]["status"] == "failed"
+    assert results[student].status == "failed"
     assert points(scores, student) == {"test_add": 0, "test_model": 0}
     said = message(course, student)
     assert "the grader stopped this notebook" in said and what in said, said
@@ -257,7 +260,7 @@ def test_a_grading_over_its_bounds_is_stopped_with_a_message(graded, student, wh
 
 def test_corrupt_notebook_scores_zero_with_a_message(graded):
     course, results, scores = graded
-    assert results["corrupt_json"]["status"] == "failed"
+    assert results["corrupt_json"].status == "failed"
     assert points(scores, "corrupt_json") == {"test_add": 0, "test_model": 0}
     assert "is not a readable notebook" in message(course, "corrupt_json")
 
@@ -272,7 +275,7 @@ def test_foreign_nbgrader_metadata_is_dropped_with_a_message(graded):
                                           ("too_many_objects", "JSON objects and arrays, over the")])
 def test_a_notebook_the_grader_cannot_handle_scores_zero_with_a_message(graded, student, why):
     course, results, scores = graded
-    assert results[student]["status"] == "failed"
+    assert results[student].status == "failed"
     assert points(scores, student) == {"test_add": 0, "test_model": 0}
     assert "is not a readable notebook" in message(course, student) and why in message(course, student)
 
@@ -296,7 +299,7 @@ def test_feedback_never_falls_back_to_the_source_notebook(tmp_path):
     which holds the solutions."""
     course = toy_course(tmp_path, cell_timeout=20)
     (course.release / "toy" / "toy.ipynb").unlink()
-    cohort._place_notebooks(course, "toy", {"student": "ann", "problems": {"(files)": ["no notebook"]}},
+    place_notebooks(course, "toy", Result("ann", problems={"(files)": ["no notebook"]}),
                             tmp_path / "nothing graded")
     text = (course.autograded / "ann" / "toy" / "toy.ipynb").read_text()
     assert "no notebook" in text and "return a + b" not in text and "BEGIN SOLUTION" not in text
@@ -307,7 +310,7 @@ def test_deleted_grade_cell_is_put_back_and_graded(graded):
     assert points(scores, "deleted_cell") == {"test_add": 2, "test_model": 1}
     assert "cell 'test_model' was missing: the released cell was put back" in message(course, "deleted_cell")
     # a deleted answer cell that follows a locked cell (nbgrader's own put-back crashed there: KeyError, all zero)
-    assert results["deleted_answer"]["status"] == "graded"
+    assert results["deleted_answer"].status == "graded"
     assert points(scores, "deleted_answer") == {"test_add": 0, "test_model": 1}
     assert "cell 'add' was missing: the released cell was put back" in message(course, "deleted_answer")
 
@@ -349,8 +352,8 @@ def test_a_huge_file_is_left_out_with_a_message(graded):
 def test_wall_clock_limit_and_resume(graded, tmp_path, monkeypatch):
     course, _, _ = graded
     graded_now = []                                   # the submissions this process hands to nbgrader
-    grade_one = cohort.grade_one
-    monkeypatch.setattr(cohort, "grade_one", lambda course, assignment, student, *args: (
+    grade_one = task.grade_one
+    monkeypatch.setattr(task, "grade_one", lambda course, assignment, student, *args: (
         graded_now.append(student), grade_one(course, assignment, student, *args))[1])
     # Resume: a second run finds everyone done and grades nobody.
     again = cohort.run("toy", jobs=1, course_root=course.root, quiet=True)
@@ -369,7 +372,7 @@ def test_wall_clock_limit_and_resume(graded, tmp_path, monkeypatch):
     finally:
         shutil.rmtree(temp)
     assert graded_now == ["infinite_loop"]              # only the one taken out of the saved progress
-    assert rerun["infinite_loop"]["status"] == "timeout"
+    assert rerun["infinite_loop"].status == "timeout"
     assert points({"s": course.scores("toy", "infinite_loop")}, "s") == {"test_add": 0, "test_model": 0}
     assert "8 s limit per submission" in message(course, "infinite_loop")
     assert points({"s": course.scores("toy", "good")}, "s") == {"test_add": 2, "test_model": 1}
@@ -403,10 +406,10 @@ def test_every_unreadable_notebook_of_a_submission_is_reported(tmp_path):
         (work / f"{name}.ipynb").write_text('{"cells": [')
     course.submit("broken", "pair", work)
     results = cohort.run("pair", course_root=course.root, quiet=True)
-    assert results["broken"]["status"] == "failed"
-    assert set(results["broken"]["problems"]) == {"one", "two"}
+    assert results["broken"].status == "failed"
+    assert set(results["broken"].problems) == {"one", "two"}
     assert all(len(notes) == 1 and "is not a readable notebook" in notes[0]   # one message each, the cause
-               for notes in results["broken"]["problems"].values()), results["broken"]["problems"]
+               for notes in results["broken"].problems.values()), results["broken"].problems
     assert points({"s": course.scores("pair", "broken")}, "s") == {"test_one": 0, "test_two": 0}
 
 
@@ -478,7 +481,7 @@ def test_a_fifo_in_a_submission_blocks_no_one(tmp_path):
 def test_a_submission_too_large_in_all_is_cut_after_its_notebooks(tmp_path, monkeypatch):
     """Files each under the per-file limit but over the cap in all (2 GB of them took the client from 1.8 to 7.3
     GiB): the notebooks are kept, the files past the cap are not read, and the message says so."""
-    monkeypatch.setattr(cohort, "MAX_SUBMISSION_BYTES", 3 * 10**6)
+    monkeypatch.setattr(prepare, "MAX_SUBMISSION_BYTES", 3 * 10**6)
     course = toy_course(tmp_path, cell_timeout=20)
     work = good_work(tmp_path / "work" / "bulky")
     for i in range(6):
@@ -488,7 +491,7 @@ def test_a_submission_too_large_in_all_is_cut_after_its_notebooks(tmp_path, monk
                                     "artifacts/bulk2.bin and the files after it were not graded"]}, problems
     kept = sorted(p.relative_to(tmp_path / "staging").as_posix() for p in (tmp_path / "staging").rglob("*.*"))
     assert kept == ["artifacts/bulk0.bin", "artifacts/bulk1.bin", "toy.ipynb"], kept
-    monkeypatch.setattr(cohort, "MAX_SUBMISSION_FILES", 3)
+    monkeypatch.setattr(prepare, "MAX_SUBMISSION_FILES", 3)
     problems = cohort.prepare_submission(course, "toy", work, tmp_path / "staging2")
     assert "more than 0.003 GB or 3 files in all: artifacts/bulk2.bin" in problems["(files)"][0]
 
@@ -500,7 +503,7 @@ def test_the_clients_memory_does_not_grow_with_the_class(tmp_path, monkeypatch):
     submission in flight (the task, its pickled form, the in-process worker's), at most.
     (Before: Dask's low-level logs kept every task's arguments, 480 MB a student: +2.2 GB for four.)"""
     import psutil
-    monkeypatch.setattr(cohort, "MAX_BYTES_IN_FLIGHT", 100 * 10**6)
+    monkeypatch.setattr(schedule, "MAX_BYTES_IN_FLIGHT", 100 * 10**6)
     course = toy_course(tmp_path, cell_timeout=20)
     size = 240 * 10**6
     for student in ("bulky1", "bulky2", "bulky3", "bulky4", "bulky5"):
@@ -524,8 +527,8 @@ def test_the_clients_memory_does_not_grow_with_the_class(tmp_path, monkeypatch):
     finally:
         done.set()
         sampler.join()
-    assert {r["status"] for r in results.values()} == {"graded"}, results
-    assert not any(r.get("problems") for r in results.values()), "every file should have been graded"
+    assert {r.status for r in results.values()} == {"graded"}, results
+    assert not any(r.problems for r in results.values()), "every file should have been graded"
     grew = (peak[0] - before) / 10**6
     print(f"client memory: +{grew:.0f} MB over {before / 10**6:.0f} MB for 5 submissions of {size / 10**6:.0f} MB")
     assert grew < 3 * size / 10**6 + 300, f"the client grew by {grew:.0f} MB for 5 x {size / 10**6:.0f} MB"

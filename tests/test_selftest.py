@@ -60,12 +60,12 @@ def plant(mutant, reference, dest):
 
 def graded_apart_from_left_out(result, mutant=None):
     """The submission was graded; a code mutant's may also report the notebooks plant() left out, and only those."""
-    if result["status"] == "graded":
+    if result.status == "graded":
         return True
-    left_out = {notebook for notebook, problems in result.get("problems", {}).items()
+    left_out = {notebook for notebook, problems in result.problems.items()
                 if all("was not graded" in problem for problem in problems)}
     return (isinstance(mutant, Mutant) and bool(left_out)
-            and set(result["problems"]) == left_out and mutant.notebook not in left_out)
+            and set(result.problems) == left_out and mutant.notebook not in left_out)
 
 
 @pytest.fixture(scope="module", params=PRESENT)
@@ -140,6 +140,6 @@ def test_no_artifact_mutant_is_reported_as_tampering(graded):
     """A wrong workflow is an honest mistake: the notebook's own tests saw what the referee judged, so the
     two never disagree (a disagreement tells the TA "possible tampering")."""
     assignment, _, mutants, results = graded
-    flagged = {describe(mutant): results[student]["verdicts_disagree"] for student, mutant in mutants.items()
-               if isinstance(mutant, ArtifactMutant) and results[student]["verdicts_disagree"]}
+    flagged = {describe(mutant): results[student].verdicts_disagree for student, mutant in mutants.items()
+               if isinstance(mutant, ArtifactMutant) and results[student].verdicts_disagree}
     assert not flagged, f"{assignment}: artifact mutants reported as possible tampering: {flagged}"
