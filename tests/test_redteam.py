@@ -107,7 +107,6 @@ NEEDS_COMMON = {"read_files", "write_files", "detached"}
 
 # Text that only the kit's secret files hold (read_files prints them): none may reach a student.
 SECRETS = {
-    "Knowledge-distillation loss of Hinton et al.": "autograde/reference/kd.py",
     "Hidden checks of the knowledge-distillation assignment": "autograde/checks/kd.py",
     "### BEGIN SOLUTION": "solutions/kd/kd.ipynb",
     "CREATE TABLE": "the gradebook",
@@ -433,8 +432,7 @@ def autograded(graded, student):
 
 def test_the_secrets_looked_for_are_in_the_kit():
     """Each text the leak checks look for is really in the secret file it stands for (else they prove nothing)."""
-    files = {"autograde/reference/kd.py": REPO / "autograde" / "reference" / "kd.py",
-             "autograde/checks/kd.py": REPO / "autograde" / "checks" / "kd.py",
+    files = {"autograde/checks/kd.py": REPO / "autograde" / "checks" / "kd.py",
              "solutions/kd/kd.ipynb": REPO / "solutions" / "kd" / "kd.ipynb"}
     for text, where in SECRETS.items():
         if where in files:

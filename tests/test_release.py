@@ -2,10 +2,11 @@
 import ast
 import json
 
+import nbformat
 import pytest
 
 from autograde import release
-from autograde.course import ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course
+from autograde.course import ASSIGNMENTS, LABS, REPO, SOLUTIONS, Course, reference_code
 
 PRESENT = [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
 
@@ -33,17 +34,19 @@ LIB_HELPER_CALLS = {"check_cfg_mask(model, cfg, cfg_mask)", "kept = kept_indices
 
 
 def reference_lines():
-    """The code lines of every function in autograde/reference/ (docstrings, trivial lines and the calls of
-    LIB_HELPER_CALLS left out)."""
+    """The code lines of every function that a solution cell defines, the graders' reference answers
+    (docstrings, trivial lines and the calls of LIB_HELPER_CALLS left out)."""
     lines = set()
-    for path in (REPO / "autograde" / "reference").glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef):
-                body = node.body[1:] if ast.get_docstring(node) else node.body
-                for statement in body:
-                    text = ast.unparse(statement).splitlines()
-                    lines.update(line.strip() for line in text if len(line.strip()) > 25)
+    for path in SOLUTIONS.glob("*/*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if not cell.metadata.get("nbgrader", {}).get("solution") or cell.cell_type != "code":
+                continue
+            for node in ast.walk(ast.parse(reference_code(cell))):
+                if isinstance(node, ast.FunctionDef):
+                    body = node.body[1:] if ast.get_docstring(node) else node.body
+                    for statement in body:
+                        text = ast.unparse(statement).splitlines()
+                        lines.update(line.strip() for line in text if len(line.strip()) > 25)
     return lines - LIB_HELPER_CALLS
 
 

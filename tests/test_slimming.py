@@ -31,19 +31,8 @@ from lib.data import images
 from lib.models import VGG, SincNet
 import lib.slimming
 import lib.train
-from lib.slimming import (bn_layers, check_cfg_mask, gammas, kept_indices, prune_sincnet, sparsity,
-                         zero_pruned_channels)
+from lib.slimming import bn_layers, check_cfg_mask, gammas, prune_sincnet, sparsity, zero_pruned_channels
 from lib.train import History, evaluate, last_path
-
-
-def _solution(notebook, cell_id):
-    """The function defined by a solution cell of solutions/slimming/<notebook>.ipynb."""
-    nb = nbformat.read(SOLUTIONS / "slimming" / f"{notebook}.ipynb", as_version=4)
-    cell = next(c for c in nb.cells if nbgrader_id(c) == cell_id)
-    namespace = {"copy": copy, "torch": torch, "nn": torch.nn, "bn_layers": bn_layers, "gammas": gammas, "VGG": VGG,
-                 "check_cfg_mask": check_cfg_mask, "kept_indices": kept_indices}   # what the setup cells import
-    exec(reference_code(cell), namespace)
-    return namespace[cell_id]
 
 
 def _mutant(mutant):
@@ -117,13 +106,10 @@ def _copy(artifacts, tmp_path):
 # ----------------------------------------------------------------------------------------------- update_bn
 
 def test_solution_cell_update_bn_passes_the_check():
-    checks.check_update_bn(_solution("sparsity_train", "update_bn"))
     checks.check_update_bn(reference.update_bn)
 
 
-def test_solution_cell_build_cfg_mask_equals_reference(artifacts):
-    solution = _solution("vggprune", "build_cfg_mask")
-    checks.check_build_cfg_mask(solution, artifacts)
+def test_solution_cell_build_cfg_mask_passes_the_check(artifacts):
     checks.check_build_cfg_mask(reference.build_cfg_mask, artifacts)
 
 
@@ -727,14 +713,9 @@ def test_lib_holds_no_prune_vgg():
     assert not hasattr(lib.slimming, "prune_vgg")
 
 
-def test_solution_cell_prune_vgg_equals_reference():
-    solution = _solution("vggprune", "prune_vgg")
+def test_solution_cell_prune_vgg_passes_the_check():
     for seed in SEEDS:
-        checks.check_prune_vgg(solution, seed)
-        for i in range(probes.PRUNE_VGG_CASES):
-            model, cfg, cfg_mask = probes.prune_vgg_case(seed, i)
-            got, want = solution(model, cfg, cfg_mask).state_dict(), reference.prune_vgg(model, cfg, cfg_mask).state_dict()
-            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+        checks.check_prune_vgg(reference.prune_vgg, seed)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -834,14 +815,9 @@ def probed_absorb(absorb_constants, seed):
     return round_trip(probes.probe_absorb_constants(absorb_constants, seed))
 
 
-def test_solution_cell_absorb_constants_equals_reference():
-    solution = _solution("vggprune", "absorb_constants")
+def test_solution_cell_absorb_constants_passes_the_check():
     for seed in SEEDS:
-        checks.check_absorb_constants(solution, seed)
-        for i in range(probes.PRUNE_VGG_CASES):
-            model, cfg_mask = probes.absorb_case(seed, i)
-            got, want = solution(model, cfg_mask).state_dict(), reference.absorb_constants(model, cfg_mask).state_dict()
-            assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+        checks.check_absorb_constants(reference.absorb_constants, seed)
 
 
 def test_the_reference_passes_the_absorb_constants_judge():
