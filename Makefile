@@ -1,6 +1,6 @@
 # compresslab: every target sets up .venv first when it is missing or pyproject.toml changed.
 #   make demo      the course pipeline end to end on a demo class (quick profile, offline, CPU)
-#   make test      the whole test suite (what CI runs)
+#   make test      the type checker, then the whole test suite (what CI runs)
 #   make release   the student bundle under dist/ (EXCHANGE=/path: the JupyterHub exchange students submit to)
 #   make labs      labs/ regenerated from solutions/
 #   make bench     measures the kit on this machine and writes bench/RESULTS.md
@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	@$(PY) -m autograde.doctor --no-sandbox --folder $(TEST_TMP) --disk-gb 10 --what "make test (its temporary folders)"
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 # The machine check first (a second: Python, disk, the sandbox starts), before minutes of notebooks.
