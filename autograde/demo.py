@@ -195,8 +195,8 @@ def check(app_or_result: Any, what: str) -> dict[str, Any]:
     return result
 
 
-def build_references(root: Path, reuse: Mapping[str, str | Path] | None
-                     ) -> tuple[dict[str, Path], dict[str, Path]]:
+def build_references(root: Path,
+                     reuse: Mapping[str, str | Path] | None) -> tuple[dict[str, Path], dict[str, Path]]:
     """({assignment: folder of the reference work}, {assignment: folder of dee's own run}), the folders in `reuse`
     taken as they are. The two builds run at once, each with its assignments side by side on its half of the
     cores (autograde.course.reference_builder)."""

@@ -185,7 +185,7 @@ class SandboxedExecute(Execute):
                                              "together (0: any)").tag(config=True)
     max_disk = Integer(Bounds.disk, help="bytes the kernel may write to disk (0: any)").tag(config=True)
 
-    def preprocess(self, nb: NotebookNode, resources: Any = None,          # nbconvert's ExecutePreprocessor's
+    def preprocess(self, nb: NotebookNode, resources: Any = None,   # nbconvert's signature; nbgrader gives both
                    km: KernelManager | None = None) -> tuple[NotebookNode, dict[str, Any]]:
         graded = Path(resources["metadata"]["path"])
         # A short path: the kernel's sockets live in it, and a Unix socket path has at most 107 bytes.
