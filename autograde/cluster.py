@@ -14,6 +14,8 @@ of its own (`nbgrader autograde`, its kernel in the sandbox), so worker processe
 and a second place to clean up after Ctrl-C. On a real cluster each `dask worker` is a process on its machine;
 its number of threads is how many submissions it grades at once.
 """
+from __future__ import annotations
+
 import argparse
 import datetime
 import io
@@ -25,6 +27,15 @@ import tarfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from distributed import Client
+    from distributed.security import Security
 
 CA, CERTIFICATE, KEY = "ca.pem", "cluster.pem", "cluster-key.pem"     # the files of a certificates FOLDER
 
@@ -33,7 +44,7 @@ class InsecureCluster(RuntimeError):
     pass
 
 
-def make_certificates(folder, days=365):
+def make_certificates(folder: str | Path, days: int = 365) -> Path:
     """Write a new certificate authority and one certificate (with its key) that it signed into `folder`: the
     scheduler, every worker and the cohort client present that certificate and accept only its authority's.
     The folder is readable by its owner only: whoever holds cluster-key.pem can join the cluster."""
@@ -46,7 +57,8 @@ def make_certificates(folder, days=365):
     folder.chmod(0o700)
     now = datetime.datetime.now(datetime.timezone.utc)
 
-    def certificate(subject, issuer, public_key, signing_key, is_ca):
+    def certificate(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey,
+                    signing_key: ec.EllipticCurvePrivateKey, is_ca: bool) -> x509.Certificate:
         return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
                 .serial_number(x509.random_serial_number())
                 .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days))
@@ -67,14 +79,14 @@ def make_certificates(folder, days=365):
     return folder
 
 
-def tls_options(folder):
+def tls_options(folder: str | Path) -> list[str]:
     """The options of `dask scheduler` and `dask worker` that make them use the certificates in `folder`."""
     folder = Path(folder).resolve()
     return ["--tls-ca-file", str(folder / CA), "--tls-cert", str(folder / CERTIFICATE),
             "--tls-key", str(folder / KEY)]
 
 
-def security(folder):
+def security(folder: str | Path) -> Security:
     """Dask's Security for a client of the cluster whose certificates are in `folder` (encryption required)."""
     from distributed.security import Security
     folder = Path(folder)
@@ -86,7 +98,7 @@ def security(folder):
                     tls_client_key=str(folder / KEY), require_encryption=True)
 
 
-def check_address(scheduler, insecure=False):
+def check_address(scheduler: str, insecure: bool = False) -> None:
     """Refuse a scheduler address without TLS (unless `insecure`): InsecureCluster, saying what to do."""
     if scheduler.startswith("tls://") or insecure:
         return
@@ -101,7 +113,8 @@ LOW_LEVEL_LOG = "distributed.admin.low-level-log-length"
 
 
 @contextmanager
-def connect(jobs=1, scheduler=None, tls=None, insecure=False):
+def connect(jobs: int = 1, scheduler: str | None = None, tls: str | Path | None = None,
+            insecure: bool = False) -> Iterator[Client]:
     """A Dask Client: to the scheduler at `scheduler` (tls://HOST:PORT, with the certificates in the folder `tls`),
     or to a LocalCluster of `jobs` single-threaded workers in this process, closed on exit.
     A tcp:// scheduler only with insecure=True (InsecureCluster otherwise)."""
@@ -128,12 +141,12 @@ def connect(jobs=1, scheduler=None, tls=None, insecure=False):
             cluster.close()
 
 
-def slots(client):
+def slots(client: Client) -> int:
     """Submissions the cluster grades at once now: its workers' threads (0 while none has joined)."""
     return sum(client.nthreads().values())
 
 
-def pack(folder, exclude=()):
+def pack(folder: str | Path, exclude: Iterable[str | Path] = ()) -> bytes:
     """The regular files under `folder` (symlinks and folders named in `exclude` left out) as tar bytes."""
     folder = Path(folder)
     buffer = io.BytesIO()
@@ -145,7 +158,7 @@ def pack(folder, exclude=()):
     return buffer.getvalue()
 
 
-def unpack(data, folder):
+def unpack(data: bytes, folder: str | Path) -> None:
     """Write the files of pack()'s bytes under `folder`. pack() writes regular files only, so anything else (a
     link, a device, a name that leads out of `folder`) is refused with ValueError. (Not tarfile's 'data' filter:
     Python 3.11 has it from 3.11.4 on, and Debian 12's Python 3.11 is older.)"""
@@ -157,37 +170,39 @@ def unpack(data, folder):
             if not member.isreg() or not target.is_relative_to(folder) or target == folder:
                 raise ValueError(f"{member.name!r} in a packed submission: only regular files inside it are unpacked")
             target.parent.mkdir(parents=True, exist_ok=True)
-            with tar.extractfile(member) as source, open(target, "wb") as out:
+            source = tar.extractfile(member)
+            assert source is not None                   # None only for a member that is not a regular file
+            with source, open(target, "wb") as out:
                 shutil.copyfileobj(source, out)
 
 
 class Progress:
     """A progress bar on stderr: submissions done of the total, how many failed, submissions per minute."""
 
-    def __init__(self, total, enabled=True):
+    def __init__(self, total: int, enabled: bool = True) -> None:
         from tqdm import tqdm
         self.bar = tqdm(total=total, unit="sub", disable=not enabled or total == 0, dynamic_ncols=True)
         self.start, self.done, self.failed = time.time(), 0, 0
 
-    def update(self, status):
+    def update(self, status: str) -> None:
         self.done += 1
         self.failed += status != "graded"
         rate = self.done / max(time.time() - self.start, 1e-9) * 60
         self.bar.set_postfix_str(f"failed {self.failed}, {rate:.1f}/min", refresh=False)
         self.bar.update(1)
 
-    def write(self, text):
+    def write(self, text: str) -> None:
         """Print a line above the bar (a plain print would break it)."""
         if self.bar.disable:
             print(text)
         else:
             self.bar.write(text)
 
-    def close(self):
+    def close(self) -> None:
         self.bar.close()
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The grading cluster's TLS certificates.")
     commands = parser.add_subparsers(dest="command", required=True)
     make = commands.add_parser("certificates", help="make a certificate authority and the cluster's certificate")

@@ -10,6 +10,8 @@
 
 Used by the tests, the demo and the cohort runner. Everything runs in the quick profile unless told otherwise.
 """
+from __future__ import annotations
+
 import os
 import re
 import shutil
@@ -17,10 +19,22 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nbformat
 
 from lib.artifacts import NOTEBOOKS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Protocol, Self
+
+    from nbformat import NotebookNode
+
+    class WorkMaker(Protocol):
+        """make_student_work, or what stands in for it in reference_builder: the folder of the executed work."""
+
+        def __call__(self, assignment: str, folder: Path, /, *, threads: int | None) -> Path: ...
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -44,7 +58,7 @@ if str(BIN) not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
-def tool_env(threads=None, **extra):
+def tool_env(threads: int | None = None, **extra: str) -> dict[str, str]:
     """This process's environment (the venv's bin/ on PATH, see above) plus `extra`, for a command or kernel.
 
     threads sets OMP_NUM_THREADS (torch's threads); None leaves it as it is.
@@ -52,7 +66,7 @@ def tool_env(threads=None, **extra):
     return dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **extra)
 
 
-def cores_per_worker(workers):
+def cores_per_worker(workers: int) -> int:
     """Torch threads for each of `workers` processes running at once: the cores shared out between them
     (with more OpenMP threads than cores, every one of them waits on the others)."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -61,7 +75,7 @@ def cores_per_worker(workers):
 SOLUTION_REGION = re.compile(r"^[ \t]*### BEGIN SOLUTION[^\n]*\n(.*?)^[ \t]*### END SOLUTION[^\n]*\n?", re.S | re.M)
 
 
-def nbgrader_id(cell):
+def nbgrader_id(cell: NotebookNode) -> str | None:
     """The nbgrader grade_id of a cell, or None for a cell nbgrader does not track (or whose nbgrader metadata
     is not nbgrader's: a submitted notebook's metadata can hold anything)."""
     meta = cell.get("metadata", {}).get("nbgrader")
@@ -69,12 +83,13 @@ def nbgrader_id(cell):
     return grade_id if isinstance(grade_id, str) else None
 
 
-def reference_code(source_cell):
+def reference_code(source_cell: NotebookNode) -> str:
     """A solution cell's source with the `### BEGIN/END SOLUTION` marker lines removed (the code kept)."""
     return SOLUTION_REGION.sub(r"\1", source_cell.source)
 
 
-def fill_solutions(assignment, out_dir, replacements=None, labs=LABS, solutions=SOLUTIONS):
+def fill_solutions(assignment: str, out_dir: str | Path, replacements: Mapping[str, str] | None = None,
+                   labs: Path = LABS, solutions: Path = SOLUTIONS) -> list[Path]:
     """Write the release notebooks of `assignment` into `out_dir` with their solution cells filled in.
 
     A solution cell gets the reference code from solutions/, or `replacements[grade_id]` when given
@@ -103,7 +118,8 @@ def fill_solutions(assignment, out_dir, replacements=None, labs=LABS, solutions=
     return paths
 
 
-def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
+def execute(notebook: str | Path, timeout: int = 900, profile: str = "quick", threads: int | None = None,
+            env: Mapping[str, str] | None = None) -> NotebookNode:
     """Run a notebook top to bottom in its own folder with nbclient (LAB_PROFILE=profile); save the outputs.
 
     threads sets the kernel's OMP_NUM_THREADS (torch's threads); None leaves torch's default (every core).
@@ -127,8 +143,9 @@ def execute(notebook, timeout=900, profile="quick", threads=None, env=None):
     return nb
 
 
-def make_student_work(assignment, out_dir, replacements=None, run=True, profile="quick", threads=None,
-                      student=None):
+def make_student_work(assignment: str, out_dir: str | Path, replacements: Mapping[str, str] | None = None,
+                      run: bool = True, profile: str = "quick", threads: int | None = None,
+                      student: str | None = None) -> Path:
     """The folder a student would submit: the filled notebooks, executed in order, and their artifacts/.
 
     student: run them as that student would, with the seeds drawn from their id (LAB_STUDENT); None runs the
@@ -142,7 +159,8 @@ def make_student_work(assignment, out_dir, replacements=None, run=True, profile=
     return Path(out_dir)
 
 
-def reference_builder(root, make=None, reuse=None, assignments=None, share=1):
+def reference_builder(root: str | Path, make: WorkMaker | None = None, reuse: Mapping[str, str | Path] | None = None,
+                      assignments: Iterable[str] | None = None, share: int = 1) -> Callable[[str], Path]:
     """build(assignment) -> the folder of `assignment`'s executed reference work, root/<assignment>.
 
     Each assignment is built once, whatever asks first; those in `reuse` ({assignment: folder}) are taken as
@@ -157,7 +175,7 @@ def reference_builder(root, make=None, reuse=None, assignments=None, share=1):
     assignments = list(ASSIGNMENTS if assignments is None else assignments)
     built = {a: Path(folder) for a, folder in (reuse or {}).items()}
 
-    def build(assignment):
+    def build(assignment: str) -> Path:
         if assignment in RUN_AFTER:
             build(RUN_AFTER[assignment])
         if assignment not in built:
@@ -175,7 +193,7 @@ def reference_builder(root, make=None, reuse=None, assignments=None, share=1):
     return build
 
 
-def course_config(root, base=REPO, **settings):
+def course_config(root: str | Path, base: str | Path = REPO, **settings: object) -> None:
     """Write `root`/nbgrader_config.py: the course at `base`'s configuration, then `settings`.
 
     settings: "Class.trait" -> value (e.g. {"CourseDirectory.db_url": ...}), written as Python literals. Every
@@ -195,10 +213,22 @@ class Course:
     the kit's configuration otherwise: the tests and the demo grade with exactly what a TA gets.
     """
 
-    def __init__(self, root, solutions=SOLUTIONS, release="release", profile="quick", extra_config=None):
+    root: Path
+    profile: str                # the LAB_PROFILE of the nbgrader commands run here
+    course_id: str
+    source: Path
+    release: Path
+    submitted: Path
+    autograded: Path
+    db: Path                    # the gradebook
+    max_file_size: int          # bytes
+    grading: Path               # nbgrader's working folders: the gradebook's
+
+    def __init__(self, root: str | Path, solutions: str | Path = SOLUTIONS, release: str | Path = "release",
+                 profile: str = "quick", extra_config: Mapping[str, object] | None = None) -> None:
         root = Path(root).resolve()
         root.mkdir(parents=True, exist_ok=True)
-        course_config(root, **{
+        course_config(root, base=REPO, **{
             "CourseDirectory.root": str(root),
             "CourseDirectory.source_directory": str(Path(solutions).resolve()),
             "CourseDirectory.release_directory": str(release),
@@ -208,12 +238,12 @@ class Course:
         self._read(root, profile)
 
     @classmethod
-    def open(cls, root=REPO, profile=None):
+    def open(cls, root: str | Path = REPO, profile: str | None = None) -> Self:
         course = cls.__new__(cls)
         course._read(Path(root).resolve(), profile or os.environ.get("LAB_PROFILE", "quick"))
         return course
 
-    def _read(self, root, profile):
+    def _read(self, root: Path, profile: str) -> None:
         from traitlets.config.loader import PyFileConfigLoader
         self.root, self.profile = root, profile
         folders = PyFileConfigLoader("nbgrader_config.py", str(root)).load_config().CourseDirectory
@@ -226,35 +256,37 @@ class Course:
         self.max_file_size = folders.max_file_size * 1000       # bytes
         self.grading = self.db.parent                           # nbgrader's working folders
 
-    def _path(self, value):
+    def _path(self, value: str | Path) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.root / path
 
     @property
-    def gradebook_url(self):
+    def gradebook_url(self) -> str:
         return f"sqlite:///{self.db}"
 
-    def notebooks(self, assignment):
+    def notebooks(self, assignment: str) -> list[str]:
         return sorted(p.stem for p in (self.source / assignment).glob("*.ipynb"))
 
-    def students(self, assignment):
+    def students(self, assignment: str) -> list[str]:
         return sorted(p.parent.name for p in self.submitted.glob(f"*/{assignment}") if p.is_dir())
 
-    def nbgrader(self, *args, check=True, timeout=None, env=None, cwd=None):
+    def nbgrader(self, *args: object, check: bool = True, timeout: float | None = None,
+                 env: Mapping[str, str] | None = None,
+                 cwd: str | Path | None = None) -> subprocess.CompletedProcess[str]:
         """Run the real `nbgrader` command in the course directory (or `cwd`); returns the CompletedProcess."""
         command = [str(BIN / "nbgrader"), *map(str, args)]
-        environment = tool_env(LAB_PROFILE=self.profile, **(env or {}))
+        environment = tool_env(threads=None, LAB_PROFILE=self.profile, **(env or {}))
         result = subprocess.run(command, cwd=cwd or self.root, env=environment, capture_output=True, text=True,
                                 timeout=timeout)
         if check and result.returncode != 0:
             raise RuntimeError(f"{' '.join(command[1:])} failed ({result.returncode}):\n{result.stderr[-4000:]}")
         return result
 
-    def generate(self, assignment):
+    def generate(self, assignment: str) -> None:
         self.grading.mkdir(parents=True, exist_ok=True)
         self.nbgrader("generate_assignment", assignment, "--force")
 
-    def submit(self, student, assignment, folder, timestamp=None):
+    def submit(self, student: str, assignment: str, folder: str | Path, timestamp: str | None = None) -> Path:
         """Put `folder` where `nbgrader collect` would: <submitted>/<student>/<assignment>/; `timestamp`
         (nbgrader's text, e.g. "2030-01-01 10:00:00.000000 UTC") is recorded as the time it came in."""
         from .late import record_time
@@ -266,13 +298,14 @@ class Course:
             (dest / "timestamp.txt").write_text(record_time(self.submitted, assignment, student, timestamp))
         return dest
 
-    def autograde(self, assignment, student=None, check=True, timeout=None):
+    def autograde(self, assignment: str, student: str | None = None, check: bool = True,
+                  timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         args = ["autograde", assignment, "--create", "--force"]
         if student is not None:
             args += ["--student", student]
         return self.nbgrader(*args, check=check, timeout=timeout)
 
-    def scores(self, assignment, student):
+    def scores(self, assignment: str, student: str) -> dict[tuple[str, str], tuple[float | None, float]]:
         """{(notebook, grade_id): (auto_score, max_score)} of the auto-graded (code) cells of a submission."""
         from nbgrader.api import Gradebook
         with Gradebook(self.gradebook_url, course_id=self.course_id) as gb:

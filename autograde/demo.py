@@ -26,6 +26,8 @@ commands, without 3.5 s of start-up for each of the ~50 calls.
 --reuse gives an already executed reference work folder for an assignment (the tests use it to save time);
 dee's work is always run.
 """
+from __future__ import annotations
+
 import argparse
 import csv
 import importlib
@@ -37,6 +39,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 from traitlets.config.loader import PyFileConfigLoader
@@ -51,6 +54,17 @@ from .similarity import reordered_channels
 from .labs import refuse_stray_artifacts
 from .release import student_nbgrader_config
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TypeAlias
+
+    from nbgrader.apps import NbGraderAPI
+
+    from .course import WorkMaker
+    from .mutants import Mutant
+
+    Scores: TypeAlias = dict[str, dict[str, tuple[float, float]]]   # {student: {assignment: (score, max_score)}}
+
 STUDENTS = {
     "ada": ("Ada", "Reference"),
     "ben": ("Ben", "Blank"),
@@ -61,14 +75,14 @@ STUDENTS = {
 }
 
 
-def assignments():
+def assignments() -> list[str]:
     return [a for a in ASSIGNMENTS if (SOLUTIONS / a).is_dir()]
 
 
-def mutant_work(assignment, reference, dest):
+def mutant_work(assignment: str, reference: Path, dest: Path) -> tuple[Path, list[Mutant]]:
     """The reference work with the first mutant of every TODO cell planted (the notebooks not re-run)."""
     shutil.copytree(reference, dest)
-    first = {}
+    first: dict[tuple[str, str], Mutant] = {}       # (notebook, cell) -> its first mutant
     for mutant in importlib.import_module(f"autograde.mutants.{assignment}").MUTANTS:
         first.setdefault((mutant.notebook, mutant.cell), mutant)
     for (notebook, cell_id), mutant in first.items():
@@ -81,7 +95,7 @@ def mutant_work(assignment, reference, dest):
     return dest, sorted(first.values())
 
 
-def reordered_work(reference, dest):
+def reordered_work(reference: Path, dest: Path) -> Path:
     """The reference work with every VGG checkpoint's channels reordered (similarity.reordered_channels): a
     copy that no parameter-by-parameter comparison finds."""
     shutil.copytree(reference, dest)
@@ -94,7 +108,7 @@ def reordered_work(reference, dest):
     return dest
 
 
-def broken_work(assignment, dest):
+def broken_work(assignment: str, dest: Path) -> Path:
     """Notebooks that are not JSON any more (a truncated upload)."""
     dest.mkdir(parents=True)
     for notebook in ASSIGNMENTS[assignment]:
@@ -113,7 +127,7 @@ class Student:
     names the student (`nbgrader submit kd --student ID`).
     """
 
-    def __init__(self, root, student_id):
+    def __init__(self, root: Path, student_id: str) -> None:
         from nbgrader.auth import Authenticator
         from nbgrader.coursedir import CourseDirectory
         from nbgrader.exchange import ExchangeFactory
@@ -133,7 +147,7 @@ class Student:
         self.authenticator = Authenticator(config=self.config)
         self.exchange = ExchangeFactory(config=self.config)
 
-    def command(self, *args):
+    def command(self, *args: object) -> subprocess.CompletedProcess[str]:
         """Run `nbgrader *args` in the student's folder as the student; returns the CompletedProcess."""
         config = self.home / "nbgrader_config.py"
         if not config.exists():
@@ -144,16 +158,16 @@ class Student:
             raise RuntimeError(f"{self.id}: nbgrader {' '.join(map(str, args))} failed:\n{result.stderr[-3000:]}")
         return result
 
-    def _run(self, action, assignment):
+    def _run(self, action: type[Any], assignment: str) -> None:      # action: an nbgrader exchange class
         self.coursedir.assignment_id = assignment
         check(action(coursedir=self.coursedir, authenticator=self.authenticator, config=self.config),
               f"{self.id}: {action.__name__} {assignment}")
 
-    def fetch(self, assignment):
+    def fetch(self, assignment: str) -> Path:
         self._run(self.exchange.FetchAssignment, assignment)
         return self.home / self.course_id / assignment
 
-    def submit(self, assignment, work):
+    def submit(self, assignment: str, work: Path | None) -> None:
         """Replace the fetched notebooks with `work` (a folder), then submit them under the student's id."""
         folder = self.home / self.course_id / assignment
         if work is not None:
@@ -163,7 +177,7 @@ class Student:
         self._run(self.exchange.Submit, assignment)
 
 
-def instructor(root):
+def instructor(root: str | Path) -> NbGraderAPI:
     """nbgrader's Python API on the course at `root` (what formgrader uses): the same code as the `nbgrader`
     commands, without their 3.5 s of start-up each."""
     from nbgrader.apps import NbGraderAPI
@@ -172,7 +186,7 @@ def instructor(root):
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
-def check(app_or_result, what):
+def check(app_or_result: Any, what: str) -> dict[str, Any]:
     """Run an nbgrader app (or take an NbGraderAPI result); raise with nbgrader's log if it failed."""
     from nbgrader.utils import capture_log
     result = app_or_result if isinstance(app_or_result, dict) else capture_log(app_or_result)
@@ -181,14 +195,15 @@ def check(app_or_result, what):
     return result
 
 
-def build_references(root, reuse):
+def build_references(root: Path,
+                     reuse: Mapping[str, str | Path] | None) -> tuple[dict[str, Path], dict[str, Path]]:
     """({assignment: folder of the reference work}, {assignment: folder of dee's own run}), the folders in `reuse`
     taken as they are. The two builds run at once, each with its assignments side by side on its half of the
     cores (autograde.course.reference_builder)."""
-    def maker(student):
+    def maker(student: str | None) -> WorkMaker:
         whose = "the reference" if student is None else f"{student}'s"
 
-        def make(assignment, folder, threads):
+        def make(assignment: str, folder: Path, threads: int | None) -> Path:
             # one string per print: several threads print at once
             print(f"  running {whose} {assignment} notebooks (quick profile)...\n", end="", flush=True)
             start = time.time()
@@ -204,7 +219,8 @@ def build_references(root, reuse):
     return reference, dee
 
 
-def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
+def run(root: str | Path = REPO / "grading" / "demo", jobs: int = 2,
+        reuse: Mapping[str, str | Path] | None = None) -> Scores:
     reuse = dict(reuse or {})
     root = Path(root).resolve()
     shutil.rmtree(root, ignore_errors=True)
@@ -222,7 +238,7 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
             gb.update_or_create_student(student, first_name=first, last_name=last)
 
     print("2. Preparing each student's work")
-    works = {}
+    works: dict[str, dict[str, Path | None]] = {}     # {assignment: {student: the folder submitted}}
     references, dees = build_references(root, reuse)
     for assignment, reference in references.items():
         mutated, _ = mutant_work(assignment, reference, root / "work" / "mutant" / assignment)
@@ -234,8 +250,8 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
     students = {s: Student(root, s) for s in STUDENTS}
     for assignment in assignments():
         check(api.release_assignment(assignment), f"release_assignment {assignment}")
-        for student in students.values():
-            student.fetch(assignment)
+        for account in students.values():
+            account.fetch(assignment)
         for s in ("ada", "ben", "cy", "eve", "fay"):
             students[s].submit(assignment, works[assignment][s])
         # The due date: the next whole second, after every on-time submission; dee submits once it has passed.
@@ -264,23 +280,23 @@ def run(root=REPO / "grading" / "demo", jobs=2, reuse=None):
     return table
 
 
-def export_csv(api, path):
+def export_csv(api: NbGraderAPI, path: Path) -> None:
     """`nbgrader export --to path`: nbgrader's CSV export plugin on the course gradebook."""
     from nbgrader.plugins import CsvExportPlugin
     with api.gradebook as gb:
         CsvExportPlugin(to=str(path), parent=api).export(gb)
 
 
-def read_scores(csv_path):
+def read_scores(csv_path: str | Path) -> Scores:
     """{student: {assignment: (score, max_score)}} from nbgrader's grades CSV (late penalty applied)."""
-    table = {}
+    table: Scores = {}
     with open(csv_path) as f:
         for row in csv.DictReader(f):
             table.setdefault(row["student_id"], {})[row["assignment"]] = (float(row["score"]), float(row["max_score"]))
     return table
 
 
-def print_table(table):
+def print_table(table: Scores) -> None:
     names = assignments()
     print("\n" + f"{'student':<10}" + "".join(f"{a:>18}" for a in names))
     for student in STUDENTS:
@@ -289,7 +305,7 @@ def print_table(table):
                                           for s, m in (c or (None, None) for c in cells)))
 
 
-def print_similar(results):
+def print_similar(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
     """Each assignment's students whose checkpoints are identical or nearly identical (the TA decides)."""
     print("\nSimilar checkpoints (autograde.similarity.similar_submissions; the TA decides what they mean):")
     for assignment, by_student in results.items():
@@ -298,7 +314,7 @@ def print_similar(results):
         print(f"  {assignment:<14} {', '.join(f'{a} ~ {b}' for a, b in pairs) or 'none'}")
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the course pipeline on a demo class.")
     parser.add_argument("--jobs", "-j", type=int, default=2)
     parser.add_argument("--root", default=str(REPO / "grading" / "demo"))

@@ -22,6 +22,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+# The type hints are strings, without `from __future__ import annotations`: the system's Python may be older than
+# 3.7 (RHEL 8's python3 is 3.6), and must still run this module to be told what to install.
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 GB = 10**9
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +43,7 @@ class NotReady(RuntimeError):
     """This machine cannot do what was asked; the message holds one line per problem."""
 
 
-def python_problem(version=None):
+def python_problem(version: "Sequence[int | str] | None" = None) -> "str | None":
     """None if this Python is 3.11 with a working `venv` module, else one line saying what to install."""
     version = version or sys.version_info
     if tuple(version[:2]) != (3, 11):
@@ -54,7 +60,7 @@ def python_problem(version=None):
     return None
 
 
-def disk_problem(folder, needed, what):
+def disk_problem(folder: "str | Path", needed: int, what: str) -> "str | None":
     """None if `folder` (or its nearest existing parent) has `needed` bytes free, else one line."""
     folder = Path(folder).resolve()
     while not folder.exists():
@@ -66,14 +72,14 @@ def disk_problem(folder, needed, what):
             "there: free some space (old clones, ~/.cache/pip, pytest's folders in /tmp) or work on another disk")
 
 
-def _read_int(path):
+def _read_int(path: "str | Path") -> "int | None":
     try:
         return int(Path(path).read_text().strip())
     except (OSError, ValueError):
         return None
 
 
-def user_namespace_problem(proc=Path("/proc/sys")):
+def user_namespace_problem(proc: Path = Path("/proc/sys")) -> "str | None":
     """None if this user may create user namespaces (what the sandbox is built on), else one line with the fix."""
     if _read_int(proc / "user" / "max_user_namespaces") == 0:
         return ("user namespaces are off on this machine (/proc/sys/user/max_user_namespaces is 0), and the "
@@ -92,7 +98,7 @@ def user_namespace_problem(proc=Path("/proc/sys")):
     return None
 
 
-def sandbox_problem():
+def sandbox_problem() -> "str | None":
     """None if the grading sandbox starts and runs Python, else one line: what failed and how to fix it."""
     from . import sandbox
     try:
@@ -118,7 +124,8 @@ def sandbox_problem():
     return f"the grading sandbox does not start ({bwrap}: {said}): {fix}"
 
 
-def problems(folder=REPO, disk_bytes=GRADING_BYTES, what="grading", sandbox=True):
+def problems(folder: "str | Path" = REPO, disk_bytes: int = GRADING_BYTES, what: str = "grading",
+             sandbox: bool = True) -> "list[str]":
     """The problems that stop this machine from doing `what`, as one line each (an empty list: ready)."""
     found = [python_problem(), disk_problem(folder, disk_bytes, what)]
     if sandbox:
@@ -127,7 +134,8 @@ def problems(folder=REPO, disk_bytes=GRADING_BYTES, what="grading", sandbox=True
     return [p for p in found if p]
 
 
-def require(folder=REPO, disk_bytes=GRADING_BYTES, what="grading", sandbox=True, say=print):
+def require(folder: "str | Path" = REPO, disk_bytes: int = GRADING_BYTES, what: str = "grading", sandbox: bool = True,
+            say: "Callable[[str], object]" = print) -> None:
     """Raise NotReady (one line per problem) unless this machine can do `what`; print which sandbox is used."""
     found = problems(folder, disk_bytes, what, sandbox)
     if found:
@@ -137,7 +145,7 @@ def require(folder=REPO, disk_bytes=GRADING_BYTES, what="grading", sandbox=True,
         say(f"sandbox: {describe()}")
 
 
-def main(argv=None):
+def main(argv: "Sequence[str] | None" = None) -> int:
     parser = argparse.ArgumentParser(description="Check, in seconds, what installing and grading need here.")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="leave out the sandbox (what `make` checks before .venv, with the kit, exists)")

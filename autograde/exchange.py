@@ -17,6 +17,8 @@ What the file-system exchange cannot do is authenticate a student whose name is 
 whose users all run as one uid, e.g. in containers): for those, use an authenticated exchange (ngshare) or the
 LMS path (autograde/lms.py).
 """
+from __future__ import annotations
+
 import os
 import pwd
 import shutil
@@ -24,16 +26,20 @@ import stat
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.exchange.default.collect import ExchangeCollect
 
 from . import late
 
+if TYPE_CHECKING:
+    from logging import Logger
+
 
 class TrustedCollect(ExchangeCollect):
 
-    def init_src(self):
+    def init_src(self) -> None:
         """nbgrader's, reading each record on its own: the newest readable, genuine record of each student
         (before the due date with --before-duedate, as nbgrader)."""
         if self.coursedir.course_id == "":
@@ -42,7 +48,7 @@ class TrustedCollect(ExchangeCollect):
         self.inbound_path = os.path.join(self.course_path, "inbound")
         if not os.path.isdir(self.inbound_path):
             self.fail(f"Course not found: {self.inbound_path}")
-        by_student = {}
+        by_student: dict[str, list[dict[str, Any]]] = {}     # nbgrader's records, by student
         pattern = f"{self.coursedir.student_id or '*'}+{self.coursedir.assignment_id}+*"
         for path in sorted(Path(self.inbound_path).glob(pattern)):
             try:
@@ -64,7 +70,7 @@ class TrustedCollect(ExchangeCollect):
                 records = [r for r in records if r["timestamp"] <= self.duedate] or records
             self.src_records.append(records[0])
 
-    def _genuine(self, path, student):
+    def _genuine(self, path: Path, student: str) -> bool:
         """False (with an error) when `student` is a Unix user of this machine and someone else made `path`."""
         try:
             uid = pwd.getpwnam(student).pw_uid
@@ -76,7 +82,7 @@ class TrustedCollect(ExchangeCollect):
             return False
         return True
 
-    def do_copy(self, src, dest, log=None):
+    def do_copy(self, src: str, dest: str, log: Logger | None = None) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             plain = Path(tmp) / "record"
             shutil.copytree(src, plain, ignore=self._not_regular)
@@ -90,9 +96,9 @@ class TrustedCollect(ExchangeCollect):
         when = late.record_time(Path(dest).parents[1], assignment, student, max(named, changed))
         (Path(dest) / "timestamp.txt").write_text(when)      # what `nbgrader collect --update` compares
 
-    def _not_regular(self, folder, names):
+    def _not_regular(self, folder: str, names: list[str]) -> list[str]:
         """copytree's ignore: the names in `folder` that are neither regular files nor folders (not followed)."""
-        left_out = []
+        left_out: list[str] = []
         for name in names:
             mode = os.lstat(os.path.join(folder, name)).st_mode
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
@@ -102,7 +108,7 @@ class TrustedCollect(ExchangeCollect):
         return left_out
 
 
-def _last_change(folder):
+def _last_change(folder: Path) -> float:
     """The latest change time (st_ctime) of `folder` and everything in it, links not followed."""
     latest = folder.lstat().st_ctime
     for root, dirs, files in os.walk(folder):

@@ -11,17 +11,25 @@ a solutions/<assignment>/artifacts/ folder (left by running a solution notebook 
 anything is written or deleted: nbgrader_config.py puts RefuseStrayArtifacts first in nbgrader's release
 pipeline.
 """
+from __future__ import annotations
+
 import glob
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nbconvert.preprocessors import Preprocessor
 
 from .course import ASSIGNMENTS, BIN, REPO, SOLUTIONS, tool_env
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
-def stray_artifacts(source):
+    from nbformat import NotebookNode
+
+
+def stray_artifacts(source: str | Path) -> str | None:
     """The message refusing to release the assignment folder `source`, or None when it may be released.
 
     A solution notebook run in place writes its checkpoints into source/artifacts/; nbgrader would copy
@@ -34,7 +42,7 @@ def stray_artifacts(source):
             "students) and run the notebooks on a copy instead.")
 
 
-def refuse_stray_artifacts(*assignments):
+def refuse_stray_artifacts(*assignments: str) -> None:
     """Stop (SystemExit naming every stray folder) before releasing any of `assignments`."""
     problems = [p for p in (stray_artifacts(SOLUTIONS / a) for a in assignments) if p]
     if problems:
@@ -50,7 +58,7 @@ class RefuseStrayArtifacts(Preprocessor):
     error (exit status 1) with the log line above it, and the committed labs/ is left as it was.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         from nbgrader.converters.base import NbGraderException
         coursedir = self._course_directory()
@@ -61,7 +69,7 @@ class RefuseStrayArtifacts(Preprocessor):
         if problems:
             raise NbGraderException("\n".join(problems))
 
-    def _course_directory(self):
+    def _course_directory(self) -> Any:
         """nbgrader's CourseDirectory of the command running: found up the chain exporter -> converter."""
         owner = self.parent
         while owner is not None and getattr(owner, "coursedir", None) is None:
@@ -70,11 +78,11 @@ class RefuseStrayArtifacts(Preprocessor):
             raise RuntimeError("RefuseStrayArtifacts runs inside nbgrader's GenerateAssignment only")
         return owner.coursedir
 
-    def preprocess(self, nb, resources):
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
         return nb, resources
 
 
-def generate(assignments=None, root=REPO):
+def generate(assignments: Iterable[str] | None = None, root: str | Path = REPO) -> None:
     """`nbgrader generate_assignment --force` for each of `assignments` (default: all), in the course `root`.
 
     Every assignment is checked for stray artifacts before any is regenerated.

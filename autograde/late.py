@@ -4,18 +4,24 @@ times submissions came in, which the student cannot write.
 nbgrader_config.py selects the plugin with c.AssignLatePenalties.plugin_class. nbgrader calls it while
 autograding a submission whose timestamp is after the assignment's due date.
 """
+from __future__ import annotations
+
 import math
 from datetime import timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nbgrader.plugins import LateSubmissionPlugin
 from traitlets import Float
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class PercentPerDay(LateSubmissionPlugin):
     percent_per_day = Float(10.0, help="Share of the score lost per started day late, in %").tag(config=True)
 
-    def late_submission_penalty(self, student_id, score, total_seconds_late):
+    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float:
         days = math.ceil(total_seconds_late / 86400)
         return min(score, score * self.percent_per_day / 100 * days)
 
@@ -27,12 +33,12 @@ class PercentPerDay(LateSubmissionPlugin):
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f UTC"
 
 
-def time_file(submitted_root, assignment, student):
+def time_file(submitted_root: str | Path, assignment: str, student: str) -> Path:
     """The file that holds the time `student`'s submission of `assignment` came in (submitted_root: submitted/)."""
     return Path(submitted_root).parent / "timestamps" / assignment / f"{student}.txt"
 
 
-def record_time(submitted_root, assignment, student, when):
+def record_time(submitted_root: str | Path, assignment: str, student: str, when: datetime | str) -> str:
     """Record `when` (a UTC datetime, naive or aware, or nbgrader's timestamp text) as the submission's time;
     returns it as nbgrader's timestamp text."""
     if not isinstance(when, str):
@@ -44,7 +50,7 @@ def record_time(submitted_root, assignment, student, when):
     return when
 
 
-def recorded_time(submitted_root, assignment, student):
+def recorded_time(submitted_root: str | Path, assignment: str, student: str) -> str | None:
     """The recorded time of the submission as nbgrader's timestamp text, or None when none was recorded."""
     path = time_file(submitted_root, assignment, student)
     return path.read_text().strip() if path.is_file() else None

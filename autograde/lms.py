@@ -8,6 +8,8 @@ nbgrader_config.py sets the collector's file-name pattern and this module's extr
 a readable zip (a truncated download) is skipped with a warning naming it, and the other students' archives
 are collected as usual (nbgrader's own extractor stops the whole collection on it).
 """
+from __future__ import annotations
+
 import json
 import os
 import tempfile
@@ -22,7 +24,7 @@ from lib.submit import MANIFEST, sha256
 class ReadableZipsExtractor(ExtractorPlugin):
     """nbgrader's extractor, leaving out (with a warning) the archives that are not readable zip files."""
 
-    def extract(self, archive_path, extracted_path):
+    def extract(self, archive_path: str, extracted_path: str) -> None:
         # nbgrader's extractor works on a folder of links to the readable files: the TA's downloads stay as they are
         with tempfile.TemporaryDirectory() as readable:
             for path in sorted(Path(archive_path).rglob("*")):
@@ -39,7 +41,7 @@ class ReadableZipsExtractor(ExtractorPlugin):
         _plain_modes(extracted_path)
 
 
-def _plain_modes(folder):
+def _plain_modes(folder: str | Path) -> None:
     """rw-r--r-- files and rwxr-xr-x folders under `folder`: nbgrader's unzip gives each file the Unix mode its
     zip stores, which the student chose (set-uid, or unreadable: the collection would stop at that file)."""
     for root, folders, files in os.walk(folder):
@@ -49,7 +51,7 @@ def _plain_modes(folder):
                 os.chmod(path, mode)
 
 
-def _readable(path):
+def _readable(path: Path) -> bool:
     """True when `path` is a zip archive whose every member decompresses with its recorded CRC."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -58,7 +60,7 @@ def _readable(path):
         return False
 
 
-def manifest_problems(folder):
+def manifest_problems(folder: str | Path) -> list[str]:
     """Where the files of a submission `folder` differ from its manifest.json, as sentences ([] if it has none).
 
     A file that changed after `lib.submit` zipped it (its SHA-256 differs), or that the manifest lists and the
@@ -77,7 +79,7 @@ def manifest_problems(folder):
     # Only the submission's own regular files are read: a name in the manifest is the student's text, and
     # "/etc/shadow" or "../bob/kd/kd.ipynb" must not make the grader read, or report on, anything else.
     present = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
-    found = []
+    found: list[str] = []
     for name, (size, digest) in sorted(entries.items()):
         file = present.get(name)
         if file is None:

@@ -19,6 +19,8 @@ The full profile needs CIFAR-10 in data/cifar10 and Speech Commands v2 in data/s
 downloaded here: a missing data set is reported with the command that fetches it, and its notebooks skipped).
 Exit status: 0 when every notebook ran and its checks ran, 1 when one failed, 2 when data was missing.
 """
+from __future__ import annotations
+
 import argparse
 import os
 import platform
@@ -29,12 +31,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
 from lib.artifacts import kd_student_runs, kd_sweep_runs, qat_runs, slimming_runs
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import TextIO
+
+    from lib.train import History
 
 DOWNLOAD = ('python -c "from lib.data import images, speech; images.loaders(\'full\'); speech.loaders(\'full\')"'
             "   # CIFAR-10 170 MB, Speech Commands 2.3 GB, into data/")
@@ -53,16 +62,16 @@ class Run:
     notebook: str
     artifact: str
     epochs: int
-    timed_like: str = None
+    timed_like: str | None = None
 
 
-def runs(profile, preflight=False):
+def runs(profile: str, preflight: bool = False) -> list[Run]:
     """[Run] of every training run the reference notebooks make in `profile`, in order, as they decide them.
 
     preflight: with lib.profile's PREFLIGHT override (what this preflight trains). Kept next to the notebooks'
     code on purpose: the preflight compares it with the runs they made, so a change to either is caught.
     """
-    def config(section):
+    def config(section: str) -> dict[str, Any]:
         return lab_profile.config(section, profile, preflight=preflight)
 
     vgg, slim, sincnet, sq, kd = (config(s) for s in ("vgg", "slimming", "sincnet", "sincnet_quant", "kd"))
@@ -90,7 +99,7 @@ def runs(profile, preflight=False):
 
 # ---------------------------------------------------------------------------------------------- the data
 
-def missing_data(profile):
+def missing_data(profile: str) -> dict[str, str]:
     """{assignment: what is missing} for the assignments whose data set is not on this machine ({} if none).
 
     Loads each data set the way the notebooks do, without downloading.
@@ -98,7 +107,7 @@ def missing_data(profile):
     if profile != "full":
         return {}                                   # the quick profile's data sets are in the repository
     from lib.data import images, speech
-    missing = {}
+    missing: dict[str, str] = {}
     try:
         for train in (True, False):
             images.cifar10(train, download=False)
@@ -122,14 +131,14 @@ class Result:
     notebook: str
     assignment: str
     seconds: float = 0.0                               # wall time of the preflight run
-    error: str = None                                  # the cell that failed, and how
-    runs: dict = field(default_factory=dict)           # artifact -> its Timing (None: not trained)
-    checks: list = field(default_factory=list)         # (check, None or its verdict)
+    error: str | None = None                           # the cell that failed, and how
+    runs: dict[str, Timing | None] = field(default_factory=dict)       # artifact -> its Timing (None: not trained)
+    checks: list[tuple[str, str | None]] = field(default_factory=list)  # (check, None or its verdict)
     check_seconds: float = 0.0                         # how long the grader's checks took on this machine
-    skipped: str = None                                # why it did not run (missing data)
+    skipped: str | None = None                         # why it did not run (missing data)
 
 
-def allow_verdicts(notebook):
+def allow_verdicts(notebook: str | Path) -> None:
     """Tag the notebook's grade cells "raises-exception": a test that fails on a threshold does not stop it.
 
     The failures stay in the cells' outputs; grade_cell_errors() tells verdicts from broken code.
@@ -143,7 +152,7 @@ def allow_verdicts(notebook):
     nbformat.write(nb, notebook)
 
 
-def cell_errors(notebook):
+def cell_errors(notebook: str | Path) -> list[tuple[str, str, str]]:
     """[(grade_id or cell index, ename, evalue)] of every cell of an executed notebook that raised."""
     nb = nbformat.read(notebook, as_version=4)
     return [(nbgrader_id(cell) or f"cell {i}", out.ename, out.evalue)
@@ -159,7 +168,7 @@ class Timing:
     epoch_seconds: float        # batch_seconds x batches + the validation, scaled the same way
 
 
-def timing(history):
+def timing(history: History) -> Timing:
     """The Timing of a preflight run, from its History's (single) record (lib.train.fit writes its fields)."""
     record = history.records[0]
     batch_seconds = statistics.median(record["batch_times"])
@@ -168,14 +177,14 @@ def timing(history):
                   batch_seconds * record["batches_per_epoch"] + validation)
 
 
-def trained_runs(artifacts, copied_from=None):
+def trained_runs(artifacts: str | Path, copied_from: str | Path | None = None) -> dict[str, Timing]:
     """{artifact: Timing} of every run fit() saved under `artifacts` in this preflight.
 
     copied_from: the artifacts folder of the assignment this one reads (RUN_AFTER): a history copied from
     there (kd's teacher.json) was trained by that assignment, not by this one.
     """
     from lib.train import History
-    found = {}
+    found: dict[str, Timing] = {}
     copies = {p.read_bytes() for p in Path(copied_from).rglob("*.json")} if copied_from else set()
     for path in sorted(Path(artifacts).rglob("*.json")):
         if path.read_bytes() in copies:
@@ -189,7 +198,7 @@ def trained_runs(artifacts, copied_from=None):
     return found
 
 
-def run_checks(assignment, artifacts):
+def run_checks(assignment: str, artifacts: Path) -> list[tuple[str, str | None]]:
     """[(check name, None or its verdict)]: the grader's artifact checks of `assignment` on `artifacts`.
 
     A check that raises anything but an AssertionError (a verdict) propagates: the grading itself is broken.
@@ -198,7 +207,7 @@ def run_checks(assignment, artifacts):
     """
     from lib.checkpoint import load_checkpoint
     from .referee import verdicts
-    results = []
+    results: list[tuple[str, str | None]] = []
     for path in sorted(Path(artifacts).rglob("*.pt")):
         load_checkpoint(path)
     for verdict in verdicts(assignment).values():
@@ -211,11 +220,11 @@ def run_checks(assignment, artifacts):
     return results
 
 
-def preflight_assignment(assignment, work, profile, batches, timeout):
+def preflight_assignment(assignment: str, work: str | Path, profile: str, batches: int, timeout: int) -> list[Result]:
     """Run `assignment`'s notebooks in `work`/<assignment>; [Result] per notebook, in order."""
     folder = Path(work) / assignment
     shutil.rmtree(folder / "artifacts", ignore_errors=True)     # an earlier preflight's runs would be counted
-    results = []
+    results: list[Result] = []
     for notebook in fill_solutions(assignment, folder):
         allow_verdicts(notebook)
         result = Result(notebook.stem, assignment)
@@ -253,14 +262,14 @@ def preflight_assignment(assignment, work, profile, batches, timeout):
     return results
 
 
-def _first_line(error):
+def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[-1] if text else ''}"[:500]
 
 
 # ---------------------------------------------------------------------------------------------- the report
 
-def device_name():
+def device_name() -> str:
     """The device the notebooks train on here, in words (lib.profile.device)."""
     import torch
     device = lab_profile.device()
@@ -275,15 +284,16 @@ def device_name():
     return f"{device.type}: {cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def run_timings(profile, results):
+def run_timings(profile: str, results: Sequence[Result]) -> list[tuple[Run, Timing | None]]:
     """[(Run, Timing or None)] of every training run of the profile, from the preflight's measured runs."""
     measured = {artifact: found for result in results for artifact, found in result.runs.items() if found}
-    return [(run, measured.get(run.artifact) or measured.get(run.timed_like)) for run in runs(profile)]
+    return [(run, measured.get(run.artifact) or (measured.get(run.timed_like) if run.timed_like else None))
+            for run in runs(profile)]
 
 
-def projection(profile, results):
+def projection(profile: str, results: Sequence[Result]) -> dict[str, tuple[int, int, float | None]]:
     """{notebook: (runs, epochs, projected seconds or None)} of the whole profile, from the measured runs."""
-    table = {}
+    table: dict[str, tuple[int, int, float | None]] = {}
     for run, found in run_timings(profile, results):
         count, epochs, total = table.get(run.notebook, (0, 0, 0.0))
         total = None if found is None or total is None else total + run.epochs * found.epoch_seconds
@@ -291,7 +301,7 @@ def projection(profile, results):
     return table
 
 
-def report_runs(profile, results, out=sys.stdout):
+def report_runs(profile: str, results: Sequence[Result], out: TextIO = sys.stdout) -> None:
     """Print one row per training run of the profile: where each notebook's hours go."""
     print(f"\n| training run | notebook | epochs ({profile}) | batches per epoch | seconds per batch | "
           "seconds per epoch | projected |", file=out)
@@ -306,16 +316,16 @@ def report_runs(profile, results, out=sys.stdout):
               file=out)
 
 
-def results_runs(results):
+def results_runs(results: Sequence[Result]) -> set[str]:
     """The artifacts of the runs the preflight trained and timed."""
     return {artifact for result in results for artifact, found in result.runs.items() if found}
 
 
-def _hours(seconds):
+def _hours(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 3600:.2f} h"
 
 
-def report(profile, batches, results, out=sys.stdout):
+def report(profile: str, batches: int, results: Sequence[Result], out: TextIO = sys.stdout) -> float | None:
     """Print the table: one row per notebook, then the whole profile; returns the projected seconds (or None).
 
     A notebook that did not run (no data, or it failed) has no projection ("-"), and then neither has the whole.
@@ -324,8 +334,9 @@ def report(profile, batches, results, out=sys.stdout):
     print(f"\n| notebook | training runs | epochs ({profile}) | seconds per epoch | projected | preflight | checks |",
           file=out)
     print("|---|---|---|---|---|---|---|", file=out)
-    total_runs = total_epochs = total_wall = 0
-    total = 0.0
+    total_runs = total_epochs = 0
+    total_wall = 0.0
+    total: float | None = 0.0
     for result in results:
         count, epochs, seconds = table.get(result.notebook, (0, 0, 0.0))
         if result.skipped or result.error:
@@ -344,7 +355,7 @@ def report(profile, batches, results, out=sys.stdout):
     return total
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograde.preflight", description=__doc__.split("\n\n")[0])
     parser.add_argument("--profile", choices=lab_profile.PROFILES, default="full")
     parser.add_argument("--batches", type=int, default=3, help="batches per epoch of each run (default 3)")
@@ -370,7 +381,7 @@ def main(argv=None):
     if missing:
         print(f"download the data sets once (on a machine with internet) with:\n  {DOWNLOAD}")
 
-    results = []
+    results: list[Result] = []
     for assignment, notebooks in ASSIGNMENTS.items():
         if assignment in missing:
             results += [Result(name, assignment, skipped=missing[assignment]) for name in notebooks]

@@ -20,6 +20,8 @@ When the notebook's own (visible) test passed but the referee finds the very con
 broken (VisibleCheckFailed), the student's process lied: the cell is reported as "verdicts disagree:
 possible tampering" to the TA (Referee.report, read by the cohort runner).
 """
+from __future__ import annotations
+
 import io
 import json
 import os
@@ -30,7 +32,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -39,6 +41,11 @@ from traitlets import Bool, Integer, Unicode
 from .course import nbgrader_id
 from .sandbox import Bounds, ResourceLimitError, SandboxedKernelManager
 from .trusted import AUTOGRADE_PREPROCESSORS  # noqa: F401  (the pipeline these classes make up)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from jupyter_client.manager import KernelManager
 
 RECORD_LIMIT = 64 * 2**20        # bytes: a probe's record is a few MB at most
 TEXT_LIMIT = 20_000              # characters of text kept per output
@@ -58,13 +65,13 @@ class Verdict:
     judge     judge(record, seed, artifacts) -> None, raises AssertionError (trusted, outside the sandbox)
     checks    artifact checks, each check(artifacts) -> None, raises AssertionError
     """
-    function: Optional[str] = None
-    probe: Optional[str] = None
-    judge: Optional[Callable] = None
-    checks: tuple = ()
+    function: str | None = None
+    probe: str | None = None
+    judge: Callable[[dict[str, Any], int, Path], None] | None = None
+    checks: tuple[Callable[[Path], None], ...] = ()
     probe_reads_artifacts: bool = False
 
-    def decide(self, record, seed, artifacts):
+    def decide(self, record: object, seed: int, artifacts: Path) -> AssertionError | None:
         """None when the cell passes; else AssertionError (its subclass VisibleCheckFailed included)."""
         try:
             if self.judge is not None:
@@ -80,12 +87,12 @@ class Verdict:
         return None
 
 
-def verdicts(assignment):
+def verdicts(assignment: str) -> dict[str, Verdict]:
     """{grade_id: Verdict} of every auto-graded cell of `assignment` ({} for an assignment the kit lacks)."""
     return {"slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}.get(assignment, dict)()
 
 
-def _slimming():
+def _slimming() -> dict[str, Verdict]:
     from autograde.checks import slimming
     return {
         "test_update_bn": Verdict("update_bn", "slimming.probe_update_bn",
@@ -103,7 +110,7 @@ def _slimming():
     }
 
 
-def _sincnet_quant():
+def _sincnet_quant() -> dict[str, Verdict]:
     from autograde.checks import sincnet_quant
     return {
         "test_float": Verdict(checks=(sincnet_quant.check_float_model,)),
@@ -116,7 +123,7 @@ def _sincnet_quant():
     }
 
 
-def _kd():
+def _kd() -> dict[str, Verdict]:
     from autograde.checks import kd, kd_runs
     return {
         "test_kd_loss": Verdict("kd_loss", "kd.probe_kd_loss", lambda record, seed, _: kd.judge_kd_loss(record, seed)),
@@ -127,8 +134,9 @@ def _kd():
 
 # ---------------------------------------------------------------------------------- execution, sandboxed
 
-def probe_code(verdict, seed, record_path):
+def probe_code(verdict: Verdict, seed: int, record_path: Path) -> str:
     """The code run in the student's kernel after the cell: probe the student's function, save the record."""
+    assert verdict.probe is not None, "probe_code needs a verdict with a probe"
     module, function = verdict.probe.split(".")
     extra = ', artifacts="artifacts"' if verdict.probe_reads_artifacts else ""
     return (f"import torch as _grader_torch\n"
@@ -141,7 +149,7 @@ def probe_code(verdict, seed, record_path):
             f"del _grader_record, _grader_probes")
 
 
-def read_record(path):
+def read_record(path: str | Path) -> object:
     """A probe's record, loaded as plain data (weights_only: no code runs), or {'error': why not}.
 
     The record lies in the sandbox's writable folder, where student code may have put something else at its
@@ -177,7 +185,8 @@ class SandboxedExecute(Execute):
                                              "together (0: any)").tag(config=True)
     max_disk = Integer(Bounds.disk, help="bytes the kernel may write to disk (0: any)").tag(config=True)
 
-    def preprocess(self, nb, resources=None, km=None):
+    def preprocess(self, nb: NotebookNode, resources: Any = None,   # nbconvert's signature; nbgrader gives both
+                   km: KernelManager | None = None) -> tuple[NotebookNode, dict[str, Any]]:
         graded = Path(resources["metadata"]["path"])
         # A short path: the kernel's sockets live in it, and a Unix socket path has at most 107 bytes.
         self._box = Path(tempfile.mkdtemp(prefix="clbox-"))
@@ -205,14 +214,16 @@ class SandboxedExecute(Execute):
         finally:
             shutil.rmtree(self._box, ignore_errors=True)
 
-    def preprocess_cell(self, cell, resources, index):
+    def preprocess_cell(self, cell: NotebookNode, resources: dict[str, Any],
+                        index: int) -> tuple[NotebookNode, dict[str, Any]]:
         cell, resources = super().preprocess_cell(cell, resources, index)
-        verdict = self._verdicts.result().get(nbgrader_id(cell))
+        grade_id = nbgrader_id(cell)
+        verdict = self._verdicts.result().get(grade_id) if grade_id is not None else None
         if verdict is not None and verdict.probe is not None:
-            resources["referee"]["records"][nbgrader_id(cell)] = self._probe(verdict, resources)
+            resources["referee"]["records"][grade_id] = self._probe(verdict, resources)
         return cell, resources
 
-    def _probe(self, verdict, resources):
+    def _probe(self, verdict: Verdict, resources: dict[str, Any]) -> object:
         record_path = self._box / f"probe-{secrets.token_hex(8)}.pt"
         probe = NotebookNode(cell_type="code", source=probe_code(verdict, resources["referee"]["seed"],
                                                                     record_path),
@@ -228,13 +239,17 @@ class SandboxedExecute(Execute):
 
 # -------------------------------------------------------------------------------------------- the referee
 
-def _text(value, limit=TEXT_LIMIT):
+def _text(value: object, limit: int = TEXT_LIMIT) -> str:
     value = "".join(value) if isinstance(value, list) else str(value)
     return value if len(value) <= limit else value[:limit] + f"\n... [{len(value) - limit} characters cut]"
 
 
-def sanitize_output(output):
-    """One output with nothing a browser would run and bounded size; None to drop it."""
+def sanitize_output(output: Any) -> NotebookNode | None:
+    """One output with nothing a browser would run and bounded size; None to drop it.
+
+    `output`: one of a cell's outputs as the student's notebook holds it (a NotebookNode whose values can be
+    anything).
+    """
     kind = output.get("output_type")
     if kind == "stream":
         name = output.get("name") if output.get("name") in ("stdout", "stderr") else "stdout"
@@ -246,7 +261,7 @@ def sanitize_output(output):
                             traceback=[_text(line, 2000) for line in traceback[:50]])
     if kind in ("display_data", "execute_result"):
         data = output.get("data") if isinstance(output.get("data"), dict) else {}
-        kept = {}
+        kept: dict[str, str] = {}
         for mime in SAFE_MIME:
             value = data.get(mime)
             if isinstance(value, list):
@@ -278,7 +293,7 @@ MARKDOWN_ATTRIBUTES = {"a": ["href", "title"], "img": ["src", "alt", "title"], "
 MARKDOWN_PROTOCOLS = ["http", "https", "mailto"]
 
 
-def sanitize_markdown(source):
+def sanitize_markdown(source: str) -> str:
     """A markdown cell's source as HTML with nothing a browser would run: rendered the way nbconvert renders it
     (math left for MathJax), then cleaned with an allow-list (bleach): no script, iframe, event handler or
     javascript: link, whether written as HTML or as markdown."""
@@ -294,7 +309,7 @@ class SanitizeMarkdown(NbGraderPreprocessor):
     where TAs read written answers on their Jupyter server's origin, render the autograded notebook, and
     neither cleans markdown (formgrader's template ignores nbconvert's sanitize_html)."""
 
-    def preprocess(self, nb, resources):
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
         for cell in nb.cells:
             if cell.cell_type == "markdown":
                 cell.source = sanitize_markdown(cell.source)
@@ -302,11 +317,11 @@ class SanitizeMarkdown(NbGraderPreprocessor):
         return nb, resources
 
 
-def _own_verdict(outputs):
+def _own_verdict(outputs: Iterable[NotebookNode]) -> tuple[bool, str]:
     """(passed, text): what the notebook's own test in this cell gave: failed when it raised. (Not when it wrote
     to stderr: a student's process writes there at will, and a line there switched the tampering flag off.)"""
     failed = any(o.output_type == "error" for o in outputs)
-    lines = []
+    lines: list[str] = []
     for o in outputs:
         if o.output_type == "stream":
             lines.append(o.text)
@@ -321,14 +336,14 @@ class Referee(NbGraderPreprocessor):
     report = Unicode("", help="JSON file to record, per notebook, the cells whose verdicts disagree "
                               "and the grade cells without a referee verdict").tag(config=True)
 
-    def preprocess(self, nb, resources):
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict[str, Any]]:
         from autograde.checks.common import VisibleCheckFailed
         assignment, notebook = resources["nbgrader"]["assignment"], resources["nbgrader"]["notebook"]
         table = verdicts(assignment)
         referee = resources.get("referee", {})
         records, seed = referee.get("records", {}), referee.get("seed")
         artifacts = Path(resources["metadata"]["path"]) / "artifacts"     # nbgrader's copy: never in the sandbox
-        found = {"disagree": [], "unrefereed": []}
+        found: dict[str, list[str | None]] = {"disagree": [], "unrefereed": []}
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -336,7 +351,7 @@ class Referee(NbGraderPreprocessor):
             grade_id = nbgrader_id(cell)
             if not cell.metadata.get("nbgrader", {}).get("grade"):
                 continue
-            verdict = table.get(grade_id)
+            verdict = table.get(grade_id) if grade_id is not None else None
             if verdict is None:
                 found["unrefereed"].append(grade_id)      # nbgrader scores the notebook's own outputs
                 continue

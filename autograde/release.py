@@ -6,13 +6,19 @@ submit`), and the students' nbgrader_config.py (the course id, and the exchange 
 `python -m autograde.release --exchange /path`). `python -m lib.submit <assignment>` zips work for an LMS. Before zipping, it checks that no reference code got in:
 no solution regions, no hidden tests, nothing of autograde/, no artifacts.
 """
+from __future__ import annotations
+
 import argparse
 import re
 import shutil
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .course import REPO
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 BUNDLE = "compresslab-student"
 INCLUDE = ["labs", "lib", "data"]
@@ -128,15 +134,15 @@ include = ["lib*"]
 """
 
 
-def dependencies():
+def dependencies() -> list[str]:
     """The kit's runtime dependencies (pyproject.toml's [project] list): what students install. The grader's
     and the tests' are extras there (grading, test), which the bundle leaves out."""
     return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
 
 
-def check(bundle):
+def check(bundle: Path) -> None:
     """Raise SystemExit naming every file that carries reference material."""
-    leaks = []
+    leaks: list[str] = []
     for path in sorted(bundle.rglob("*")):
         if path.is_dir():
             if path.name in ("autograde", "solutions", "artifacts"):
@@ -150,7 +156,7 @@ def check(bundle):
         raise SystemExit("The student bundle would leak reference material:\n  " + "\n  ".join(leaks))
 
 
-def student_nbgrader_config(exchange=None):
+def student_nbgrader_config(exchange: str | Path | None = None) -> str:
     """The students' nbgrader_config.py: the kit's course id and exchange layout, and the exchange folder when
     given (otherwise the JupyterHub's own nbgrader configuration names it: this file must not override it)."""
     from traitlets.config.loader import PyFileConfigLoader
@@ -162,7 +168,7 @@ def student_nbgrader_config(exchange=None):
                                           validate_all=kit.Validator.validate_all, validator_width=kit.Validator.width)
 
 
-def build(dist=REPO / "dist", exchange=None):
+def build(dist: str | Path = REPO / "dist", exchange: str | Path | None = None) -> Path:
     """Write the bundle under `dist` (and its zip); `exchange`: the JupyterHub's exchange folder, if known."""
     bundle = Path(dist) / BUNDLE
     shutil.rmtree(bundle, ignore_errors=True)
@@ -179,7 +185,7 @@ def build(dist=REPO / "dist", exchange=None):
     return bundle
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Build the student bundle dist/compresslab-student/ (+ .zip).")
     parser.add_argument("dist", nargs="?", default=str(REPO / "dist"), help="where to write it (default: dist/)")
     parser.add_argument("--exchange", help="the exchange folder of the course's JupyterHub, written into the "

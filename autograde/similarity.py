@@ -14,6 +14,8 @@ Networks are also compared by their outputs, not only their parameters: reorderi
 (consistently through its layers) gives other weights for the same function, which a parameter-by-parameter
 distance cannot see.
 """
+from __future__ import annotations
+
 import functools
 import hashlib
 import math
@@ -22,13 +24,19 @@ import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from lib.checkpoint import CheckpointError, build_model, load_checkpoint
 from lib.models import VGG
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import TypeAlias
+
+    Layout: TypeAlias = tuple[tuple[str, tuple[int, ...]], ...]     # (name, shape) of each tensor
 
 # relative difference ||a - b|| / max(||a||, ||b||) (checkpoint_distance) is at most this. Measured on the
 # quick-profile kd student (20 epochs): a copy with Gaussian noise of eps times each tensor's std: eps
@@ -52,18 +60,18 @@ MAX_CHECKPOINT_BYTES = 200 * 10**6
 SKETCH_SIZE = 32                  # elements per tensor kept for the near-duplicate search
 
 
-def output_distance(a, b):
+def output_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """How differently two networks behave: ||a - b|| / max(||a||, ||b||) of their logits on the same images
     (a, b: (N, classes)). 0.0 for the same function (a copy, with its channels reordered or not)."""
     return _relative(a.double(), b.double())
 
 
-def _float_tensors(state):
+def _float_tensors(state: Mapping[str, object]) -> dict[str, torch.Tensor]:
     """{name: float tensor} of a state dict (integer buffers such as num_batches_tracked say nothing)."""
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()}
 
 
-def checkpoint_distance(a, b):
+def checkpoint_distance(a: Mapping[str, object], b: Mapping[str, object]) -> float:
     """How different two state dicts are: the relative difference ||a_k - b_k|| / max(||a_k||, ||b_k||) of their
     floating-point tensors, its median weighted by the tensors' sizes (at least half of the numbers sit in
     tensors at most this different). 0.0 for equal tensors, ~1 for independent runs; inf when the two do not
@@ -78,7 +86,7 @@ def checkpoint_distance(a, b):
     return _weighted_median(relative, torch.tensor([a[k].numel() for k in keys], dtype=torch.float64))[0].item()
 
 
-def _relative(x, y, chunk=1 << 20):
+def _relative(x: torch.Tensor, y: torch.Tensor, chunk: int = 1 << 20) -> float:
     """||x - y|| / max(||x||, ||y||) in float64, a chunk at a time: no float64 copy of a whole tensor (a hostile
     class's checkpoints can be hundreds of MB each)."""
     x, y = x.reshape(-1), y.reshape(-1)
@@ -90,7 +98,7 @@ def _relative(x, y, chunk=1 << 20):
     return 0.0 if scale == 0 else math.sqrt(dd) / scale
 
 
-def _weighted_median(values, weights):
+def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Per row of `values` (n, k): the smallest value v such that the entries <= v hold half of `weights` (k,)."""
     ordered, order = values.sort(dim=1)
     cumulative = weights[order].cumsum(dim=1)
@@ -107,9 +115,9 @@ class Fingerprint:
     path: Path          # the file
     name: str           # its path relative to the submission folder (the same for every student)
     digest: str         # SHA-256 of every tensor's name, dtype, shape and contents (not of the file's bytes)
-    layout: tuple       # (name, shape) of the floating-point tensors: only equal layouts are compared
+    layout: Layout      # (name, shape) of the floating-point tensors: only equal layouts are compared
     sketch: torch.Tensor   # (tensors, SKETCH_SIZE): SKETCH_SIZE evenly spaced elements of each float tensor
-    outputs: Optional[torch.Tensor] = None   # (_function_probe() images, classes): a VGG checkpoint's logits
+    outputs: torch.Tensor | None = None   # (_function_probe() images, classes): a VGG checkpoint's logits
 
 
 @dataclass(frozen=True)
@@ -123,7 +131,7 @@ class Match:
     distance: float
 
 
-def _checkpoint_files(folder):
+def _checkpoint_files(folder: str | Path) -> Iterator[Path]:
     """Every regular *.pt file under an artifacts/ folder of `folder`; symbolic links are not followed."""
     folder = Path(folder)
     for root, dirs, files in os.walk(folder):   # followlinks=False: linked folders are not entered
@@ -136,7 +144,7 @@ def _checkpoint_files(folder):
                     yield path
 
 
-def _digest(state):
+def _digest(state: Mapping[str, object]) -> str:
     digest = hashlib.sha256()
     for key in sorted(state, key=str):
         value = state[key]
@@ -144,13 +152,14 @@ def _digest(state):
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().contiguous()
             digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(value.reshape(-1).view(torch.uint8).numpy())      # the buffer itself, not a copy
+            # the buffer itself, not a copy (numpy's types give ndarray its buffer protocol from Python 3.12 on)
+            digest.update(value.reshape(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
         else:
             digest.update(repr(value).encode())
     return digest.hexdigest()
 
 
-def _sketch(tensors):
+def _sketch(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
     rows = []
     for value in tensors.values():
         flat = value.detach().reshape(-1)
@@ -161,14 +170,14 @@ def _sketch(tensors):
 
 
 @functools.lru_cache(maxsize=1)
-def _function_probe():
+def _function_probe() -> torch.Tensor:
     """The images every VGG checkpoint is run on to compare what it computes: 64 fixed random 32x32 images (no
     data set needed; two separately trained networks disagree on them as much as on real images)."""
     return torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
 @torch.no_grad()
-def _vgg_outputs(ckpt, path):
+def _vgg_outputs(ckpt: Mapping[str, Any], path: str | Path) -> torch.Tensor | None:
     """The logits on _function_probe() of the VGG checkpoint `ckpt` (read from `path`), or None when it is no VGG
     checkpoint."""
     bias = ckpt["state_dict"].get("classifier.bias")
@@ -181,7 +190,7 @@ def _vgg_outputs(ckpt, path):
         return None
 
 
-def reordered_channels(model, seed=0):
+def reordered_channels(model: VGG, seed: int = 0) -> VGG:
     """A copy of the VGG `model` with the channels of every conv layer in another order (the next layer's inputs
     reordered to match): other weights, parameter by parameter as far apart as two unrelated networks, and the
     same function. The copy find_similar_checkpoints' function comparison is there to see through."""
@@ -200,7 +209,7 @@ def reordered_channels(model, seed=0):
     return copy
 
 
-def fingerprint(student, folder, path):
+def fingerprint(student: str, folder: str | Path, path: str | Path) -> Fingerprint | None:
     """The Fingerprint of one checkpoint file, or None when it is not a readable lib.checkpoint file."""
     try:
         with warnings.catch_warnings():
@@ -217,7 +226,7 @@ def fingerprint(student, folder, path):
         return None
 
 
-def _sketch_distances(sketches, sizes, rows=64):
+def _sketch_distances(sketches: torch.Tensor, sizes: torch.Tensor, rows: int = 64) -> torch.Tensor:
     """(n, n) estimates of checkpoint_distance from the sketches (n, tensors, SKETCH_SIZE); sizes: (tensors,)."""
     n = len(sketches)
     by_tensor = sketches.transpose(0, 1)                            # (tensors, n, SKETCH_SIZE)
@@ -233,7 +242,7 @@ def _sketch_distances(sketches, sizes, rows=64):
     return result
 
 
-def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
+def find_similar_checkpoints(folders: Mapping[str, str | Path], tolerance: float = NEAR_TOLERANCE) -> list[Match]:
     """Every pair of checkpoints of two different students that are identical or nearly identical: [Match].
 
     Exact: the same tensor contents under any name (a copy, or a copy loaded and saved again). Near: the same
@@ -244,15 +253,15 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
     """
     prints = [fp for student, folder in folders.items() for path in _checkpoint_files(folder)
               if (fp := fingerprint(student, folder, path)) is not None]
-    matches = {}
+    matches: dict[tuple[str, Path, str, Path], Match] = {}     # (student, path, other, other_path)
 
-    def add(a, b, distance):
+    def add(a: Fingerprint, b: Fingerprint, distance: float) -> None:
         for x, y in ((a, b), (b, a)):
             key = (x.student, x.path, y.student, y.path)
             if key not in matches or distance < matches[key].distance:
                 matches[key] = Match(x.student, x.path, y.student, y.path, distance)
 
-    by_digest = {}
+    by_digest: dict[str, list[Fingerprint]] = {}
     for fp in prints:
         by_digest.setdefault(fp.digest, []).append(fp)
     for group in by_digest.values():
@@ -262,12 +271,12 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
                     add(a, b, 0.0)
 
     @functools.lru_cache(maxsize=2)     # a pair at a time: a hostile class cannot fill the client's memory
-    def state(path):
+    def state(path: Path) -> Mapping[str, object]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return load_checkpoint(path)["state_dict"]
 
-    by_layout = {}
+    by_layout: dict[tuple[str, Layout], list[Fingerprint]] = {}
     for fp in prints:
         by_layout.setdefault((fp.name, fp.layout), []).append(fp)
     for group in by_layout.values():
@@ -288,14 +297,15 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
             if distance <= tolerance:
                 add(a, b, distance)
 
-    by_function = {}
+    by_function: dict[tuple[str, tuple[int, ...]], list[Fingerprint]] = {}
     for fp in prints:
         if fp.outputs is not None:
             by_function.setdefault((fp.name, tuple(fp.outputs.shape)), []).append(fp)
     for group in by_function.values():
         if len({fp.student for fp in group}) < 2:
             continue
-        outputs = torch.stack([fp.outputs.reshape(-1) for fp in group])            # (n, images x classes)
+        outputs = torch.stack([fp.outputs.reshape(-1) for fp in group              # (n, images x classes)
+                               if fp.outputs is not None])      # all of them (by_function holds no other)
         norms = outputs.norm(dim=1)
         distances = torch.cdist(outputs, outputs) / torch.maximum(norms[:, None], norms[None, :]).clamp_min(1e-300)
         for i, j in (distances <= FUNCTION_TOLERANCE).nonzero().tolist():
@@ -304,7 +314,7 @@ def find_similar_checkpoints(folders, tolerance=NEAR_TOLERANCE):
     return sorted(matches.values(), key=lambda m: (m.student, str(m.path), m.other, str(m.other_path)))
 
 
-def similar_submissions(folders, tolerance=NEAR_TOLERANCE):
+def similar_submissions(folders: Mapping[str, str | Path], tolerance: float = NEAR_TOLERANCE) -> dict[str, list[str]]:
     """{student: sorted list of the other students with an identical or nearly identical checkpoint}.
 
     `folders` maps each student to their submission folder; every *.pt under an artifacts/ folder in it is
@@ -321,7 +331,7 @@ def similar_submissions(folders, tolerance=NEAR_TOLERANCE):
     each student's seeds are drawn from their id (lib.train.student_seed); two students who run with the same
     LAB_SEED on the same kind of machine and thread count get bitwise-identical checkpoints, and are listed.
     """
-    result = {student: set() for student in folders}
+    result: dict[str, set[str]] = {student: set() for student in folders}
     for match in find_similar_checkpoints(folders, tolerance):
         result[match.student].add(match.other)
     return {student: sorted(others) for student, others in result.items()}

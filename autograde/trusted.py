@@ -5,6 +5,12 @@ autograde/referee.py; this module imports nothing, so that reading the course's 
 `python -m autograde.trusted` (run by `make setup`) also makes it the default of the kit's Python environment,
 so that a course configuration that fails to load does not fall back to nbgrader's untrusted pipeline.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 AUTOGRADE_PREPROCESSORS = [
     "nbgrader.preprocessors.ClearHiddenTests",     # the kernel never sees a hidden test
@@ -19,7 +25,7 @@ AUTOGRADE_PREPROCESSORS = [
 ]
 
 
-def environment_config():
+def environment_config() -> str:
     """The text of the nbgrader_config.py that install() puts in the Python environment's own Jupyter config
     folder (<sys.prefix>/etc/jupyter): the trusted pipeline only, written out, importing nothing."""
     lines = ["# Written by compresslab (python -m autograde.trusted; `make setup` runs it). nbgrader skips a course's",
@@ -30,7 +36,7 @@ def environment_config():
     return "\n".join(lines) + "\n"
 
 
-def install():
+def install() -> Path:
     """Write environment_config() to <sys.prefix>/etc/jupyter/nbgrader_config.py; returns its path."""
     import sys
     from pathlib import Path
