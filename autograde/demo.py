@@ -305,7 +305,7 @@ def print_table(table: Scores) -> None:
                                           for s, m in (c or (None, None) for c in cells)))
 
 
-def print_similar(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> None:
+def print_similar(results: Mapping[str, Mapping[str, cohort.Result]]) -> None:
     """Each assignment's students whose checkpoints are identical or nearly identical (the TA decides)."""
     print("\nSimilar checkpoints (autograde.similarity.similar_submissions; the TA decides what they mean):")
     for assignment, by_student in results.items():
