@@ -17,6 +17,7 @@ prove that it runs: LAB_PREFLIGHT=<batches> makes each run one epoch of that man
 import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,7 +33,7 @@ _VGG_FULL = dict(
     milestones=(0.5, 0.75),    # lr x0.1 at 50% and 75% of the epochs
 )
 
-FULL = {
+FULL: dict[str, Any] = {
     "vgg": _VGG_FULL,
     "sparsity_threshold": 1e-2,          # |gamma| below this counts as a pruned-away channel
     # Network slimming lab (solutions/slimming). Accuracies (test %) are PROVISIONAL: the reference code's
@@ -82,7 +83,7 @@ FULL = {
     ),
 }
 
-QUICK = {
+QUICK: dict[str, Any] = {
     # 1/4 of VGG-19's channels on the embedded 32x32 digits; the schedule keeps the reference's shape.
     "vgg": dict(_VGG_FULL,
                 width=0.25,
@@ -141,14 +142,14 @@ QUICK = {
     ),
 }
 
-TABLES = {"quick": QUICK, "full": FULL}
+TABLES: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
 
 # The preflight's override of either table (set LAB_PREFLIGHT=<batches>; autograde.preflight does): every run
 # trains one epoch, and fit() / evaluate() stop after <batches> batches. The accuracy thresholds drop to 0 and
 # the KD margin opens up: a few batches cannot reach them, and the preflight checks that the grading runs on
 # the artifacts (names, checkpoints, histories), not how good they are.
 PREFLIGHT_VARIABLE = "LAB_PREFLIGHT"
-PREFLIGHT = dict(
+PREFLIGHT: dict[str, Any] = dict(
     epochs=1,
     epoch_keys=("epochs", "finetune_epochs"),
     threshold_keys=("baseline_accuracy", "sparse_accuracy", "sparse_sparsity", "finetuned_accuracy", "thresholds",
@@ -157,7 +158,7 @@ PREFLIGHT = dict(
 )
 
 
-def name():
+def name() -> str:
     """The active profile, "quick" or "full", from the environment variable LAB_PROFILE (default quick)."""
     value = os.environ.get("LAB_PROFILE", "").strip().lower() or "quick"
     if value not in PROFILES:
@@ -165,8 +166,9 @@ def name():
     return value
 
 
-def config(section, profile=None, preflight=None):
-    """A copy of one section of the profile's table, e.g. config("vgg")["epochs"].
+def config(section: str, profile: str | None = None, preflight: bool | None = None) -> Any:
+    """A copy of one section of the profile's table, e.g. config("vgg")["epochs"]: most sections are dicts,
+    "sparsity_threshold" is a float.
 
     preflight: apply the PREFLIGHT override; None means when LAB_PREFLIGHT is set (preflight_batches()).
     """
@@ -179,7 +181,7 @@ def config(section, profile=None, preflight=None):
     return value
 
 
-def _preflight(value, key=None, threshold=False):
+def _preflight(value: Any, key: str | None = None, threshold: bool = False) -> Any:
     """`value` (a table entry under `key`) with the PREFLIGHT override: epochs 1, thresholds 0, wide margin."""
     threshold = threshold or key in PREFLIGHT["threshold_keys"]
     if isinstance(value, dict):
@@ -195,7 +197,7 @@ def _preflight(value, key=None, threshold=False):
     return value
 
 
-def preflight_batches():
+def preflight_batches() -> int | None:
     """The batches per epoch of a preflight run (LAB_PREFLIGHT, a positive integer), or None outside one."""
     value = os.environ.get(PREFLIGHT_VARIABLE, "").strip()
     if not value:
@@ -205,7 +207,7 @@ def preflight_batches():
     return int(value)
 
 
-def device():
+def device() -> torch.device:
     """The fastest device here: a CUDA GPU, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda")
