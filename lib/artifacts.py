@@ -181,7 +181,8 @@ def _kd(table: dict[str, Any]) -> dict[str, Producer]:
     }
 
 
-_TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Producer]]] = {"slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}
+_TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Producer]]] = {
+    "slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}
 
 
 def producers(assignment: str, profile_name: str | None = None) -> dict[str, Producer]:

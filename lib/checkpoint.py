@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast
 
 import torch
 
@@ -18,7 +18,9 @@ from .artifacts import explain
 if TYPE_CHECKING:
     from .models import VGG, SincNet
 
-ModelT = TypeVar("ModelT", bound="VGG | SincNet")   # a network that its cfg rebuilds
+    CfgModel: TypeAlias = VGG | SincNet     # a network that its cfg list describes: model.cfg rebuilds it
+
+ModelT = TypeVar("ModelT", bound="CfgModel")
 
 
 class Checkpoint(TypedDict):
@@ -32,7 +34,7 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
-def save_checkpoint(path: str | Path, model: VGG | SincNet, meta: dict[str, Any] | None = None) -> None:
+def save_checkpoint(path: str | Path, model: CfgModel, meta: dict[str, Any] | None = None) -> None:
     """Write `model` (which has a .cfg) to `path` with a dict of plain values `meta` (epoch, accuracy...)."""
     path = Path(path)
     if not may_write(path):
@@ -100,7 +102,7 @@ def _check_uncompressed(path: Path) -> None:
                                       "save it with lib.checkpoint.save_checkpoint")
 
 
-def load_into(model: VGG | SincNet, path: str | Path) -> dict[str, Any]:
+def load_into(model: CfgModel, path: str | Path) -> dict[str, Any]:
     """Copy the weights stored at `path` into `model`; returns the checkpoint's meta dict.
 
     The checkpoint's cfg must equal model.cfg: a network pruned to another cfg has other tensor
@@ -109,7 +111,7 @@ def load_into(model: VGG | SincNet, path: str | Path) -> dict[str, Any]:
     return _copy_weights(model, load_checkpoint(path), path)
 
 
-def _copy_weights(model: VGG | SincNet, ckpt: Checkpoint, path: str | Path) -> dict[str, Any]:
+def _copy_weights(model: CfgModel, ckpt: Checkpoint, path: str | Path) -> dict[str, Any]:
     if list(ckpt["cfg"]) != list(model.cfg):
         raise CheckpointError(
             f"{path} was saved from a model with cfg {ckpt['cfg']}, but the model to load it into has cfg "
