@@ -12,30 +12,34 @@ The VGG weight copy (prune_vgg) is a TODO of the vggprune notebook, so it is not
 solution. check_cfg_mask, kept_indices and zero_pruned_channels (its invariant) are the tools it uses.
 """
 import copy
+from collections.abc import Sequence
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn as nn
 
-from .models import SincNet
+from .models import VGG, SincNet
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
-def bn_layers(model):
+def bn_layers(model: nn.Module) -> list[nn.BatchNorm1d | nn.BatchNorm2d]:
     """The model's BatchNorm layers (1d or 2d), in the order they run."""
     return [m for m in model.modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
 
 
-def gammas(model):
+def gammas(model: nn.Module) -> torch.Tensor:
     """All BN scale factors' absolute values, concatenated: a 1-D CPU tensor of length (total channels)."""
     return torch.cat([bn.weight.detach().abs().cpu().flatten() for bn in bn_layers(model)])
 
 
-def sparsity(model, threshold):
+def sparsity(model: nn.Module, threshold: float) -> float:
     """Fraction of BN channels whose |gamma| is below `threshold` (0.0 = dense, 1.0 = all pruned away)."""
     g = gammas(model)
     return (g < threshold).float().mean().item()
 
 
-def check_cfg_mask(model, cfg, cfg_mask):
+def check_cfg_mask(model: VGG | SincNet, cfg: Sequence[int | Literal['M']], cfg_mask: Sequence[torch.Tensor]) -> None:
     """Raise ValueError unless (cfg, cfg_mask) describe a pruning of `model`."""
     layers = bn_layers(model)
     skeleton = ['M' if v == 'M' else 'C' for v in model.cfg]
@@ -53,12 +57,12 @@ def check_cfg_mask(model, cfg, cfg_mask):
             raise ValueError(f"BN layer {i} would keep no channel: the network would be cut in two")
 
 
-def kept_indices(cfg_mask):
+def kept_indices(cfg_mask: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     """For each mask, the indices of the channels it keeps (LongTensor)."""
     return [torch.as_tensor(mask).flatten().nonzero().flatten().cpu() for mask in cfg_mask]
 
 
-def zero_pruned_channels(model, cfg_mask, keep_beta=False):
+def zero_pruned_channels(model: ModuleT, cfg_mask: Sequence[torch.Tensor], keep_beta: bool = False) -> ModuleT:
     """A copy of `model` whose pruned channels output exactly 0 (their BN gamma and beta set to 0).
 
     This is what pruning removes: the pruned model's outputs equal this model's outputs. With keep_beta,
@@ -75,7 +79,7 @@ def zero_pruned_channels(model, cfg_mask, keep_beta=False):
     return model
 
 
-def _copy_bn(new, old, idx):
+def _copy_bn(new: nn.BatchNorm1d, old: nn.BatchNorm1d, idx: torch.Tensor) -> None:
     new.weight.data = old.weight.data[idx].clone()
     new.bias.data = old.bias.data[idx].clone()
     new.running_mean = old.running_mean[idx].clone()
@@ -83,7 +87,7 @@ def _copy_bn(new, old, idx):
     new.num_batches_tracked = old.num_batches_tracked.clone()
 
 
-def prune_sincnet(model, cfg, cfg_mask):
+def prune_sincnet(model: SincNet, cfg: Sequence[int], cfg_mask: Sequence[torch.Tensor]) -> SincNet:
     """A new SincNet(cfg) holding the kept channels' weights of `model`.
 
     Copied: the kept sinc filters' band parameters; per block the depthwise filters of the kept input

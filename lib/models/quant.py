@@ -151,6 +151,8 @@ class QuantSincNet(SincNet):
     train it (QAT).
     """
 
+    classifier: nn.Sequential     # QuantAct, then QuantLinear (make_linear)
+
     def __init__(self, cfg: Sequence[int], quantizer: Quantizer, weight_scale: WeightScale, num_classes: int = 10,
                  sample_rate: int = 16000, sinc_bits: int = 8, front_act_bits: int = 8, weight_bits: int = 2,
                  act_bits: int = 4, classifier_bits: int = 8, clip_stds: dict[int, float] | None = None) -> None:
