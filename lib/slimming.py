@@ -13,12 +13,12 @@ solution. check_cfg_mask, kept_indices and zero_pruned_channels (its invariant) 
 """
 import copy
 from collections.abc import Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import torch
 import torch.nn as nn
 
-from .models import VGG, SincNet
+from .models import VGG, SincConv1d, SincNet
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
@@ -80,11 +80,18 @@ def zero_pruned_channels(model: ModuleT, cfg_mask: Sequence[torch.Tensor], keep_
 
 
 def _copy_bn(new: nn.BatchNorm1d, old: nn.BatchNorm1d, idx: torch.Tensor) -> None:
+    assert old.running_mean is not None and old.running_var is not None and old.num_batches_tracked is not None
     new.weight.data = old.weight.data[idx].clone()
     new.bias.data = old.bias.data[idx].clone()
     new.running_mean = old.running_mean[idx].clone()
     new.running_var = old.running_var[idx].clone()
     new.num_batches_tracked = old.num_batches_tracked.clone()
+
+
+def _block_layers(block: nn.Module) -> tuple[nn.Conv1d, nn.Conv1d, nn.BatchNorm1d]:
+    """The depthwise conv, pointwise conv and BN of a block of SincNet.make_block: block[0], [1] and [2]."""
+    block = cast(nn.Sequential, block)                 # (an nn.Sequential types its items as just nn.Module)
+    return cast(nn.Conv1d, block[0]), cast(nn.Conv1d, block[1]), cast(nn.BatchNorm1d, block[2])
 
 
 def prune_sincnet(model: SincNet, cfg: Sequence[int], cfg_mask: Sequence[torch.Tensor]) -> SincNet:
@@ -95,17 +102,21 @@ def prune_sincnet(model: SincNet, cfg: Sequence[int], cfg_mask: Sequence[torch.T
     """
     check_cfg_mask(model, cfg, cfg_mask)
     kept = kept_indices(cfg_mask)
-    new = SincNet(cfg, num_classes=model.classifier.out_features,
-                  sample_rate=model.front[0].sample_rate).to(next(model.parameters()).device)
-    old_sinc, new_sinc = model.front[0], new.front[0]
+    # The layers SincNet.__init__ makes (an nn.Sequential types its items as just nn.Module):
+    old_sinc, old_head = cast(SincConv1d, model.front[0]), cast(nn.Linear, model.classifier)
+    new = SincNet(cfg, num_classes=old_head.out_features,
+                  sample_rate=old_sinc.sample_rate).to(next(model.parameters()).device)
+    new_sinc, new_head = cast(SincConv1d, new.front[0]), cast(nn.Linear, new.classifier)
     new_sinc.low_hz_.data = old_sinc.low_hz_.data[kept[0]].clone()
     new_sinc.band_hz_.data = old_sinc.band_hz_.data[kept[0]].clone()
-    _copy_bn(new.front[2], model.front[2], kept[0])
+    _copy_bn(cast(nn.BatchNorm1d, new.front[2]), cast(nn.BatchNorm1d, model.front[2]), kept[0])
     for j, (old_block, new_block) in enumerate(zip(model.blocks, new.blocks), start=1):
         in_idx, out_idx = kept[j - 1], kept[j]
-        new_block[0].weight.data = old_block[0].weight.data[in_idx].clone()               # depthwise
-        new_block[1].weight.data = old_block[1].weight.data[out_idx][:, in_idx].clone()   # pointwise
-        _copy_bn(new_block[2], old_block[2], out_idx)
-    new.classifier.weight.data = model.classifier.weight.data[:, kept[-1]].clone()
-    new.classifier.bias.data = model.classifier.bias.data.clone()
+        old_depthwise, old_pointwise, old_bn = _block_layers(old_block)
+        new_depthwise, new_pointwise, new_bn = _block_layers(new_block)
+        new_depthwise.weight.data = old_depthwise.weight.data[in_idx].clone()
+        new_pointwise.weight.data = old_pointwise.weight.data[out_idx][:, in_idx].clone()
+        _copy_bn(new_bn, old_bn, out_idx)
+    new_head.weight.data = old_head.weight.data[:, kept[-1]].clone()
+    new_head.bias.data = old_head.bias.data.clone()
     return new
