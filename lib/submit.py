@@ -11,14 +11,19 @@ it), or a file bigger than the grader accepts.
 The assignment folder is found as `labs/<assignment>` of this kit, or `<assignment>/` in the current folder
 (where the course's JupyterHub fetches it), or the current folder itself; `--folder` names another.
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
 import sys
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False    # typing.TYPE_CHECKING without importing typing: nbgrader_config.py imports this module
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 MAX_FILE_KB = 200_000      # the grader's limit per file (its nbgrader_config.py takes it from here), in kB
 SUFFIXES = (".ipynb", ".pt", ".json", ".png")   # what a submission holds; the grader collects these
