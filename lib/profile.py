@@ -25,6 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]   # the kit's top folder: lib/, data/
 DATA_DIR = ROOT / "data"
 PROFILES = ("quick", "full")
 
+# The two tables below, {section: a dict of settings (or one number)}, and TABLES: {profile name: its table}.
+FULL: dict[str, Any]
+QUICK: dict[str, Any]
+TABLES: dict[str, dict[str, Any]]
+
 # One line of reason per value; how each measured value was measured, and the runs behind it: lib/CALIBRATION.md.
 
 # Reference setup of network slimming (Liu et al., ICCV 2017) for VGG-19 on CIFAR-10.
@@ -33,7 +38,7 @@ _VGG_FULL = dict(
     milestones=(0.5, 0.75),    # lr x0.1 at 50% and 75% of the epochs
 )
 
-FULL: dict[str, Any] = {
+FULL = {
     "vgg": _VGG_FULL,
     "sparsity_threshold": 1e-2,          # |gamma| below this counts as a pruned-away channel
     # Network slimming lab (solutions/slimming). Accuracies (test %) are PROVISIONAL: the reference code's
@@ -83,7 +88,7 @@ FULL: dict[str, Any] = {
     ),
 }
 
-QUICK: dict[str, Any] = {
+QUICK = {
     # 1/4 of VGG-19's channels on the embedded 32x32 digits; the schedule keeps the reference's shape.
     "vgg": dict(_VGG_FULL,
                 width=0.25,
@@ -142,7 +147,7 @@ QUICK: dict[str, Any] = {
     ),
 }
 
-TABLES: dict[str, dict[str, Any]] = {"quick": QUICK, "full": FULL}
+TABLES = {"quick": QUICK, "full": FULL}
 
 # The preflight's override of either table (set LAB_PREFLIGHT=<batches>; autograde.preflight does): every run
 # trains one epoch, and fit() / evaluate() stop after <batches> batches. The accuracy thresholds drop to 0 and
