@@ -15,13 +15,15 @@ say which notebook and section to run. The names follow the active profile's tab
 tags, pruning percents and KD grid. tests/test_validate.py checks this table against the notebooks in
 solutions/ (each producing cell writes its files) and against the files a reference run leaves.
 """
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from . import profile
 
 # Notebooks of each assignment, in the order a student runs them (later ones read earlier ones' artifacts).
-NOTEBOOKS = {
+NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "slimming": ("sparsity_train", "vggprune", "train_prune_model"),
     "sincnet_quant": ("sincnet_quant",),
     "kd": ("kd",),
@@ -38,25 +40,25 @@ class Producer:
     graded: bool = True      # read by the grader (checkpoints, histories); plots are for you to look at
     optional: bool = False   # written only in some runs (kd's copy of the slimming network)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f'{self.notebook}, section {self.section} ("{self.title}")'
 
 
-def percent_tag(percent):
+def percent_tag(percent: float) -> str:
     """0.5 -> "50": the suffix of the artifacts of a pruning percent (pruned_50.pt, finetuned_50.pt, ...)."""
     return f"{round(percent * 100):d}"
 
 
-def _run(name):
+def _run(name: str) -> list[str]:
     """A training run saved by lib.train.fit: its best checkpoint and its history."""
     return [f"artifacts/{name}.pt", f"artifacts/{name}.json"]
 
 
-def _plots(*names):
+def _plots(*names: str) -> list[str]:
     return [f"artifacts/{name}.png" for name in names]
 
 
-def slimming_runs(slim):
+def slimming_runs(slim: dict[str, Any]) -> dict[str, list[str]]:
     """{role: [run names]} of the slimming notebooks' training runs (artifacts/<name>.pt and .json), for the
     profile's slimming section `slim`. Roles, with their budget:
         train      sparsity_train's runs, one per lambda tag                     the "vgg" epochs
@@ -78,7 +80,7 @@ def slimming_runs(slim):
     }
 
 
-def _slimming(table):
+def _slimming(table: dict[str, Any]) -> dict[str, Producer]:
     slim = table["slimming"]
     percents = [percent_tag(p) for p in slim["percents"]]
     runs = slimming_runs(slim)
@@ -111,7 +113,7 @@ def _slimming(table):
     }
 
 
-def qat_runs(sq):
+def qat_runs(sq: dict[str, Any]) -> list[tuple[int, str]]:
     """[(seed, run name)] of sincnet_quant's QAT runs, one per seed of the profile's sincnet_quant section `sq`
     (qat_seeds): the first seed's is sincnet_quant (the run the grader checks), the others sincnet_quant_seed<seed>
     (the seed spread the notebook prints)."""
@@ -119,7 +121,7 @@ def qat_runs(sq):
     return [(seed, "sincnet_quant" if seed == first else f"sincnet_quant_seed{seed}") for seed in sq["qat_seeds"]]
 
 
-def _sincnet_quant(table):
+def _sincnet_quant(table: dict[str, Any]) -> dict[str, Producer]:
     notebook = "sincnet_quant.ipynb"
     float_run = Producer(notebook, 1, "Task 1: the float model", "train_float")
     float_plots = Producer(notebook, 1, "Task 1: the float model", "plot_float", graded=False)
@@ -139,7 +141,7 @@ def _sincnet_quant(table):
     }
 
 
-def kd_student_runs(kd):
+def kd_student_runs(kd: dict[str, Any]) -> list[tuple[int, str, str]]:
     """[(seed, kind, artifact name)] of the kd notebook's student runs, kind "scratch" or "kd", for the seeds of
     the profile's kd section `kd`: the first seed's pair is student_scratch / student_kd (the pair the grader
     compares in detail), the others student_scratch_seed<seed> / student_kd_seed<seed> (kd.ipynb, run_name)."""
@@ -148,7 +150,7 @@ def kd_student_runs(kd):
             for seed in kd["seeds"] for kind in ("scratch", "kd")]
 
 
-def kd_sweep_runs(kd):
+def kd_sweep_runs(kd: dict[str, Any]) -> list[tuple[str, float | None, float | None]]:
     """[(run name, T, alpha)] of the kd notebook's T x alpha sweep (kd.ipynb, cell "sweep"), for the profile's kd
     section `kd`; T and alpha are None for the scratch run the heat map is compared with. Every sweep run
     trains the first seed's student. With the students' budget (the quick profile) the sweep reuses the two
@@ -161,7 +163,7 @@ def kd_sweep_runs(kd):
     return runs + [(first["scratch"] if same_budget else "sweep/scratch", None, None)]
 
 
-def _kd(table):
+def _kd(table: dict[str, Any]) -> dict[str, Producer]:
     kd = table["kd"]
     sweep_runs = [name for name, _, _ in kd_sweep_runs(kd) if name.startswith("sweep/")]
     teacher = Producer("kd.ipynb", 1, "The teacher and the student", "teacher")
@@ -179,10 +181,11 @@ def _kd(table):
     }
 
 
-_TABLES = {"slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}
+_TABLES: dict[str, Callable[[dict[str, Any]], dict[str, Producer]]] = {
+    "slimming": _slimming, "sincnet_quant": _sincnet_quant, "kd": _kd}
 
 
-def producers(assignment, profile_name=None):
+def producers(assignment: str, profile_name: str | None = None) -> dict[str, Producer]:
     """{artifact path relative to the assignment folder ("artifacts/pruned_50.pt"): its Producer}, every file
     the assignment's notebooks write there in the profile `profile_name` (default: the active one)."""
     if assignment not in _TABLES:
@@ -190,19 +193,19 @@ def producers(assignment, profile_name=None):
     return _TABLES[assignment](profile.TABLES[profile_name or profile.name()])
 
 
-def made_by(assignment, profile_name=None):
+def made_by(assignment: str, profile_name: str | None = None) -> dict[str, str]:
     """{artifact path: the notebook (without .ipynb) that writes it}, for the files the grader reads."""
     return {path: p.notebook.removesuffix(".ipynb") for path, p in producers(assignment, profile_name).items()
             if p.graded and not p.optional}
 
 
-def missing(assignment, folder, profile_name=None):
+def missing(assignment: str, folder: str | Path, profile_name: str | None = None) -> list[str]:
     """The artifacts the grader reads that `folder` lacks, each with the notebook to run, as sentences."""
     return [f"{path} (written by {producers(assignment, profile_name)[path]})"
             for path in made_by(assignment, profile_name) if not (Path(folder) / path).is_file()]
 
 
-def producer_of(path):
+def producer_of(path: str | Path) -> Producer | None:
     """The Producer of the artifact at `path` (e.g. "artifacts/pruned_50.pt", relative to the working folder),
     or None when no notebook of the kit writes it. The assignment is the folder that holds artifacts/ (a
     student's slimming/), or, when that folder has another name, the first assignment that has the file."""
@@ -219,7 +222,7 @@ def producer_of(path):
     return None
 
 
-def explain(path, problem):
+def explain(path: str | Path, problem: str) -> str:
     """`problem` (e.g. "artifacts/pruned_50.pt: no such checkpoint file") and what to do about it: which
     notebook and section write `path`."""
     found = producer_of(path)

@@ -3,21 +3,38 @@
 Loading uses torch.load(weights_only=True): a checkpoint can then hold only tensors and plain Python
 values, never code, so loading a classmate's or a submitted file cannot run anything.
 """
+from __future__ import annotations
+
 import json
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, TypeVar, cast
 
 import torch
 
 from .grading import may_write
 from .artifacts import explain
 
+if TYPE_CHECKING:
+    from .models import VGG, SincNet
+
+    CfgModel: TypeAlias = VGG | SincNet     # a network that its cfg list describes: model.cfg rebuilds it
+
+ModelT = TypeVar("ModelT", bound="CfgModel")
+
+
+class Checkpoint(TypedDict):
+    """The dict save_checkpoint writes and load_checkpoint returns."""
+    cfg: list[Any]                         # the model's cfg: ints, and 'M' for a VGG's max-pools
+    state_dict: dict[str, torch.Tensor]
+    meta: dict[str, Any]                   # plain values: epoch, val_accuracy...
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, or does not fit the model it is loaded into."""
 
 
-def save_checkpoint(path, model, meta=None):
+def save_checkpoint(path: str | Path, model: CfgModel, meta: dict[str, Any] | None = None) -> None:
     """Write `model` (which has a .cfg) to `path` with a dict of plain values `meta` (epoch, accuracy...)."""
     path = Path(path)
     if not may_write(path):
@@ -27,7 +44,7 @@ def save_checkpoint(path, model, meta=None):
     torch.save({"cfg": list(model.cfg), "state_dict": state, "meta": dict(meta or {})}, path)
 
 
-def save_json(path, data):
+def save_json(path: str | Path, data: Any) -> None:
     """Write `data` (plain values: dicts, lists, numbers, strings) to `path` as JSON, e.g. a cfg."""
     path = Path(path)
     if not may_write(path):
@@ -36,7 +53,7 @@ def save_json(path, data):
     path.write_text(json.dumps(data))
 
 
-def load_checkpoint(path):
+def load_checkpoint(path: str | Path) -> Checkpoint:
     """The {cfg, state_dict, meta} dict stored at `path`, loaded on the CPU."""
     path = Path(path)
     if not path.is_file():
@@ -52,10 +69,10 @@ def load_checkpoint(path):
                               "save it with lib.checkpoint.save_checkpoint")
     _check_storages(path, ckpt)
     ckpt.setdefault("meta", {})
-    return ckpt
+    return cast(Checkpoint, ckpt)            # a dict with the keys checked above
 
 
-def _check_storages(path, value, depth=0):
+def _check_storages(path: Path, value: object, depth: int = 0) -> None:
     """Every tensor in `value` owns at least its own bytes of storage. A saved view can repeat a small storage
     (stride 0): a file of a few KB would load as a tensor of billions of elements, and the first operation that
     copies it would take gigabytes. torch.save of a model's state_dict never writes such a view."""
@@ -75,7 +92,7 @@ def _check_storages(path, value, depth=0):
             _check_storages(path, item, depth + 1)
 
 
-def _check_uncompressed(path):
+def _check_uncompressed(path: Path) -> None:
     """torch.save stores a checkpoint's records uncompressed, so loading one takes about its size in memory.
     A compressed record (which torch.load also reads) could unpack to a thousand times the file's size."""
     if zipfile.is_zipfile(path):
@@ -85,7 +102,7 @@ def _check_uncompressed(path):
                                       "save it with lib.checkpoint.save_checkpoint")
 
 
-def load_into(model, path):
+def load_into(model: CfgModel, path: str | Path) -> dict[str, Any]:
     """Copy the weights stored at `path` into `model`; returns the checkpoint's meta dict.
 
     The checkpoint's cfg must equal model.cfg: a network pruned to another cfg has other tensor
@@ -94,7 +111,7 @@ def load_into(model, path):
     return _copy_weights(model, load_checkpoint(path), path)
 
 
-def _copy_weights(model, ckpt, path):
+def _copy_weights(model: CfgModel, ckpt: Checkpoint, path: str | Path) -> dict[str, Any]:
     if list(ckpt["cfg"]) != list(model.cfg):
         raise CheckpointError(
             f"{path} was saved from a model with cfg {ckpt['cfg']}, but the model to load it into has cfg "
@@ -107,12 +124,13 @@ def _copy_weights(model, ckpt, path):
     return ckpt["meta"]
 
 
-def load_model(path, model_class, **kwargs):
+def load_model(path: str | Path, model_class: type[ModelT], **kwargs: Any) -> tuple[ModelT, dict[str, Any]]:
     """Build `model_class(cfg=<the checkpoint's cfg>, **kwargs)` and load the weights: (model, meta)."""
     return build_model(load_checkpoint(path), model_class, path, **kwargs)
 
 
-def build_model(ckpt, model_class, path, **kwargs):
+def build_model(ckpt: Checkpoint, model_class: type[ModelT], path: str | Path,
+                **kwargs: Any) -> tuple[ModelT, dict[str, Any]]:
     """load_model for a checkpoint already read with load_checkpoint(path): (model, meta)."""
     # Size the network on the "meta" device first (no memory): a cfg that does not fit the stored weights is
     # refused before it is built, however large it says the network is.

@@ -12,9 +12,14 @@ ships to the device. `load_packed` turns the level numbers back into float weigh
 float convolutions, so it measures the storage. `IntegerSincNet` computes with the level numbers themselves, as
 an integer runtime would: integer products and sums, fixed-point rescaling, BatchNorm folded in.
 """
+from __future__ import annotations
+
 import copy
 import logging
 import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -27,10 +32,11 @@ _extension_log.setLevel(logging.ERROR)
 import torch.utils.benchmark as benchmark  # noqa: E402
 _extension_log.setLevel(_level)
 
-from .models.quant import QuantConv1d, QuantLinear, QuantSincNet
+from .models.quant import QuantAct, QuantConv1d, QuantLinear, QuantSincNet, Quantizer, WeightScale
 
 
-def cpu_latency(models, input_shape, batch_sizes=(1, 64), threads=1, min_run_time=0.2):
+def cpu_latency(models: Mapping[str, nn.Module], input_shape: Sequence[int], batch_sizes: Sequence[int] = (1, 64),
+                threads: int = 1, min_run_time: float = 0.2) -> dict[str, dict[int, float]]:
     """Median CPU time of one forward pass of each model, measured with torch.utils.benchmark.
 
     models        {name: nn.Module}; each is copied to the CPU in eval mode (the originals are untouched)
@@ -40,7 +46,7 @@ def cpu_latency(models, input_shape, batch_sizes=(1, 64), threads=1, min_run_tim
     min_run_time  seconds of timing per model and batch size; the median of those runs is reported
     Returns {name: {batch_size: seconds per forward pass}}.
     """
-    times = {}
+    times: dict[str, dict[int, float]] = {}
     for name, model in models.items():
         model = copy.deepcopy(model).cpu().eval()
         times[name] = {}
@@ -52,12 +58,12 @@ def cpu_latency(models, input_shape, batch_sizes=(1, 64), threads=1, min_run_tim
     return times
 
 
-def _check_bits(bits):
+def _check_bits(bits: int) -> None:
     if bits not in (1, 2, 4, 8):
         raise ValueError(f"bits must be 1, 2, 4 or 8 (a whole number of codes per byte), got {bits}")
 
 
-def pack_codes(codes, bits):
+def pack_codes(codes: torch.Tensor, bits: int) -> torch.Tensor:
     """Packs integer codes of `bits` bits into bytes, 8 // bits codes per byte.
 
     codes  integer tensor of any shape, values in [0, 2**bits)
@@ -75,7 +81,7 @@ def pack_codes(codes, bits):
     return (flat << shifts).sum(dim=1).to(torch.uint8)       # the codes' bits do not overlap: sum = or
 
 
-def unpack_codes(packed, bits, shape):
+def unpack_codes(packed: torch.Tensor, bits: int, shape: Sequence[int]) -> torch.Tensor:
     """The inverse of pack_codes: a uint8 tensor of `shape` holding the codes (values in [0, 2**bits))."""
     _check_bits(bits)
     shifts = torch.arange(0, 8, bits)
@@ -83,12 +89,12 @@ def unpack_codes(packed, bits, shape):
     return codes.flatten()[:torch.Size(shape).numel()].view(shape).to(torch.uint8)
 
 
-def level_step(bound, bits):
+def level_step(bound: torch.Tensor, bits: int) -> torch.Tensor:
     """The spacing of the 2**bits levels on [-bound, bound]: the quantizer's (hi - lo) / (2**bits - 1)."""
     return 2 * bound / (2 ** bits - 1)
 
 
-def weight_codes(layer):
+def weight_codes(layer: QuantConv1d | QuantLinear) -> tuple[torch.Tensor, torch.Tensor]:
     """The level numbers of the weights a quantized layer computes with: (codes, bound).
 
     layer  a QuantConv1d or QuantLinear (it has .weight, .bits and .effective_weight())
@@ -103,12 +109,12 @@ def weight_codes(layer):
     return codes.clamp(0, 2 ** layer.bits - 1).to(torch.uint8), bound
 
 
-def dequantize(codes, bits, bound):
+def dequantize(codes: torch.Tensor, bits: int, bound: torch.Tensor) -> torch.Tensor:
     """The float32 weights, shaped like codes, that `codes` stand for on [-bound, bound]; see weight_codes."""
     return codes.float() * level_step(bound, bits) - bound    # the quantizer's k * step + lo: bit for bit its values
 
 
-def tensor_bytes(state):
+def tensor_bytes(state: object) -> int:
     """Bytes of the tensors in `state` (a state dict, or any dict/list nesting of tensors), without file overhead."""
     if isinstance(state, torch.Tensor):
         return state.numel() * state.element_size()
@@ -116,11 +122,11 @@ def tensor_bytes(state):
     return sum(tensor_bytes(value) for value in values)
 
 
-def _packed_layers(model):
+def _packed_layers(model: nn.Module) -> dict[str, QuantConv1d | QuantLinear]:
     return {name: m for name, m in model.named_modules() if isinstance(m, (QuantConv1d, QuantLinear))}
 
 
-def save_packed(qmodel, path):
+def save_packed(qmodel: QuantSincNet, path: str | Path) -> dict[str, int]:
     """Saves a QuantSincNet with its quantized conv and linear weights as packed integers.
 
     Each such weight is stored as pack_codes(weight_codes(layer)) (2-bit weights four to a byte, 8-bit one)
@@ -128,7 +134,7 @@ def save_packed(qmodel, path):
     Returns {"file": bytes of the file on disk, "tensors": bytes of all the tensors in it (tensor_bytes),
              "weights": bytes of the packed weights, "float_weights": bytes the same weights take as float32}.
     """
-    packed = {}
+    packed: dict[str, dict[str, Any]] = {}
     for name, layer in _packed_layers(qmodel).items():
         codes, bound = weight_codes(layer)
         packed[f"{name}.weight"] = {"bits": layer.bits, "shape": list(codes.shape), "bound": bound.cpu(),
@@ -146,21 +152,25 @@ def save_packed(qmodel, path):
             "float_weights": sum(4 * torch.Size(entry["shape"]).numel() for entry in packed.values())}
 
 
-def _plain_copy(layer, weight):
+def _plain_copy(layer: QuantConv1d | QuantLinear, weight: torch.Tensor) -> nn.Conv1d | nn.Linear:
     """An nn.Conv1d / nn.Linear with layer's shape and bias that computes with the fixed `weight`."""
     if isinstance(layer, QuantConv1d):
-        plain = nn.Conv1d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
-                          layer.dilation, layer.groups, bias=layer.bias is not None)
+        # (the stubs type a conv's kernel_size, stride... as tuple[int, ...], not the 1-tuples a Conv1d's are)
+        plain: nn.Conv1d | nn.Linear = nn.Conv1d(
+            layer.in_channels, layer.out_channels,
+            layer.kernel_size, layer.stride, layer.padding, layer.dilation,  # type: ignore[arg-type]
+            layer.groups, bias=layer.bias is not None)
     else:
         plain = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
     with torch.no_grad():
         plain.weight.copy_(weight)
         if layer.bias is not None:
+            assert plain.bias is not None        # made with a bias above
             plain.bias.copy_(layer.bias)
     return plain
 
 
-def load_packed(path, quantizer, weight_scale):
+def load_packed(path: str | Path, quantizer: Quantizer, weight_scale: WeightScale) -> QuantSincNet:
     """The model saved by save_packed, its stored integer weights dequantized (floats again).
 
     quantizer     the activation quantizer, quantizer(x, bits, lo, hi) (the lab's STEQuantize.apply)
@@ -186,7 +196,7 @@ def load_packed(path, quantizer, weight_scale):
 
 # ------------------------------------------------------------------------------------------ integer inference
 
-def fixed_point(multiplier, bits=30):
+def fixed_point(multiplier: torch.Tensor | float, bits: int = 30) -> tuple[torch.Tensor, int]:
     """(m, s): the real `multiplier` (a float or a tensor of them) as integers, multiplier ~ m / 2**s.
 
     One shift s for the whole tensor, chosen so that its largest |m| lies in [2**bits, 2**(bits + 1)): an integer
@@ -198,12 +208,12 @@ def fixed_point(multiplier, bits=30):
     return torch.round(multiplier * 2.0 ** shift).to(torch.int64), shift
 
 
-def rounding_shift(x, shift):
+def rounding_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     """round(x / 2**shift) of an int64 tensor (halves rounded up), with integer operations only."""
     return torch.div(x + (1 << (shift - 1)), 1 << shift, rounding_mode="floor")
 
 
-def activation_codes(act):
+def activation_codes(act: QuantAct) -> tuple[float, int, int]:
     """(scale, lo, hi) of a QuantAct: the value of integer code q is scale * q, and its codes run from lo to hi.
 
     An unsigned range [0, r] has levels k * step, k = 0 .. 2**b - 1: the code is k, scale = step. A signed range
@@ -215,6 +225,25 @@ def activation_codes(act):
     if act.signed:
         return r / top, -top, top          # step / 2 = 2r / top / 2
     return r / top, 0, top
+
+
+def _front_act(front: nn.Sequential) -> QuantAct:
+    """The QuantAct that ends a QuantSincNet's front end (an nn.Sequential types its items as just nn.Module)."""
+    return cast(QuantAct, front[-1])
+
+
+_BlockLayers = tuple[QuantConv1d, QuantAct, QuantConv1d, nn.BatchNorm1d, nn.ReLU, nn.AvgPool1d, QuantAct]
+
+
+def _block_layers(block: nn.Module) -> _BlockLayers:
+    """The seven layers of a block of QuantSincNet.make_block: depthwise conv, QuantAct, pointwise conv, BN, ReLU,
+    pool, QuantAct (an nn.Sequential types its items as just nn.Module)."""
+    return cast(_BlockLayers, tuple(cast(nn.Sequential, block)))
+
+
+def _out_act(block: nn.Module) -> QuantAct:
+    """The QuantAct that ends a block of QuantSincNet.make_block: block[6], its last layer."""
+    return cast(QuantAct, cast(nn.Sequential, block)[6])
 
 
 class IntegerSincNet(nn.Module):
@@ -237,26 +266,26 @@ class IntegerSincNet(nn.Module):
     times one float scale, gives the logits. What is float: the front end and that last scale.
     """
 
-    def __init__(self, qmodel):
+    def __init__(self, qmodel: QuantSincNet) -> None:
         super().__init__()
         self.front = copy.deepcopy(qmodel.front).cpu().eval()
         self.blocks = [self._block(block, self._input_scale(i, qmodel)) for i, block in enumerate(qmodel.blocks)]
-        self.classifier = self._classifier(qmodel.classifier, activation_codes(qmodel.blocks[-1][6])[0])
+        self.classifier = self._classifier(qmodel.classifier, activation_codes(_out_act(qmodel.blocks[-1]))[0])
 
     @staticmethod
-    def _input_scale(i, qmodel):
-        act = qmodel.front[-1] if i == 0 else qmodel.blocks[i - 1][6]
+    def _input_scale(i: int, qmodel: QuantSincNet) -> float:
+        act = _front_act(qmodel.front) if i == 0 else _out_act(qmodel.blocks[i - 1])
         return activation_codes(act)[0]
 
     @staticmethod
-    def _weight_codes(layer):
+    def _weight_codes(layer: QuantConv1d | QuantLinear) -> tuple[torch.Tensor, float]:
         """(odd integer codes int64, scale) of a quantized layer's weights: weight = scale * code."""
         codes, bound = weight_codes(layer)
         top = 2 ** layer.bits - 1
         return 2 * codes.to(torch.int64) - top, (level_step(bound, layer.bits) / 2).item()
 
-    def _block(self, block, in_scale):
-        depthwise, act, pointwise, bn, _, pool, out_act = block
+    def _block(self, block: nn.Module, in_scale: float) -> dict[str, Any]:
+        depthwise, act, pointwise, bn, _, pool, out_act = _block_layers(block)
         w1, w1_scale = self._weight_codes(depthwise)
         mid_scale, _, top = activation_codes(act)
         # Into the signed QuantAct after it: the level k = round((value + r) / step), with value = in_scale *
@@ -269,23 +298,25 @@ class IntegerSincNet(nn.Module):
                                         / mid_scale).item())
         w2, w2_scale = self._weight_codes(pointwise)
         out_scale, _, out_hi = activation_codes(out_act)
+        assert bn.running_mean is not None and bn.running_var is not None   # (BatchNorm1d tracks them by default)
         inv_std = 1 / torch.sqrt(bn.running_var.double() + bn.eps)
         a = bn.weight.double() * inv_std * (mid_scale * w2_scale)           # BN(value) = a * sum + b, per channel
         b = bn.bias.double() - bn.weight.double() * bn.running_mean.double() * inv_std
         m2, s2 = fixed_point(torch.cat([a, b]) / (2 * out_scale))            # one shift for multiplier and offset
+        pool_size = pool.kernel_size[0]  # type: ignore[index]  # a 1-tuple (the stubs say int | tuple[int])
         return dict(w1=w1[:, 0], stride=depthwise.stride[0], padding=depthwise.padding[0], m1=m1.item(), s1=s1,
                     offset1=offset1, mid_top=top, zero_code=zero_code, w2=w2[:, :, 0], m2=m2[:len(a)].view(-1, 1),
-                    b2=m2[len(a):].view(-1, 1), s2=s2, out_hi=out_hi, pool=pool.kernel_size[0])
+                    b2=m2[len(a):].view(-1, 1), s2=s2, out_hi=out_hi, pool=pool_size)
 
-    def _classifier(self, classifier, in_scale):
-        act, linear = classifier
+    def _classifier(self, classifier: nn.Sequential, in_scale: float) -> dict[str, Any]:
+        act, linear = cast(tuple[QuantAct, QuantLinear], tuple(classifier))   # QuantSincNet.make_linear's layers
         scale, _, hi = activation_codes(act)
         w, w_scale = self._weight_codes(linear)
         return dict(act_scale=scale, hi=hi, in_scale=in_scale, w=w,
                     bias=torch.round(linear.bias.double() / (w_scale * scale)).to(torch.int64),
                     logit_scale=w_scale * scale)
 
-    def block_codes(self, i, q):
+    def block_codes(self, i: int, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Block i on the int64 codes q (B, C, L) of its input: (depthwise sums, the codes after its first QuantAct,
         its output codes), all int64. A depthwise sum of exactly 0 (a window of zeros, after a ReLU) lies halfway
         between the two middle levels of the signed grid after it, which has no level at 0: it gets the code that
@@ -300,18 +331,18 @@ class IntegerSincNet(nn.Module):
         pairs = y[:, :, :y.shape[2] // p["pool"] * p["pool"]].unflatten(2, (-1, p["pool"])).sum(-1)
         return sums, mid, rounding_shift(pairs, p["s2"]).clamp(0, p["out_hi"])
 
-    def codes(self, x):
+    def codes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """[front codes, block 1 codes, ..., block 5 codes]: int64 tensors (B, C, L)."""
         with torch.no_grad():
             front = self.front(x.cpu())
-        q = torch.round(front / activation_codes(self.front[-1])[0]).to(torch.int64)
+        q = torch.round(front / activation_codes(_front_act(self.front))[0]).to(torch.int64)
         found = [q]
         for i in range(len(self.blocks)):
             q = self.block_codes(i, q)[2]
             found.append(q)
         return found
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = self.codes(x.cpu())[-1]
         c = self.classifier
         m, s = fixed_point(c["in_scale"] / (q.shape[2] * c["act_scale"]))         # the mean over time, rescaled
@@ -319,12 +350,12 @@ class IntegerSincNet(nn.Module):
         return (pooled @ c["w"].T + c["bias"]).double().mul(c["logit_scale"]).float()
 
 
-def fake_quantized_codes(qmodel, x):
+def fake_quantized_codes(qmodel: QuantSincNet, x: torch.Tensor) -> list[torch.Tensor]:
     """[front codes, block 1 codes, ...] that the activations of the fake-quantized `qmodel` stand for on x:
     each QuantAct's output divided by its scale (activation_codes), int64 (B, C, L). IntegerSincNet.codes(x)
     computes the same codes in integer arithmetic, except where a value lies exactly halfway between two levels:
     float rounding error decides those in qmodel (see IntegerSincNet.block_codes)."""
-    acts = [qmodel.front[-1]] + [block[-1] for block in qmodel.blocks]
+    acts = [_front_act(qmodel.front)] + [_out_act(block) for block in qmodel.blocks]
     with torch.no_grad():
         h = qmodel.front(x)
         outputs = [h]

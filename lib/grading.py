@@ -13,17 +13,17 @@ import os
 from pathlib import Path
 
 
-def active():
+def active() -> bool:
     """True while nbgrader runs the notebook, to grade it or to validate it: the artifacts are used as they are."""
     return bool(os.environ.get("NBGRADER_EXECUTION"))
 
 
-def validating():
+def validating() -> bool:
     """True under `nbgrader validate` (and the Validate button): validating trains nothing and writes nothing."""
     return os.environ.get("NBGRADER_EXECUTION") == "validate"
 
 
-def may_write(path):
+def may_write(path: str | Path) -> bool:
     """Whether the kit may write the file `path` now; every saver of lib asks (otherwise it writes nothing).
 
     When you run the notebook: yes. While nbgrader grades: only a file that was not submitted (a submitted

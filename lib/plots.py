@@ -2,7 +2,11 @@
 nbgrader validate, see lib.grading.may_write) and returns it; in a notebook the figure is shown inline as
 the cell's output.
 """
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -10,22 +14,30 @@ import torch
 from .grading import may_write
 from .slimming import gammas
 
+if TYPE_CHECKING:
+    import torch.nn as nn
+    from matplotlib.figure import Figure
 
-def save_figure(fig, path):
+    from .train import History
+
+
+def save_figure(fig: Figure, path: str | Path) -> None:
     """Save `fig` as a PNG at `path` (its folder is created), unless lib.grading.may_write(path) says no."""
     if may_write(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=100)
 
 
-def _finish(fig, path):
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
-def plot_curves(histories, key, ylabel=None, title=None, path=None, start=None, styles=None):
+def plot_curves(histories: Mapping[Hashable, History], key: str, ylabel: str | None = None, title: str | None = None,
+                path: str | Path | None = None, start: Mapping[Hashable, float] | None = None,
+                styles: Mapping[Hashable, dict[str, Any]] | None = None) -> Figure:
     """One line per run: histories is {label: History}, key a per-epoch column such as "val_accuracy".
 
     start: {label: value before the first epoch}, drawn at epoch 0 (where a fine-tuning began);
@@ -46,7 +58,9 @@ def plot_curves(histories, key, ylabel=None, title=None, path=None, start=None, 
     return _finish(fig, path)
 
 
-def plot_gamma_histograms(models, bins=60, percents=(), floor=1e-8, threshold=None, path=None):
+def plot_gamma_histograms(models: Mapping[Hashable, nn.Module], bins: int = 60, percents: Sequence[float] = (),
+                          floor: float = 1e-8, threshold: float | None = None,
+                          path: str | Path | None = None) -> Figure:
     """Histogram of all BN |gamma| of each model, side by side on the same axes: models is {label: model}.
 
     Both axes are logarithmic. The |gamma| axis, because they span many orders of magnitude: a silenced channel
@@ -77,7 +91,7 @@ def plot_gamma_histograms(models, bins=60, percents=(), floor=1e-8, threshold=No
     return _finish(fig, path)
 
 
-def plot_lr(history, path=None):
+def plot_lr(history: History, path: str | Path | None = None) -> Figure:
     """The learning rate of each epoch (log scale): shows the step schedule."""
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.step(history["epoch"], history["lr"], where="post")
@@ -88,7 +102,7 @@ def plot_lr(history, path=None):
     return _finish(fig, path)
 
 
-def plot_accuracy(history, title="accuracy", path=None):
+def plot_accuracy(history: History, title: str = "accuracy", path: str | Path | None = None) -> Figure:
     """Training and validation accuracy (%) of one run per epoch, on one axes."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(history["epoch"], history["train_accuracy"], marker=".", label="train")
@@ -101,7 +115,8 @@ def plot_accuracy(history, title="accuracy", path=None):
     return _finish(fig, path)
 
 
-def plot_frequency_responses(filter_sets, sample_rate, path=None, names=None):
+def plot_frequency_responses(filter_sets: Mapping[Hashable, torch.Tensor], sample_rate: float,
+                             path: str | Path | None = None, names: Sequence[str] | None = None) -> Figure:
     """Magnitude responses (dB) of FIR filters, one panel per set: filter_sets is {label: (n, taps) tensor};
     names: one label per filter (the same in every panel), shown in a legend."""
     fig, axes = plt.subplots(1, len(filter_sets), figsize=(5 * len(filter_sets), 3.5), squeeze=False, sharey=True)
@@ -122,14 +137,16 @@ def plot_frequency_responses(filter_sets, sample_rate, path=None, names=None):
     return _finish(fig, path)
 
 
-def plot_band_edges(before, after, path=None):
+def plot_band_edges(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor],
+                    path: str | Path | None = None) -> Figure:
     """Every sinc filter's pass band before and after training, one row per filter, on a log frequency axis.
 
     before, after: (low, high) cut-offs in Hz as SincConv1d.bands() returns them, each (C, 1).
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (low, high), style in ((before, dict(color="0.75", linewidth=5, label="before training")),
-                               (after, dict(color="C3", linewidth=1.5, label="after training"))):
+    before_style: dict[str, Any] = dict(color="0.75", linewidth=5, label="before training")
+    after_style: dict[str, Any] = dict(color="C3", linewidth=1.5, label="after training")
+    for (low, high), style in ((before, before_style), (after, after_style)):
         rows = torch.arange(len(low))
         ax.hlines(rows, low.detach().cpu().flatten(), high.detach().cpu().flatten(), **style)
     ax.set_xscale("log")
@@ -141,8 +158,10 @@ def plot_band_edges(before, after, path=None):
     return _finish(fig, path)
 
 
-def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title=None, fmt="{:.1f}", path=None,
-                 center=None, colorbar_label=None):
+def plot_heatmap(values: Sequence[Sequence[float]], row_labels: Sequence[object], col_labels: Sequence[object],
+                 xlabel: str | None = None, ylabel: str | None = None, title: str | None = None, fmt: str = "{:.1f}",
+                 path: str | Path | None = None, center: float | None = None,
+                 colorbar_label: str | None = None) -> Figure:
     """A grid of numbers as coloured cells with the value written in each: values[i][j] is row i, column j.
 
     center: None colours from the smallest to the largest value (viridis). A number (e.g. 0 for differences
@@ -156,13 +175,13 @@ def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title
         image = ax.imshow(grid, cmap="viridis", aspect="auto")
         middle = (np.nanmin(grid) + np.nanmax(grid)) / 2
 
-        def dark(value):
+        def dark(value: float) -> bool:
             return value <= middle                       # viridis is dark at its low end
     else:
         reach = max(float(np.nanmax(np.abs(grid - center))), 1e-9)
         image = ax.imshow(grid, cmap="RdBu_r", aspect="auto", vmin=center - reach, vmax=center + reach)
 
-        def dark(value):
+        def dark(value: float) -> bool:
             return abs(value - center) > 0.6 * reach     # strong red and blue are dark
     ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
     ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
@@ -177,7 +196,9 @@ def plot_heatmap(values, row_labels, col_labels, xlabel=None, ylabel=None, title
     return _finish(fig, path)
 
 
-def plot_weight_levels(weights, level_sets, bins=80, title="weights and their quantization levels", path=None):
+def plot_weight_levels(weights: torch.Tensor, level_sets: Mapping[Hashable, torch.Tensor | Sequence[float]],
+                       bins: int = 80, title: str = "weights and their quantization levels",
+                       path: str | Path | None = None) -> Figure:
     """One panel per range choice: the histogram of `weights` with that choice's quantization levels over it.
 
     weights     a tensor of any shape (one layer's weights)
@@ -204,7 +225,8 @@ def plot_weight_levels(weights, level_sets, bins=80, title="weights and their qu
     return _finish(fig, path)
 
 
-def plot_sweep(series, xlabel, ylabel, title=None, path=None, reference=None):
+def plot_sweep(series: Mapping[Hashable, Mapping[Any, float]], xlabel: str, ylabel: str, title: str | None = None,
+               path: str | Path | None = None, reference: tuple[str, float] | None = None) -> Figure:
     """One line per series: {label: {x: y}}, e.g. {"max|w|": {8: 84.1, 4: 80.2, ...}}; x values as categories,
     in the order of the first series. reference: (label, y) drawn as a horizontal line, e.g. the float model."""
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -222,7 +244,8 @@ def plot_sweep(series, xlabel, ylabel, title=None, path=None, reference=None):
     return _finish(fig, path)
 
 
-def plot_tradeoff(points, xlabel, ylabel, title=None, path=None):
+def plot_tradeoff(points: Sequence[tuple[str, float, float]], xlabel: str, ylabel: str, title: str | None = None,
+                  path: str | Path | None = None) -> Figure:
     """One point per run, joined in order and labelled: points is [(label, x, y)], e.g. [("s = 0.005", 0.37,
     91.5), ...] for accuracy against sparsity."""
     fig, ax = plt.subplots(figsize=(6, 4))

@@ -17,12 +17,18 @@ prove that it runs: LAB_PREFLIGHT=<batches> makes each run one epoch of that man
 import copy
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]   # the kit's top folder: lib/, data/, labs/ ...
 DATA_DIR = ROOT / "data"
 PROFILES = ("quick", "full")
+
+# The two tables below, {section: a dict of settings (or one number)}, and TABLES: {profile name: its table}.
+FULL: dict[str, Any]
+QUICK: dict[str, Any]
+TABLES: dict[str, dict[str, Any]]
 
 # One line of reason per value; how each measured value was measured, and the runs behind it: lib/CALIBRATION.md.
 
@@ -148,7 +154,7 @@ TABLES = {"quick": QUICK, "full": FULL}
 # the KD margin opens up: a few batches cannot reach them, and the preflight checks that the grading runs on
 # the artifacts (names, checkpoints, histories), not how good they are.
 PREFLIGHT_VARIABLE = "LAB_PREFLIGHT"
-PREFLIGHT = dict(
+PREFLIGHT: dict[str, Any] = dict(
     epochs=1,
     epoch_keys=("epochs", "finetune_epochs"),
     threshold_keys=("baseline_accuracy", "sparse_accuracy", "sparse_sparsity", "finetuned_accuracy", "thresholds",
@@ -157,7 +163,7 @@ PREFLIGHT = dict(
 )
 
 
-def name():
+def name() -> str:
     """The active profile, "quick" or "full", from the environment variable LAB_PROFILE (default quick)."""
     value = os.environ.get("LAB_PROFILE", "").strip().lower() or "quick"
     if value not in PROFILES:
@@ -165,8 +171,9 @@ def name():
     return value
 
 
-def config(section, profile=None, preflight=None):
-    """A copy of one section of the profile's table, e.g. config("vgg")["epochs"].
+def config(section: str, profile: str | None = None, preflight: bool | None = None) -> Any:
+    """A copy of one section of the profile's table, e.g. config("vgg")["epochs"]: most sections are dicts,
+    "sparsity_threshold" is a float.
 
     preflight: apply the PREFLIGHT override; None means when LAB_PREFLIGHT is set (preflight_batches()).
     """
@@ -179,7 +186,7 @@ def config(section, profile=None, preflight=None):
     return value
 
 
-def _preflight(value, key=None, threshold=False):
+def _preflight(value: Any, key: str | None = None, threshold: bool = False) -> Any:
     """`value` (a table entry under `key`) with the PREFLIGHT override: epochs 1, thresholds 0, wide margin."""
     threshold = threshold or key in PREFLIGHT["threshold_keys"]
     if isinstance(value, dict):
@@ -195,7 +202,7 @@ def _preflight(value, key=None, threshold=False):
     return value
 
 
-def preflight_batches():
+def preflight_batches() -> int | None:
     """The batches per epoch of a preflight run (LAB_PREFLIGHT, a positive integer), or None outside one."""
     value = os.environ.get(PREFLIGHT_VARIABLE, "").strip()
     if not value:
@@ -205,7 +212,7 @@ def preflight_batches():
     return int(value)
 
 
-def device():
+def device() -> torch.device:
     """The fastest device here: a CUDA GPU, then Apple's MPS, then the CPU."""
     if torch.cuda.is_available():
         return torch.device("cuda")

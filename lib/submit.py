@@ -11,12 +11,19 @@ it), or a file bigger than the grader accepts.
 The assignment folder is found as `labs/<assignment>` of this kit, or `<assignment>/` in the current folder
 (where the course's JupyterHub fetches it), or the current folder itself; `--folder` names another.
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
 import sys
 import zipfile
 from pathlib import Path
+
+TYPE_CHECKING = False    # typing.TYPE_CHECKING without importing typing: nbgrader_config.py imports this module
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 MAX_FILE_KB = 200_000      # the grader's limit per file (its nbgrader_config.py takes it from here), in kB
 SUFFIXES = (".ipynb", ".pt", ".json", ".png")   # what a submission holds; the grader collects these
@@ -26,7 +33,7 @@ MANIFEST = "manifest.json"
 # nbgrader_config.py, which reads MAX_FILE_KB from here, starts every nbgrader command without it.)
 
 
-def sha256(path):
+def sha256(path: str | Path) -> str:
     """The SHA-256 of a file, as 64 hex digits (read in 1 MB blocks: checkpoints can be large)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -35,7 +42,7 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def find_folder(assignment, cwd=None):
+def find_folder(assignment: str, cwd: str | Path | None = None) -> Path:
     """The folder holding the assignment's notebooks (see the module's docstring); raises if there is none."""
     from . import artifacts
     from .profile import ROOT
@@ -49,13 +56,13 @@ def find_folder(assignment, cwd=None):
                             f"run this command next to your {assignment} folder, or give it with --folder")
 
 
-def files_to_submit(folder):
+def files_to_submit(folder: Path) -> list[str]:
     """The notebooks at the top of `folder` and every file under its artifacts/, as sorted relative paths."""
     found = sorted(folder.glob("*.ipynb")) + sorted(p for p in (folder / "artifacts").rglob("*") if p.is_file())
     return [p.relative_to(folder).as_posix() for p in found if p.suffix in SUFFIXES]
 
 
-def problems(assignment, folder, files):
+def problems(assignment: str, folder: Path, files: Sequence[str]) -> list[str]:
     """What would cost points, as sentences: missing notebooks or artifacts, files over the size limit."""
     from . import artifacts
     found = [f"{nb}.ipynb is missing" for nb in artifacts.NOTEBOOKS[assignment] if f"{nb}.ipynb" not in files]
@@ -68,14 +75,14 @@ def problems(assignment, folder, files):
     return found
 
 
-def manifest(assignment, folder, files):
+def manifest(assignment: str, folder: Path, files: Sequence[str]) -> dict[str, Any]:
     """{"assignment", "files": {relative path: {"bytes", "sha256"}}} of the files to submit."""
     return {"assignment": assignment,
             "files": {name: {"bytes": (folder / name).stat().st_size, "sha256": sha256(folder / name)}
                       for name in files}}
 
 
-def write_zip(assignment, folder, out):
+def write_zip(assignment: str, folder: Path, out: str | Path) -> list[str]:
     """Zip `folder`'s notebooks and artifacts under `<assignment>/`, with the manifest; returns the problems."""
     files = files_to_submit(folder)
     found = problems(assignment, folder, files)
@@ -86,7 +93,7 @@ def write_zip(assignment, folder, out):
     return found
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     from . import artifacts
     parser = argparse.ArgumentParser(description="Zip an assignment (notebooks + artifacts/) for upload.")
     parser.add_argument("assignment", choices=sorted(artifacts.NOTEBOOKS))

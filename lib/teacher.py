@@ -8,7 +8,9 @@ this assignment's artifacts/teacher.pt; without it, the same network is trained 
 """
 import hashlib
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,7 +24,8 @@ SLIMMING = Path("../slimming/artifacts")   # what the slimming notebooks saved, 
 ARTIFACTS = Path("artifacts")
 
 
-def copy_from_slimming(name, new_name, slimming=SLIMMING, artifacts=ARTIFACTS):
+def copy_from_slimming(name: str, new_name: str, slimming: str | Path = SLIMMING,
+                       artifacts: str | Path = ARTIFACTS) -> bool:
     """Copy <slimming>/<name>.pt and .json to <artifacts>/<new_name>.pt and .json; True if they exist.
 
     Never while nbgrader grades or validates: a submission is graded from its own artifacts/ folder only, so
@@ -37,14 +40,15 @@ def copy_from_slimming(name, new_name, slimming=SLIMMING, artifacts=ARTIFACTS):
     return True
 
 
-def trained_with(path, hp):
+def trained_with(path: str | Path, hp: Mapping[str, Any]) -> bool:
     """True when the checkpoint `path` and its history exist and the history was trained with exactly `hp`."""
     path = Path(path)
     return (path.is_file() and path.with_suffix(".json").is_file()
             and History.load(path.with_suffix(".json")).config == History(hp).config)
 
 
-def load_teacher(hp=None, slimming=SLIMMING, artifacts=ARTIFACTS, device=None):
+def load_teacher(hp: Mapping[str, Any] | None = None, slimming: str | Path = SLIMMING,
+                 artifacts: str | Path = ARTIFACTS, device: torch.device | None = None) -> tuple[VGG, str]:
     """The teacher VGG-19 in eval mode on `device`, saved as <artifacts>/teacher.pt: (model, where it came from).
 
     hp  the teacher's training setup (default: the profile's "vgg", the slimming lab's VGG-19)
@@ -77,12 +81,12 @@ class CachedTeacher(torch.nn.Module):
     A batch is recognised by its bytes (a SHA-1 digest), so a different batch is never mixed up.
     """
 
-    def __init__(self, teacher):
+    def __init__(self, teacher: torch.nn.Module) -> None:
         super().__init__()
         self.teacher = teacher
-        self.logits = {}
+        self.logits: dict[str, torch.Tensor] = {}
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C) teacher logits of the batch x (B, 3, H, W), computed once per distinct batch."""
         key = hashlib.sha1(x.detach().cpu().numpy().tobytes()).hexdigest()
         if key not in self.logits:

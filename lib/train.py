@@ -10,6 +10,8 @@ Your code plugs in through hooks instead of editing this loop:
     epoch_metrics={name: f}         f(model) -> a number, recorded in the history after every epoch,
                                     e.g. {"sparsity": lambda m: sparsity(m, threshold)} in the slimming lab
 """
+from __future__ import annotations
+
 import getpass
 import hashlib
 import itertools
@@ -17,18 +19,28 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import grading, profile
 from .artifacts import ArtifactError, explain
 from .checkpoint import load_checkpoint, load_into, save_checkpoint
 from .grading import may_write
+
+if TYPE_CHECKING:
+    from .checkpoint import CfgModel
+
+Batch = tuple[torch.Tensor, torch.Tensor]        # (inputs, targets), as a DataLoader of the labs gives them
+Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]   # -> (loss, logits)
 
 # A network whose scale factors all collapsed (sparsity_train's largest lambda) computes with subnormal floats,
 # which a CPU handles about 10x slower than normal ones: flush them to zero (they are below 1e-38).
@@ -37,7 +49,7 @@ torch.set_flush_denormal(True)
 FALLBACK_EPOCHS = 1   # grading a submission without matching artifacts: a short run, so the notebook still runs
 
 
-def student_seed():
+def student_seed() -> int:
     """This student's own seed, added to every seed of the labs: two students' runs start from other random
     weights and see other batches, so their checkpoints differ (the grader reports near-identical checkpoints
     of two students as possible copies), while each student's runs repeat exactly.
@@ -56,14 +68,14 @@ def student_seed():
     return int.from_bytes(hashlib.sha256(student.encode()).digest()[:3], "big")
 
 
-def _login():
+def _login() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):      # a container user without a name
         return str(os.getuid())
 
 
-def seed_everything(seed=0):
+def seed_everything(seed: int = 0) -> int:
     """Seed Python, NumPy and PyTorch with `seed` + student_seed(), so that a run can be repeated; returns that
     seed."""
     seed += student_seed()
@@ -79,31 +91,32 @@ class History:
     history["val_accuracy"] is the list of one column over the epochs; history.records the raw dicts.
     """
 
-    def __init__(self, config=None, records=None, seed=None):
-        self.config = _plain(config or {})
-        self.records = list(records or [])
+    def __init__(self, config: Mapping[str, Any] | None = None, records: Iterable[dict[str, Any]] | None = None,
+                 seed: int | None = None) -> None:
+        self.config: dict[str, Any] = _plain(config or {})
+        self.records: list[dict[str, Any]] = list(records or [])
         self.seed = seed      # the seed fit() used (its `seed` + student_seed()); None in older histories
 
-    def append(self, record):
+    def append(self, record: Mapping[str, Any]) -> None:
         self.records.append(dict(record))
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> list[Any]:
         return [r[key] for r in self.records]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.records)
 
     @property
-    def best(self):
+    def best(self) -> dict[str, Any]:
         """The record of the epoch with the highest validation accuracy."""
         return max(self.records, key=lambda r: r["val_accuracy"])
 
     @property
-    def kept(self):
+    def kept(self) -> dict[str, Any]:
         """The record of the epoch whose weights the checkpoint holds: the run's rule (config "select")."""
         return kept_record(self.records, self.config.get("select", "best"))
 
-    def save(self, path):
+    def save(self, path: str | Path) -> None:
         path = Path(path)
         if not may_write(path):
             return
@@ -113,7 +126,7 @@ class History:
         os.replace(tmp, path)   # never leave a half-written history behind
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | Path) -> History:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -128,7 +141,7 @@ class History:
 SMOOTHING_EPOCHS = 3   # select "smoothed": the window of epochs whose mean validation accuracy is compared
 
 
-def kept_record(records, select="best"):
+def kept_record(records: Sequence[dict[str, Any]], select: str = "best") -> dict[str, Any]:
     """Which epoch's weights a run keeps, from its records so far (list of dicts with "val_accuracy").
 
     select "best": the highest validation accuracy (the first, on a tie).
@@ -153,7 +166,7 @@ def kept_record(records, select="best"):
     raise ValueError(f"select={select!r}: expected 'best', 'last' or 'smoothed'")
 
 
-def param_groups(model, hp):
+def param_groups(model: nn.Module, hp: Mapping[str, Any]) -> list[dict[str, Any]]:
     """SGD parameter groups: every parameter at hp["lr"], except the sinc band edges when hp has "sinc_lr".
 
     Band edges are in Hz with tiny gradients (SincConv1d.band_parameters), so they get their own learning
@@ -162,22 +175,27 @@ def param_groups(model, hp):
     if "sinc_lr" not in hp:
         return [dict(params=list(model.parameters()))]
     # any layer that says which of its parameters are band edges (SincConv1d): train.py knows no lab's model
-    bands = [p for m in model.modules() if hasattr(m, "band_parameters") for p in m.band_parameters()]
+    # (nn.Module's stubs type an attribute they do not know as Tensor | Module, even after hasattr)
+    bands = [p for m in model.modules() if hasattr(m, "band_parameters")
+             for p in m.band_parameters()]  # type: ignore[operator]
     rest = [p for p in model.parameters() if all(p is not b for b in bands)]
     return [dict(params=rest), dict(params=bands, lr=hp["sinc_lr"], weight_decay=0.0)]
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """`value` as JSON would give it back (tuples become lists), so saved and live configs compare equal."""
     return json.loads(json.dumps(value))
 
 
-def cross_entropy_step(model, inputs, targets):
+def cross_entropy_step(model: nn.Module, inputs: torch.Tensor,
+                       targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     logits = model(inputs)
     return F.cross_entropy(logits, targets), logits
 
 
-def distillation_step(teacher, loss_fn, T, alpha):
+def distillation_step(teacher: nn.Module,
+                      loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor],
+                      T: float, alpha: float) -> Step:
     """A `step` for fit() that trains a student on `loss_fn(student_logits, teacher_logits, labels, T, alpha)`.
 
     The teacher only gives targets: eval mode (its BN statistics stay as they are), no gradients,
@@ -186,7 +204,7 @@ def distillation_step(teacher, loss_fn, T, alpha):
     for p in teacher.parameters():
         p.requires_grad_(False)
 
-    def step(model, inputs, targets):
+    def step(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         teacher.eval()
         with torch.no_grad():
             teacher_logits = teacher(inputs)
@@ -196,18 +214,19 @@ def distillation_step(teacher, loss_fn, T, alpha):
     return step
 
 
-def _batches(loader):
+def _batches(loader: Iterable[Batch]) -> Iterable[Batch]:
     """The batches of `loader`: all of them, or the first profile.preflight_batches() in a preflight."""
     limit = profile.preflight_batches()
     return loader if limit is None else itertools.islice(loader, limit)
 
 
-def _show_progress(progress):
+def _show_progress(progress: bool | None) -> bool:
     return (not grading.active()) if progress is None else progress
 
 
 @torch.no_grad()
-def evaluate(model, loader, device=None, progress=None):
+def evaluate(model: nn.Module, loader: Iterable[Batch], device: torch.device | None = None,
+             progress: bool | None = None) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in %) of `model` on every batch of `loader`, in eval mode."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -223,11 +242,11 @@ def evaluate(model, loader, device=None, progress=None):
     return total_loss / count, 100.0 * correct / count
 
 
-_recorded_setups = None   # the list setup_only() yields while it is active
+_recorded_setups: list[dict[str, Any]] | None = None   # the list setup_only() yields while it is active
 
 
 @contextmanager
-def setup_only():
+def setup_only() -> Iterator[list[dict[str, Any]]]:
     """Within it, fit and fit_or_load neither train nor load: each call appends {"model": model, "hp": hp,
     "save_path": str(save_path)} to the list this yields and returns None. To check a training setup before
     minutes of training:
@@ -244,7 +263,7 @@ def setup_only():
         _recorded_setups = outer
 
 
-def _recorded(model, hp, save_path):
+def _recorded(model: nn.Module, hp: Mapping[str, Any], save_path: str | Path | None) -> bool:
     """True (and the call recorded) inside setup_only()."""
     if _recorded_setups is None:
         return False
@@ -252,8 +271,11 @@ def _recorded(model, hp, save_path):
     return True
 
 
-def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entropy_step,
-        epoch_metrics=None, seed=0, device=None, progress=None, save_last=False):
+def fit(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Mapping[str, Any],
+        save_path: str | Path | None = None, after_backward: Callable[[nn.Module], None] | None = None,
+        step: Step = cross_entropy_step, epoch_metrics: Mapping[str, Callable[[nn.Module], float]] | None = None,
+        seed: int = 0, device: torch.device | None = None, progress: bool | None = None,
+        save_last: bool = False) -> History | None:
     """Train `model` with SGD and a step schedule; return its History.
 
     loaders      dict with "train" and "val": the checkpoint is selected on "val" (ValueError without it);
@@ -285,7 +307,7 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
     val_loader = loaders["val"]
     history = History(config=hp, seed=seed)
-    kept_state = None
+    kept_state: dict[str, torch.Tensor] | None = None
 
     for epoch in range(1, hp["epochs"] + 1):
         model.train()
@@ -311,13 +333,14 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
 
         start = time.time()
         val_loss, val_accuracy = evaluate(model, val_loader, device, progress)
-        record = dict(epoch=epoch, train_loss=total_loss / count, train_accuracy=100.0 * correct / count,
-                      val_loss=val_loss, val_accuracy=val_accuracy, lr=lr, train_time=train_time,
-                      val_time=time.time() - start)
+        record: dict[str, Any] = dict(
+            epoch=epoch, train_loss=total_loss / count, train_accuracy=100.0 * correct / count, val_loss=val_loss,
+            val_accuracy=val_accuracy, lr=lr, train_time=train_time, val_time=time.time() - start)
         record.update({name: metric(model) for name, metric in (epoch_metrics or {}).items()})
-        if profile.preflight_batches():     # what autograde.preflight scales to a whole epoch
+        preflight = profile.preflight_batches()
+        if preflight:     # what autograde.preflight scales to a whole epoch
             record.update(batch_times=batch_times, batches_per_epoch=len(loaders["train"]),
-                          val_batches=min(len(val_loader), profile.preflight_batches()),
+                          val_batches=min(len(val_loader), preflight),
                           val_batches_per_epoch=len(val_loader))
         history.append(record)
         print(f"Epoch: {epoch} |train loss: {record['train_loss']:.4f} |train accuracy: {record['train_accuracy']:.2f} "
@@ -333,11 +356,12 @@ def fit(model, loaders, hp, save_path=None, after_backward=None, step=cross_entr
 
     if save_path is not None and save_last:
         save_checkpoint(last_path(save_path), model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
+    assert kept_state is not None, "fit() keeps one of the epochs: hp['epochs'] must be at least 1"
     model.load_state_dict(kept_state)
     return history
 
 
-def _require_validation(loaders):
+def _require_validation(loaders: Mapping[str, object]) -> None:
     """Refuse loaders without a "val" split: selecting the best epoch on the test split would make the
     reported test accuracy a biased (too high) estimate."""
     if "val" not in loaders:
@@ -347,13 +371,14 @@ def _require_validation(loaders):
             "lib.data.speech.loaders() return one); never select on the test split")
 
 
-def last_path(save_path):
+def last_path(save_path: str | Path) -> Path:
     """Where fit(..., save_last=True) puts the last epoch's weights: artifacts/run.pt -> artifacts/run_last.pt."""
     save_path = Path(save_path)
     return save_path.with_name(save_path.stem + "_last.pt")
 
 
-def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
+def fit_or_load(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Mapping[str, Any], save_path: str | Path,
+                **fit_kwargs: Any) -> History | None:
     """fit(), except while nbgrader runs the notebook: then the artifacts already there are loaded instead.
 
     The checkpoint `save_path` and its history (.json) are used when the history's config equals `hp` and
@@ -385,7 +410,7 @@ def fit_or_load(model, loaders, hp, save_path, **fit_kwargs):
     return fit(model, loaders, hp, save_path=save_path, **fit_kwargs)
 
 
-def artifacts_mismatch(model, hp, save_path, history_path):
+def artifacts_mismatch(model: CfgModel, hp: Mapping[str, Any], save_path: Path, history_path: Path) -> str | None:
     """None when the submitted artifacts belong to this run, otherwise why not."""
     for path in (save_path, history_path):
         if not path.is_file():

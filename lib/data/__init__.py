@@ -3,7 +3,7 @@ import hashlib
 from pathlib import Path
 
 
-def check_sha256(path):
+def check_sha256(path: str | Path) -> None:
     """Raise ValueError unless `path` matches the sha256 recorded for it in SHA256SUMS beside it."""
     path = Path(path)
     sums = dict(line.split()[::-1] for line in (path.parent / "SHA256SUMS").read_text().splitlines() if line.strip())

@@ -6,12 +6,21 @@
 "val" is held out of the training images (VAL_FRACTION of each class, fixed by VAL_SEED, never augmented):
 training selects its checkpoint there, so that "test" stays unseen until the selected model is reported.
 """
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .. import profile as lab_profile      # not "profile": that is the name of loaders()'s argument
 from . import check_sha256
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    from torchvision.datasets import CIFAR10
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
@@ -22,7 +31,8 @@ VAL_FRACTION = 0.1   # of each class's training images: CIFAR-10 5,000 of 50,000
 VAL_SEED = 0         # the split never changes with the loaders' seed (which only orders the batches)
 
 
-def validation_split(labels, fraction=VAL_FRACTION, seed=VAL_SEED):
+def validation_split(labels: npt.ArrayLike, fraction: float = VAL_FRACTION,
+                     seed: int = VAL_SEED) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(train indices, val indices) of a training set with these labels: a stratified, fixed hold-out.
 
     labels: (N,) class of each training image. From each class round(fraction * its count) images go to
@@ -32,16 +42,16 @@ def validation_split(labels, fraction=VAL_FRACTION, seed=VAL_SEED):
     """
     labels = np.asarray(labels)
     rng = np.random.RandomState(seed)
-    val = []
+    per_class: list[npt.NDArray[np.int64]] = []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
         count = max(int(round(fraction * len(members))), 1 if len(members) > 1 else 0)
-        val.append(members[:count])
-    val = np.sort(np.concatenate(val))
+        per_class.append(members[:count])
+    val = np.sort(np.concatenate(per_class))
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
-def cifar10(train, root=None, download=True, augment=None):
+def cifar10(train: bool, root: str | Path | None = None, download: bool = True, augment: bool | None = None) -> CIFAR10:
     """torchvision's CIFAR-10 (train=True: the 50,000 training images, else the 10,000 test images) with
     the network-slimming preprocessing.
 
@@ -56,7 +66,7 @@ def cifar10(train, root=None, download=True, augment=None):
                             transform=transforms.Compose(steps + normalize))
 
 
-def cifar10_splits(root=None, download=True):
+def cifar10_splits(root: str | Path | None = None, download: bool = True) -> dict[str, Dataset[Any]]:
     """{"train", "val", "test"} datasets of CIFAR-10: train and val split the training images
     (validation_split), only train is augmented."""
     train = cifar10(True, root, download)
@@ -66,7 +76,7 @@ def cifar10_splits(root=None, download=True):
             "test": cifar10(False, root, download)}
 
 
-class EmbeddedDigits(Dataset):
+class EmbeddedDigits(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """The 1797 scikit-learn digits as coloured 3x32x32 images (data/digits/README.md).
 
     split: "train" (1295 images), "val" (142, held out of the file's 1437 training images by
@@ -75,7 +85,7 @@ class EmbeddedDigits(Dataset):
     Training images get a random shift of up to 2 pixels (padded crop); no flip, digits are not symmetric.
     """
 
-    def __init__(self, split, path=DIGITS_FILE):
+    def __init__(self, split: str, path: str | Path = DIGITS_FILE) -> None:
         if split not in ("train", "val", "test"):
             raise ValueError(f"EmbeddedDigits split {split!r}: expected 'train', 'val' or 'test'")
         check_sha256(path)
@@ -94,10 +104,10 @@ class EmbeddedDigits(Dataset):
             self.images, self.labels = train_images[index], train_labels[index]
         self.split = split
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image = (self.images[i] - self.mean) / self.std
         if self.split == "train":
             padded = torch.nn.functional.pad(image, (2, 2, 2, 2))
@@ -106,15 +116,16 @@ class EmbeddedDigits(Dataset):
         return image, self.labels[i]
 
 
-def labels_of(dataset):
+def labels_of(dataset: Dataset[Any]) -> torch.Tensor:
     """(N,) int64 class of every item of `dataset` (EmbeddedDigits, torchvision's CIFAR10, or a Subset of one)."""
     if isinstance(dataset, Subset):
         return labels_of(dataset.dataset)[torch.as_tensor(dataset.indices)]
-    labels = dataset.labels if hasattr(dataset, "labels") else dataset.targets
+    # (a Dataset declares neither attribute: getattr reads torchvision's .targets)
+    labels = dataset.labels if hasattr(dataset, "labels") else getattr(dataset, "targets")
     return torch.as_tensor(labels)
 
 
-def class_subset(dataset, fraction):
+def class_subset(dataset: Dataset[Any], fraction: float) -> Subset[Any]:
     """A Subset with `fraction` of each class's items (at least one per class), the same ones on every call.
 
     Stratified, so that a small fraction keeps the classes balanced; the items are drawn by a fixed generator
@@ -122,14 +133,16 @@ def class_subset(dataset, fraction):
     """
     labels = labels_of(dataset)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
-    keep = []
+    keep: list[int] = []
     for c in range(NUM_CLASSES):
         items = order[labels[order] == c]
         keep += items[:max(1, round(fraction * len(items)))].tolist()
     return Subset(dataset, sorted(keep))
 
 
-def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num_workers=0, train_fraction=1.0):
+def loaders(profile: str | None = None, batch_size: int | None = None, root: str | Path | None = None,
+            download: bool = True, seed: int = 0, num_workers: int = 0,
+            train_fraction: float = 1.0) -> dict[str, DataLoader[Any]]:
     """{"train", "val", "test"} DataLoaders of the profile's image set (quick: embedded digits, full: CIFAR-10).
 
     The train loader reshuffles every epoch from a generator seeded with `seed`, so runs repeat; val and
@@ -139,7 +152,7 @@ def loaders(profile=None, batch_size=None, root=None, download=True, seed=0, num
     profile = profile or lab_profile.name()
     batch_size = batch_size or lab_profile.config("vgg", profile)["batch_size"]
     if profile == "quick":
-        sets = {split: EmbeddedDigits(split) for split in ("train", "val", "test")}
+        sets: dict[str, Dataset[Any]] = {split: EmbeddedDigits(split) for split in ("train", "val", "test")}
     else:
         sets = cifar10_splits(root, download)
     if train_fraction < 1:

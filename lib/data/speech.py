@@ -6,9 +6,13 @@ Both give the same items, ten keywords as one-second clips, so a model cannot te
     x, y = next(iter(loaders["train"]))      # x (B, 1, 16000) float32 in [-1, 1]: one second at 16 kHz
                                              # y (B,) int64: an index into KEYWORDS
 """
+from __future__ import annotations
+
 import functools
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
@@ -17,6 +21,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import profile as lab_profile      # not "profile": that is the name of loaders()'s argument
 from . import check_sha256
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+Item = tuple[torch.Tensor, int]   # (wave (1, 16000) float32, label: an index into KEYWORDS)
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 SAMPLE_RATE = 16000            # samples per second, as recorded in Speech Commands
@@ -28,7 +37,7 @@ MAX_SHIFT = 1600               # training-time random time shift: up to 0.1 s ei
 NOISE_KINDS = ("white", "pink", "brown", "hum")        # the background noises of the embedded keywords
 
 
-def load_wav(path):
+def load_wav(path: str | Path) -> torch.Tensor:
     """Decode an audio file with soundfile: a (samples,) float32 tensor in [-1, 1].
 
     Raises FileNotFoundError if there is no such file, and ValueError if it is not audio or not at 16 kHz
@@ -47,7 +56,7 @@ def load_wav(path):
     return torch.from_numpy(samples.mean(axis=1))        # several channels are averaged into one
 
 
-def fix_length(wave, length=CLIP_SAMPLES):
+def fix_length(wave: torch.Tensor, length: int = CLIP_SAMPLES) -> torch.Tensor:
     """Pad with zeros or trim, keeping the middle, to exactly `length` samples along the last dimension.
 
     (..., n) -> (..., length). Centred, because the recordings put the word roughly in the middle:
@@ -60,7 +69,7 @@ def fix_length(wave, length=CLIP_SAMPLES):
     return wave[..., start:start + length]
 
 
-def random_shift(wave, max_shift=MAX_SHIFT):
+def random_shift(wave: torch.Tensor, max_shift: int = MAX_SHIFT) -> torch.Tensor:
     """Move the clip by up to `max_shift` samples left or right, filling the gap with zeros; same shape.
 
     The augmentation of the Speech Commands reference code (time_shift_ms=100): a keyword spotter should not
@@ -75,7 +84,7 @@ def random_shift(wave, max_shift=MAX_SHIFT):
     return shifted
 
 
-def _subset_name(subset):
+def _subset_name(subset: str) -> str:
     """"training", "validation" or "testing" ("train", "val" and "test" are accepted too)."""
     subset = SHORT_NAMES.get(subset, subset)
     if subset not in SUBSETS:
@@ -83,7 +92,7 @@ def _subset_name(subset):
     return subset
 
 
-class SpeechCommandsKeywords(Dataset):
+class SpeechCommandsKeywords(Dataset[Item]):
     """Google Speech Commands v2 (Warden, 2018), restricted to the ten KEYWORDS, for the full profile.
 
     torchaudio downloads and unpacks the archive (2.3 GB) into `root`/SpeechCommands on first use and lists
@@ -92,7 +101,7 @@ class SpeechCommandsKeywords(Dataset):
     Items: (wave (1, 16000) float32, label int index into KEYWORDS); `augment` adds random_shift.
     """
 
-    def __init__(self, root, subset, download=True, augment=False):
+    def __init__(self, root: str | Path, subset: str, download: bool = True, augment: bool = False) -> None:
         # Imported here: torchaudio takes seconds to import and only the full profile needs it.
         from torchaudio.datasets import SPEECHCOMMANDS
         root = Path(root)
@@ -101,7 +110,8 @@ class SpeechCommandsKeywords(Dataset):
         index = SPEECHCOMMANDS(root, url="speech_commands_v0.02", download=download, subset=_subset_name(subset))
         # get_metadata(n) gives the n-th file's path (relative to root/SpeechCommands) and its word without
         # decoding it: index[n] would decode it with torchaudio's own backend, which we do not use.
-        self.files, labels = [], []
+        self.files: list[Path] = []
+        labels: list[int] = []
         for n in range(len(index)):
             relative_path, _, word, _, _ = index.get_metadata(n)
             if word in KEYWORDS:                          # the other 25 words of the data set are left out
@@ -110,10 +120,10 @@ class SpeechCommandsKeywords(Dataset):
         self.labels = torch.tensor(labels, dtype=torch.int64)
         self.augment = augment
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Item:
         wave = fix_length(load_wav(self.files[i])).unsqueeze(0)      # (1, 16000); a few clips are shorter
         if self.augment:
             wave = random_shift(wave)
@@ -121,7 +131,7 @@ class SpeechCommandsKeywords(Dataset):
 
 
 @functools.lru_cache(maxsize=None)
-def noise_recording(kind, samples):
+def noise_recording(kind: str, samples: int) -> torch.Tensor:
     """A long synthetic background-noise "recording" of one kind: (samples,) float32.
 
     kind: "white" (hiss), "pink" (power falling as 1/f: rain, wind), "brown" (1/f^2: rumble) or "hum"
@@ -149,7 +159,7 @@ def noise_recording(kind, samples):
 
 
 @functools.lru_cache(maxsize=2)
-def _read_keywords_file(path):
+def _read_keywords_file(path: Path) -> dict[str, npt.NDArray[Any]]:
     """The arrays of the embedded keywords file, with its FLAC stream decoded into "audio" (int16, all clips).
 
     Checks the file's sha256 first (once per process) and raises a ValueError naming the file if it changed.
@@ -162,7 +172,7 @@ def _read_keywords_file(path):
     return arrays
 
 
-class EmbeddedKeywords(Dataset):
+class EmbeddedKeywords(Dataset[Item]):
     """The ten KEYWORDS said by espeak-ng voices: the quick profile's offline Speech Commands (2800 clips).
 
     See data/keywords/README.md: 140 synthetic speakers (accent + voice variant + rate + pitch), each saying
@@ -174,7 +184,7 @@ class EmbeddedKeywords(Dataset):
     Items: (wave (1, 16000) float32, label int index into KEYWORDS).
     """
 
-    def __init__(self, subset, path=None, augment=False):
+    def __init__(self, subset: str, path: str | Path | None = None, augment: bool = False) -> None:
         data = _read_keywords_file(Path(path or KEYWORDS_FILE))
         keep = np.nonzero(data["split"] == _subset_name(subset))[0]
         self.audio = data["audio"]                       # int16 (all samples,), shared by the three subsets
@@ -188,15 +198,15 @@ class EmbeddedKeywords(Dataset):
         self.labels = torch.from_numpy(data["label"][keep])
         self.augment = augment
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.labels)
 
-    def word(self, i):
+    def word(self, i: int) -> torch.Tensor:
         """The i-th clip's word as stored, at its stored level: (length,) float32, without noise or padding."""
         samples = self.audio[self.start[i]:self.start[i] + self.length[i]]
         return torch.from_numpy(samples.astype(np.float32) / 32768) * 10 ** (float(self.gain_db[i]) / 20)
 
-    def clip(self, i, shift=None):
+    def clip(self, i: int, shift: int | None = None) -> torch.Tensor:
         """The i-th one-second clip: (16000,) float32 in [-1, 1].
 
         The word starts at sample `shift` (default: the stored one), on background noise at the stored
@@ -213,7 +223,7 @@ class EmbeddedKeywords(Dataset):
         noise = noise * noise_rms / noise.pow(2).mean().sqrt()
         return (wave + noise).clamp(-1, 1)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> Item:
         shift = int(self.shift[i])
         if self.augment:           # move the word, not the clip, so the noise still fills the whole second
             latest = CLIP_SAMPLES - int(self.length[i])
@@ -221,7 +231,8 @@ class EmbeddedKeywords(Dataset):
         return self.clip(i, shift).unsqueeze(0), int(self.labels[i])
 
 
-def loaders(profile=None, batch_size=None, root=None, download=True, num_workers=0, seed=0):
+def loaders(profile: str | None = None, batch_size: int | None = None, root: str | Path | None = None,
+            download: bool = True, num_workers: int = 0, seed: int = 0) -> dict[str, DataLoader[Item]]:
     """{"train", "val", "test"} DataLoaders of the profile's keyword set; batches (B, 1, 16000), (B,).
 
     profile: "quick" (EmbeddedKeywords, offline) or "full" (Speech Commands v2, downloaded into `root`,
@@ -234,6 +245,7 @@ def loaders(profile=None, batch_size=None, root=None, download=True, num_workers
     if profile not in lab_profile.PROFILES:
         raise ValueError(f"profile {profile!r} is not a profile: expected one of {lab_profile.PROFILES}")
     batch_size = batch_size or lab_profile.config("sincnet", profile)["batch_size"]
+    make: Callable[[str, bool], Dataset[Item]]       # make(subset, augment)
     if profile == "quick":
         make = lambda subset, augment: EmbeddedKeywords(subset, augment=augment)         # noqa: E731
     else:

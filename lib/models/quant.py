@@ -17,10 +17,17 @@ Bit widths of QuantSincNet (as in the lab):
     block activations 4 bits, classifier input and weights 8 bits. BatchNorm stays in float.
 Weight ranges are clipped at CLIP_STDS[bits] standard deviations at 2-4 bits, [-max|w|, max|w|] otherwise.
 """
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
 import torch
 import torch.nn as nn
 
 from .sincnet import SincConv1d, SincNet
+
+Quantizer = Callable[[torch.Tensor, int, torch.Tensor, torch.Tensor], torch.Tensor]   # quantizer(x, bits, lo, hi)
+WeightScale = Callable[[torch.Tensor, int, float | None], torch.Tensor | float]       # weight_scale(w, bits, clip_std)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 # Clipping range of low-bit weights, in standard deviations of the weights: the range that minimizes the
@@ -28,10 +35,10 @@ from .sincnet import SincConv1d, SincNet
 # (Banner et al., "Post training 4-bit quantization", NeurIPS 2019). With [-max|w|, max|w|] instead, a few
 # large weights stretch the range and at 2 bits nearly every weight lands on the two inner levels.
 # QuantSincNet's default; clip_stds={} quantizes every layer on [-max|w|, max|w|].
-CLIP_STDS = {2: 1.71, 3: 2.15, 4: 2.55}
+CLIP_STDS: dict[int, float] = {2: 1.71, 3: 2.15, 4: 2.55}
 
 
-def quantization_levels(bound, bits):
+def quantization_levels(bound: torch.Tensor | float, bits: int) -> torch.Tensor:
     """The 2**bits levels -bound, -bound + step, ..., bound of a symmetric range (a 1-d tensor, ascending)."""
     bound = torch.as_tensor(bound, dtype=torch.float32)
     return torch.linspace(-1.0, 1.0, 2 ** bits) * bound
@@ -44,19 +51,25 @@ class _QuantizedWeights:
     [-bound, bound] with bound = step * (2**bits - 1) / 2, and `quantizer(w, bits, -bound, bound)` rounds.
     """
 
-    def _setup(self, quantizer, weight_scale, bits, clip_std):
+    quantizer: Quantizer
+    weight_scale: WeightScale
+    bits: int
+    clip_std: float | None
+    weight: torch.Tensor     # the latent weights of a conv or linear layer (the sinc layer overrides raw_weight)
+
+    def _setup(self, quantizer: Quantizer, weight_scale: WeightScale, bits: int, clip_std: float | None) -> None:
         self.quantizer, self.weight_scale, self.bits, self.clip_std = quantizer, weight_scale, bits, clip_std
 
-    def raw_weight(self):
+    def raw_weight(self) -> torch.Tensor:
         return self.weight
 
-    def weight_bound(self):
+    def weight_bound(self) -> torch.Tensor:
         """The half-width of the symmetric range the weights are quantized on (0-d tensor)."""
         w = self.raw_weight().detach()                     # the range is data, not something to learn
         step = torch.as_tensor(self.weight_scale(w, self.bits, self.clip_std), dtype=w.dtype, device=w.device)
         return step * (2 ** self.bits - 1) / 2
 
-    def effective_weight(self):
+    def effective_weight(self) -> torch.Tensor:
         """The weights the layer computes with: at most 2**bits distinct values."""
         bound = self.weight_bound()
         return self.quantizer(self.raw_weight(), self.bits, -bound, bound)
@@ -65,36 +78,39 @@ class _QuantizedWeights:
 class QuantConv1d(_QuantizedWeights, nn.Conv1d):
     """nn.Conv1d that convolves with its weights quantized to `bits` bits."""
 
-    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
+    def __init__(self, *args: Any, quantizer: Quantizer, weight_scale: WeightScale, bits: int,
+                 clip_std: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._setup(quantizer, weight_scale, bits, clip_std)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.effective_weight(), self.bias)
 
 
 class QuantLinear(_QuantizedWeights, nn.Linear):
     """nn.Linear with weights quantized to `bits` bits (the bias stays in float, as in integer kernels)."""
 
-    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
+    def __init__(self, *args: Any, quantizer: Quantizer, weight_scale: WeightScale, bits: int,
+                 clip_std: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._setup(quantizer, weight_scale, bits, clip_std)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(x, self.effective_weight(), self.bias)
 
 
 class QuantSincConv1d(_QuantizedWeights, SincConv1d):
     """SincConv1d whose computed filters are quantized to `bits` bits (the band edges stay in float)."""
 
-    def __init__(self, *args, quantizer, weight_scale, bits, clip_std=None, **kwargs):
+    def __init__(self, *args: Any, quantizer: Quantizer, weight_scale: WeightScale, bits: int,
+                 clip_std: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._setup(quantizer, weight_scale, bits, clip_std)
 
-    def raw_weight(self):
+    def raw_weight(self) -> torch.Tensor:
         return super().filters()
 
-    def filters(self):
+    def filters(self) -> torch.Tensor:
         return self.effective_weight()
 
 
@@ -105,13 +121,16 @@ class QuantAct(nn.Module):
     like BatchNorm's statistics.
     """
 
-    def __init__(self, bits, quantizer, signed=False, momentum=0.1):
+    clip: torch.Tensor          # buffers: r (0-d)
+    initialized: torch.Tensor   # and whether r holds a batch's maximum yet (0-d bool)
+
+    def __init__(self, bits: int, quantizer: Quantizer, signed: bool = False, momentum: float = 0.1) -> None:
         super().__init__()
         self.bits, self.quantizer, self.signed, self.momentum = bits, quantizer, signed, momentum
         self.register_buffer("clip", torch.tensor(0.0))
         self.register_buffer("initialized", torch.tensor(False))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             batch_max = x.detach().abs().max()
             if self.initialized:
@@ -132,8 +151,11 @@ class QuantSincNet(SincNet):
     train it (QAT).
     """
 
-    def __init__(self, cfg, quantizer, weight_scale, num_classes=10, sample_rate=16000, sinc_bits=8,
-                 front_act_bits=8, weight_bits=2, act_bits=4, classifier_bits=8, clip_stds=None):
+    classifier: nn.Sequential     # QuantAct, then QuantLinear (make_linear)
+
+    def __init__(self, cfg: Sequence[int], quantizer: Quantizer, weight_scale: WeightScale, num_classes: int = 10,
+                 sample_rate: int = 16000, sinc_bits: int = 8, front_act_bits: int = 8, weight_bits: int = 2,
+                 act_bits: int = 4, classifier_bits: int = 8, clip_stds: dict[int, float] | None = None) -> None:
         self.quantizer, self.weight_scale = quantizer, weight_scale
         self.clip_stds = dict(CLIP_STDS if clip_stds is None else clip_stds)
         self.sinc_bits, self.front_act_bits, self.weight_bits = sinc_bits, front_act_bits, weight_bits
@@ -141,15 +163,15 @@ class QuantSincNet(SincNet):
         super().__init__(cfg, num_classes=num_classes, sample_rate=sample_rate)
         self.front.append(QuantAct(front_act_bits, quantizer, signed=True))   # BN output can be negative
 
-    def _weights(self, bits):
+    def _weights(self, bits: int) -> dict[str, Any]:
         """The keyword arguments of a quantized layer with `bits`-bit weights."""
         return dict(quantizer=self.quantizer, weight_scale=self.weight_scale, bits=bits,
                     clip_std=self.clip_stds.get(bits))
 
-    def make_sinc(self, channels, sample_rate):
+    def make_sinc(self, channels: int, sample_rate: int) -> QuantSincConv1d:
         return QuantSincConv1d(channels, sample_rate=sample_rate, **self._weights(self.sinc_bits))
 
-    def make_block(self, in_channels, out_channels, kernel, stride):
+    def make_block(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
         q, ab, weights = self.quantizer, self.act_bits, self._weights(self.weight_bits)
         return nn.Sequential(
             QuantConv1d(in_channels, in_channels, kernel, stride, padding=kernel // 2, groups=in_channels,
@@ -159,22 +181,23 @@ class QuantSincNet(SincNet):
             nn.BatchNorm1d(out_channels), nn.ReLU(inplace=True), nn.AvgPool1d(2),
             QuantAct(ab, q))
 
-    def make_linear(self, in_features, num_classes):
+    def make_linear(self, in_features: int, num_classes: int) -> nn.Sequential:
         b = self.classifier_bits
         return nn.Sequential(QuantAct(b, self.quantizer), QuantLinear(in_features, num_classes, **self._weights(b)))
 
 
-def _layers(model, kind):
+def _layers(model: nn.Module, kind: type[ModuleT]) -> list[ModuleT]:
     return [m for m in model.modules() if isinstance(m, kind)]
 
 
-def quantize_sincnet(model, quantizer, weight_scale, **settings):
+def quantize_sincnet(model: SincNet, quantizer: Quantizer, weight_scale: WeightScale, **settings: Any) -> QuantSincNet:
     """A QuantSincNet with the cfg and the trained weights of the float SincNet `model` (the QAT start).
 
     `settings` overrides QuantSincNet's bit widths and clip_stds, e.g. weight_bits=4, clip_stds={}.
     """
+    sinc = cast(SincConv1d, model.front[0])      # (an nn.Sequential's items are typed as just nn.Module)
     qmodel = QuantSincNet(model.cfg, quantizer, weight_scale, num_classes=_layers(model, nn.Linear)[0].out_features,
-                          sample_rate=model.front[0].sample_rate, **settings)
+                          sample_rate=sinc.sample_rate, **settings)
     for kind in (SincConv1d, nn.Conv1d, nn.BatchNorm1d, nn.Linear):
         sources, targets = _layers(model, kind), _layers(qmodel, kind)
         assert len(sources) == len(targets), f"{kind.__name__}: {len(sources)} vs {len(targets)} layers"
@@ -183,12 +206,12 @@ def quantize_sincnet(model, quantizer, weight_scale, **settings):
     return qmodel.to(next(model.parameters()).device)
 
 
-def quantized_layers(model):
+def quantized_layers(model: nn.Module) -> list[QuantConv1d | QuantLinear | QuantSincConv1d]:
     """The layers whose weights are quantized (they have .bits and .effective_weight())."""
     return [m for m in model.modules() if isinstance(m, (QuantConv1d, QuantLinear, QuantSincConv1d))]
 
 
-def model_size_bytes(model):
+def model_size_bytes(model: nn.Module) -> int:
     """Storage of the parameters at their bit widths: quantized weights at .bits, everything else 32-bit."""
     bits = 0
     quantized = {id(m.weight): m.bits for m in quantized_layers(model) if hasattr(m, "weight")}

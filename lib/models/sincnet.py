@@ -9,6 +9,7 @@ channels of the five blocks. Every int of the cfg has exactly one BatchNorm, in 
 pruning code of the slimming lab works here unchanged, and `SincNet(pruned_cfg)` rebuilds a pruned net.
 """
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -18,11 +19,11 @@ SINCNET_CFG = [40, 192, 256, 256, 256, 256]
 BLOCKS = [(25, 2), (9, 1), (15, 1), (9, 1), (9, 1)]   # (depthwise kernel size, stride) of the five blocks
 
 
-def hz_to_mel(hz):
+def hz_to_mel(hz: float) -> float:
     return 2595 * math.log10(1 + hz / 700)
 
 
-def mel_to_hz(mel):
+def mel_to_hz(mel: float) -> float:
     return 700 * (10 ** (mel / 2595) - 1)
 
 
@@ -34,8 +35,11 @@ class SincConv1d(nn.Module):
     it is the difference of two windowed sinc low-pass filters (Hamming window, odd length).
     """
 
-    def __init__(self, out_channels=40, kernel_size=101, sample_rate=16000, stride=8,
-                 min_low_hz=50, min_band_hz=50):
+    window_: torch.Tensor    # buffers (register_buffer below): the Hamming window's left half, (kernel_size // 2,)
+    n_: torch.Tensor         # and the left taps' times as 2 pi t, t in seconds, (1, kernel_size // 2)
+
+    def __init__(self, out_channels: int = 40, kernel_size: int = 101, sample_rate: int = 16000, stride: int = 8,
+                 min_low_hz: float = 50, min_band_hz: float = 50) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd so the filters are symmetric, got {kernel_size}")
@@ -55,7 +59,7 @@ class SincConv1d(nn.Module):
         self.register_buffer("window_", 0.54 - 0.46 * torch.cos(2 * math.pi * n / (kernel_size - 1)))
         self.register_buffer("n_", 2 * math.pi * torch.arange(-half, 0).float().unsqueeze(0) / sample_rate)
 
-    def band_parameters(self):
+    def band_parameters(self) -> list[nn.Parameter]:
         """The two trained tensors, low cut-off and bandwidth in Hz, each (C, 1).
 
         They are thousands of Hz while a conv weight is ~0.1, and their gradients are as many times smaller,
@@ -63,13 +67,13 @@ class SincConv1d(nn.Module):
         """
         return [self.low_hz_, self.band_hz_]
 
-    def bands(self):
+    def bands(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(low, high) cut-offs in Hz, each (C, 1), after applying the minimums and the Nyquist limit."""
         low = self.min_low_hz + torch.abs(self.low_hz_)
         high = torch.clamp(low + self.min_band_hz + torch.abs(self.band_hz_), self.min_low_hz, self.sample_rate / 2)
         return low, high
 
-    def filters(self):
+    def filters(self) -> torch.Tensor:
         """The (C, 1, kernel_size) impulse responses, each normalised to unit gain at its band centre."""
         low, high = self.bands()
         band = (high - low)[:, 0]
@@ -78,11 +82,11 @@ class SincConv1d(nn.Module):
         filters = torch.cat([left, centre, left.flip(dims=[1])], dim=1) / (2 * band.unsqueeze(1))
         return filters.view(self.out_channels, 1, self.kernel_size)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv1d(x, self.filters(), stride=self.stride)
 
 
-def cutoff_change(before, after):
+def cutoff_change(before: Sequence[torch.Tensor], after: Sequence[torch.Tensor]) -> float:
     """Mean relative change of the cut-offs, e.g. 0.1 when they moved by 10% of their value on average.
 
     before, after: (low, high) as SincConv1d.bands() returns them, each (C, 1) in Hz (low >= min_low_hz > 0).
@@ -95,7 +99,7 @@ def cutoff_change(before, after):
 class LogCompression(nn.Module):
     """log(|x| + 1): squashes the filter outputs' huge dynamic range, like a log-mel spectrogram does."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(torch.abs(x) + 1)
 
 
@@ -106,7 +110,8 @@ class SincNet(nn.Module):
     0.27 M parameters; `width` scales the five blocks' channels (not the sinc filters).
     """
 
-    def __init__(self, cfg=None, num_classes=10, width=1.0, sample_rate=16000):
+    def __init__(self, cfg: Sequence[int] | None = None, num_classes: int = 10, width: float = 1.0,
+                 sample_rate: int = 16000) -> None:
         super().__init__()
         cfg = list(cfg or SINCNET_CFG)
         if len(cfg) != len(BLOCKS) + 1:
@@ -123,20 +128,20 @@ class SincNet(nn.Module):
         self.classifier = self.make_linear(cfg[-1], num_classes)
 
     # The quantized model (lib.models.quant) overrides these three builders; the wiring stays here.
-    def make_sinc(self, channels, sample_rate):
+    def make_sinc(self, channels: int, sample_rate: int) -> SincConv1d:
         return SincConv1d(channels, sample_rate=sample_rate)
 
-    def make_block(self, in_channels, out_channels, kernel, stride):
+    def make_block(self, in_channels: int, out_channels: int, kernel: int, stride: int) -> nn.Sequential:
         """Depthwise conv (one filter per channel) -> pointwise 1x1 conv -> BN -> ReLU -> avg-pool 2."""
         return nn.Sequential(
             nn.Conv1d(in_channels, in_channels, kernel, stride, padding=kernel // 2, groups=in_channels, bias=False),
             nn.Conv1d(in_channels, out_channels, 1, bias=False),
             nn.BatchNorm1d(out_channels), nn.ReLU(inplace=True), nn.AvgPool1d(2))
 
-    def make_linear(self, in_features, num_classes):
+    def make_linear(self, in_features: int, num_classes: int) -> nn.Module:
         return nn.Linear(in_features, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.front(x)              # (B, cfg[0], ~T/16)
         x = self.blocks(x)             # (B, cfg[-1], ~T/512)
         x = x.mean(dim=2)              # global average pool over time

@@ -6,13 +6,18 @@ network is just `VGG(pruned_cfg)`. State-dict keys are `feature.<i>.*` and `clas
 the public network-slimming code, so checkpoints move between the two.
 """
 import math
+from collections.abc import Sequence
+from typing import Literal
 
+import torch
 import torch.nn as nn
 
-VGG19_CFG = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512]
+VGGCfg = list[int | Literal['M']]   # an int: a 3x3 conv with that many output channels; 'M': a 2x2 max-pool
+
+VGG19_CFG: VGGCfg = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512]
 
 
-def scale_cfg(cfg, width):
+def scale_cfg(cfg: Sequence[int | Literal['M']], width: float) -> VGGCfg:
     """The cfg with every channel count multiplied by `width` (at least 1 channel); 'M' stays."""
     return [v if v == 'M' else max(1, round(v * width)) for v in cfg]
 
@@ -24,7 +29,8 @@ class VGG(nn.Module):
     is a single Linear(last conv's channels, num_classes).
     """
 
-    def __init__(self, cfg=None, num_classes=10, width=1.0):
+    def __init__(self, cfg: Sequence[int | Literal['M']] | None = None, num_classes: int = 10,
+                 width: float = 1.0) -> None:
         super().__init__()
         cfg = scale_cfg(cfg or VGG19_CFG, width)
         self.cfg = cfg
@@ -34,8 +40,9 @@ class VGG(nn.Module):
         self._initialize_weights()
 
     @staticmethod
-    def make_layers(cfg):
-        layers, in_channels = [], 3
+    def make_layers(cfg: Sequence[int | Literal['M']]) -> nn.Sequential:
+        layers: list[nn.Module] = []
+        in_channels = 3
         for v in cfg:
             if v == 'M':
                 layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
@@ -45,12 +52,12 @@ class VGG(nn.Module):
                 in_channels = v
         return nn.Sequential(*layers)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.feature(x)                        # (B, C, 2, 2) for VGG-19 on 32x32 inputs
         x = nn.functional.avg_pool2d(x, 2)         # (B, C, 1, 1)
         return self.classifier(x.flatten(1))
 
-    def _initialize_weights(self):
+    def _initialize_weights(self) -> None:
         # As in the network-slimming code. BN gamma starts at 0.5, not 1: the L1 penalty then has less to push.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
