@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from lib.checkpoint import CheckpointError, build_model, load_checkpoint
+from lib.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from lib.models import VGG
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ def _function_probe() -> torch.Tensor:
 
 
 @torch.no_grad()
-def _vgg_outputs(ckpt: Mapping[str, Any], path: str | Path) -> torch.Tensor | None:
+def _vgg_outputs(ckpt: Checkpoint, path: str | Path) -> torch.Tensor | None:
     """The logits on _function_probe() of the VGG checkpoint `ckpt` (read from `path`), or None when it is no VGG
     checkpoint."""
     bias = ckpt["state_dict"].get("classifier.bias")
@@ -199,7 +199,9 @@ def reordered_channels(model: VGG, seed: int = 0) -> VGG:
     g = torch.Generator().manual_seed(seed)
     convs = [i for i, layer in enumerate(model.feature) if isinstance(layer, torch.nn.Conv2d)]
     for n, i in enumerate(convs):
-        order = torch.randperm(model.feature[i].out_channels, generator=g)
+        conv = model.feature[i]
+        assert isinstance(conv, torch.nn.Conv2d)
+        order = torch.randperm(conv.out_channels, generator=g)
         state[f"feature.{i}.weight"] = state[f"feature.{i}.weight"][order]
         for name in ("weight", "bias", "running_mean", "running_var"):
             state[f"feature.{i + 1}.{name}"] = state[f"feature.{i + 1}.{name}"][order]
