@@ -1,8 +1,10 @@
 """Reference answer of the knowledge-distillation assignment's TODO (the solution cell holds the same code)."""
+import torch
 import torch.nn.functional as F
 
 
-def kd_loss(student_logits, teacher_logits, labels, T, alpha):
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, T: float,
+            alpha: float) -> torch.Tensor:
     """Knowledge-distillation loss of Hinton et al. (2015), a scalar tensor.
 
     student_logits, teacher_logits  (B, C) raw scores; labels (B,) class indices.

@@ -5,6 +5,7 @@ The other solution cell of that notebook, build_cfg_mask, is the slimming assign
 autograde.reference.slimming.build_cfg_mask.
 """
 import torch
+from torch.autograd.function import FunctionCtx
 
 
 class STEQuantize(torch.autograd.Function):
@@ -18,7 +19,8 @@ class STEQuantize(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, bits, lo, hi):
+    def forward(ctx: FunctionCtx, x: torch.Tensor, bits: int, lo: float | torch.Tensor,
+                hi: float | torch.Tensor) -> torch.Tensor:
         lo = torch.as_tensor(lo, dtype=x.dtype, device=x.device)
         hi = torch.as_tensor(hi, dtype=x.dtype, device=x.device)
         ctx.save_for_backward(x, lo, hi)
@@ -27,13 +29,13 @@ class STEQuantize(torch.autograd.Function):
         return torch.round((clipped - lo) / step) * step + lo
 
     @staticmethod
-    def backward(ctx, grad_output):
-        x, lo, hi = ctx.saved_tensors
+    def backward(ctx: FunctionCtx, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        x, lo, hi = ctx.saved_tensors  # type: ignore[attr-defined]  # torch's stubs leave it off FunctionCtx
         inside = (x >= lo) & (x <= hi)
         return grad_output * inside, None, None, None
 
 
-def weight_scale(w, bits, clip_std=None):
+def weight_scale(w: torch.Tensor, bits: int, clip_std: float | None = None) -> torch.Tensor:
     """The step between two neighbouring levels of the symmetric `bits`-bit range of the weights `w`.
 
     w: a tensor of any shape (the layer's weights, detached); bits: int >= 1; clip_std: None or a number k > 0.

@@ -4,17 +4,18 @@ import copy
 import torch
 import torch.nn as nn
 
-from lib.models import VGG
+from lib.models import VGG, SincNet
 from lib.slimming import bn_layers, check_cfg_mask, gammas, kept_indices
 
 
-def update_bn(model, s):
+def update_bn(model: nn.Module, s: float) -> None:
     """Add the L1 penalty's subgradient s * sign(gamma) to every BN scale factor's gradient (in place)."""
     for bn in bn_layers(model):
         bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))
 
 
-def build_cfg_mask(model, percent, min_channels):
+def build_cfg_mask(model: VGG | SincNet, percent: float,
+                   min_channels: int) -> tuple[list[int | str], list[torch.Tensor]]:
     """Prune `percent` of all BN channels with one global threshold on |gamma|.
 
     Returns (cfg, cfg_mask): cfg is model.cfg with each int replaced by the number of kept channels ('M'
@@ -25,7 +26,8 @@ def build_cfg_mask(model, percent, min_channels):
     all_gammas = torch.sort(gammas(model)).values
     threshold = all_gammas[min(int(len(all_gammas) * percent), len(all_gammas) - 1)]
     layers = iter(bn_layers(model))
-    cfg, cfg_mask = [], []
+    cfg: list[int | str] = []
+    cfg_mask: list[torch.Tensor] = []
     for v in model.cfg:
         if v == 'M':
             cfg.append('M')
@@ -40,7 +42,7 @@ def build_cfg_mask(model, percent, min_channels):
     return cfg, cfg_mask
 
 
-def prune_vgg(model, cfg, cfg_mask):
+def prune_vgg(model: VGG, cfg: list[int | str], cfg_mask: list[torch.Tensor]) -> VGG:
     """A new VGG(cfg) holding the weights of the channels of `model` that cfg_mask keeps.
 
     Copied, layer by layer: the conv's kept output filters, each restricted to the kept channels of the
@@ -69,7 +71,7 @@ def prune_vgg(model, cfg, cfg_mask):
     return new
 
 
-def absorb_constants(model, cfg_mask):
+def absorb_constants(model: VGG, cfg_mask: list[torch.Tensor]) -> VGG:
     """A copy of `model` in which the next layer takes over the constant output of every channel cfg_mask prunes.
 
     A pruned channel j of BN layer i emits the constant c_j = ReLU(beta_j) once its gamma is 0; max-pools and the
