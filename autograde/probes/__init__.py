@@ -33,7 +33,8 @@ _MAX_DEPTH = 12              # nesting depth `plain` follows
 
 
 def derive(seed: int | str, *labels: int | str) -> int:
-    """A sub-seed in [0, 2**62) for one part of a probe, from the grading seed (any int) and some labels.
+    """A sub-seed in [0, 2**62) for one part of a probe, from the grading seed (any int; a fixed str for the
+    models of the notebooks' visible tests) and some labels.
 
     Each generator draws from its own sub-seed, so adding a case to one part leaves the others' inputs
     unchanged, and any int (negative, or far above 2**64) is a valid grading seed.
