@@ -20,7 +20,8 @@ reference work (e.g. a run whose best epoch is not its last) checks it and raise
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import nbformat
 
@@ -39,8 +40,8 @@ class ArtifactMutant(NamedTuple):
     name: str        # the wrong workflow, e.g. "fine-tuned from scratch, not from the pruned weights"
     notebook: str    # the notebook whose grade cell must catch it (notebook name without .ipynb)
     target: str      # that grade cell's grade_id
-    make: Callable   # make(reference: Path, dest: Path) -> None: writes a complete submission folder at dest
-    cell: Optional[str] = None   # the solution (TODO) cell whose mistake it models, if any
+    make: Callable[[Path, Path], None]   # make(reference, dest): writes a complete submission folder at dest
+    cell: str | None = None   # the solution (TODO) cell whose mistake it models, if any
 
 
 class MutantBuildError(RuntimeError):
@@ -49,7 +50,7 @@ class MutantBuildError(RuntimeError):
 
 # ------------------------------------------------------------------------------------ building blocks
 
-def start_from(reference, dest):
+def start_from(reference: str | Path, dest: str | Path) -> Path:
     """Copy the reference work folder to `dest` (which must not exist); returns dest/"artifacts".
 
     Refuses to run while nbgrader grades (NBGRADER_EXECUTION set): lib then never overwrites an existing
@@ -62,7 +63,7 @@ def start_from(reference, dest):
     return Path(dest) / "artifacts"
 
 
-def plant_code(dest, notebook, cell, code):
+def plant_code(dest: str | Path, notebook: str, cell: str, code: str) -> None:
     """Replace the source of the solution cell `cell` of dest/<notebook>.ipynb by `code`."""
     from autograde.course import nbgrader_id
     path = Path(dest) / f"{notebook}.ipynb"
@@ -74,14 +75,15 @@ def plant_code(dest, notebook, cell, code):
     nbformat.write(nb, path)
 
 
-def edit_history(path, **changes):
+def edit_history(path: str | Path, **changes: Any) -> None:
     """Rewrite the config of the History at `path` with `changes` (a value None removes the key)."""
     history = History.load(path)
     config = dict(history.config, **changes)
     History({k: v for k, v in config.items() if v is not None}, history.records).save(path)
 
 
-def copy_run(artifacts, source, dest, suffixes=(".pt", ".json"), **changes):
+def copy_run(artifacts: str | Path, source: str, dest: str, suffixes: Sequence[str] = (".pt", ".json"),
+             **changes: Any) -> None:
     """Copy artifacts/<source><suffix> to artifacts/<dest><suffix> for each of `suffixes` (a run's checkpoint and
     history by default); `changes` edit the config of the copied history (artifacts/<dest>.json)."""
     artifacts = Path(artifacts)
@@ -92,7 +94,7 @@ def copy_run(artifacts, source, dest, suffixes=(".pt", ".json"), **changes):
         edit_history(artifacts / f"{dest}.json", **changes)
 
 
-def swap_files(a, b):
+def swap_files(a: str | Path, b: str | Path) -> None:
     """Exchange the contents of the files `a` and `b`."""
     a, b = Path(a), Path(b)
     tmp = a.with_name(a.name + ".swap")
@@ -103,7 +105,8 @@ def swap_files(a, b):
 
 # ------------------------------------------------------------------------------------ building them all
 
-def build_artifact_mutants(assignment, reference, folders, workers=None):
+def build_artifact_mutants(assignment: str, reference: str | Path, folders: Sequence[str | Path],
+                           workers: int | None = None) -> list[float]:
     """Build `assignment`'s ARTIFACT_MUTANTS from the reference work, the i-th into folders[i]; returns the
     seconds each build took.
 
@@ -122,12 +125,12 @@ def build_artifact_mutants(assignment, reference, folders, workers=None):
         return list(pool.map(_build_one, jobs))
 
 
-def _set_threads(threads):
+def _set_threads(threads: int) -> None:
     import torch
     torch.set_num_threads(threads)
 
 
-def _build_one(job):
+def _build_one(job: tuple[str, int, str, str]) -> float:
     import importlib
     import time
     assignment, index, reference, folder = job

@@ -1,5 +1,8 @@
 """Known-wrong answers to the kd TODO (MUTANTS: each must lose the points of test_kd_loss, and only those) and
 wrong workflows of the notebook (ARTIFACT_MUTANTS: each must lose the points of test_kd_student, and only those)."""
+from pathlib import Path
+from typing import Any
+
 from autograde.checks.kd_runs import sweep_runs
 from lib import profile
 
@@ -19,7 +22,8 @@ _STUDENT_LOG = "F.log_softmax(student_logits / T, dim=1)"
 _TEACHER_P = "F.softmax(teacher_logits / T, dim=1)"
 
 
-def _kd_loss(name, input=_STUDENT_LOG, target=_TEACHER_P, reduction="batchmean", scale=" * T * T"):
+def _kd_loss(name: str, input: str = _STUDENT_LOG, target: str = _TEACHER_P, reduction: str = "batchmean",
+             scale: str = " * T * T") -> Mutant:
     return Mutant(name, "kd", "kd_loss", "test_kd_loss",
                   _KD_LOSS.format(input=input, target=target, reduction=reduction, scale=scale))
 
@@ -42,12 +46,12 @@ MUTANTS = [
 # of the sweep and of the distillation). The notebook is the reference's.
 
 
-def _kd_settings():
+def _kd_settings() -> dict[str, Any]:
     """The profile's "kd" section."""
     return profile.config("kd")
 
 
-def _kd_without_teacher(reference, dest):
+def _kd_without_teacher(reference: Path, dest: Path) -> None:
     """The KD student trained with alpha = 0 (the soft term weighted 0: the teacher never counts), its history
     recording the profile's alpha. alpha = 0 makes kd_loss the cross-entropy exactly, with the same seed and
     batches as the scratch student: the run is the scratch run, bit for bit."""
@@ -56,7 +60,7 @@ def _kd_without_teacher(reference, dest):
     copy_run(artifacts, "student_scratch", "student_kd", T=config["T"], alpha=config["alpha"])
 
 
-def _kd_saved_by_a_sweep_run(reference, dest):
+def _kd_saved_by_a_sweep_run(reference: Path, dest: Path) -> None:
     """The sweep cell saved its run with the KD student's T and the other alpha (T = 4, alpha = 0.9) under the
     name student_kd, over the KD student: student_kd is that run, and the sweep's own file was never written."""
     artifacts = start_from(reference, dest)
@@ -70,7 +74,7 @@ def _kd_saved_by_a_sweep_run(reference, dest):
         (artifacts / f"{runs[0]}{suffix}").unlink()
 
 
-def _sweep_faked(reference, dest):
+def _sweep_faked(reference: Path, dest: Path) -> None:
     """The sweep not trained: each of its files is a copy of student_kd with that run's T and alpha written
     into the history."""
     artifacts = start_from(reference, dest)

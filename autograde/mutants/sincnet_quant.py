@@ -5,9 +5,13 @@ test_float, test_pruned or test_qat, and only those).
 The trained-model checks rebuild the submitted checkpoints with the reference quantizer, so a wrong
 STEQuantize (with the reference work's artifacts) loses nothing there.
 """
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
 
 from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
 from autograde.reference.sincnet_quant import weight_scale as reference_weight_scale
@@ -44,8 +48,8 @@ class STEQuantize(torch.autograd.Function):
 '''
 
 
-def _ste(name, levels="2 ** bits - 1", clip="torch.minimum(torch.maximum(x, lo), hi)", rounding="round",
-         grad="grad_output * inside", prelude=""):
+def _ste(name: str, levels: str = "2 ** bits - 1", clip: str = "torch.minimum(torch.maximum(x, lo), hi)",
+         rounding: str = "round", grad: str = "grad_output * inside", prelude: str = "") -> Mutant:
     return Mutant(name, "sincnet_quant", "ste_quantize", "test_ste_quantize",
                   _STE.format(levels=levels, clip=clip, rounding=rounding, grad=grad, prelude=prelude))
 
@@ -73,8 +77,9 @@ def weight_scale(w, bits, clip_std=None):
 '''
 
 
-def _scale(name, max_abs="w.abs().max()", clipped="torch.minimum(r, clip_std * w.pow(2).mean().sqrt())",
-           step="2 * r.clamp_min(1e-8) / (2 ** bits - 1)"):
+def _scale(name: str, max_abs: str = "w.abs().max()",
+           clipped: str = "torch.minimum(r, clip_std * w.pow(2).mean().sqrt())",
+           step: str = "2 * r.clamp_min(1e-8) / (2 ** bits - 1)") -> Mutant:
     return Mutant(name, "sincnet_quant", "weight_scale", "test_weight_scale",
                   _SCALE.format(max_abs=max_abs, clipped=clipped, step=step))
 
@@ -95,7 +100,7 @@ MUTANTS += [
 # of another cfg is fine-tuned and quantization-aware trained again, as the notebook's later cells do.
 
 
-def _settings():
+def _settings() -> tuple[dict[str, Any], dict[str, Any]]:
     """The profile's "sincnet_quant" section and the fine-tuning setup the notebook records."""
     settings = profile.config("sincnet_quant")
     finetune_hp = dict(settings["finetune"], pruning_rate=settings["pruning_rate"],
@@ -103,7 +108,7 @@ def _settings():
     return settings, finetune_hp
 
 
-def calibrate(qmodel, loader, batches):
+def calibrate(qmodel: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], batches: int) -> None:
     """The notebook's calibrate: every QuantAct's range from `batches` batches of `loader` (also used by
     bench/bench_sincnet_seeds.py)."""
     qmodel.eval()
@@ -118,7 +123,8 @@ def calibrate(qmodel, loader, batches):
     qmodel.eval()
 
 
-def _quantize_and_train(artifacts, pruned, loaders, freeze_weights=False, **changes):
+def _quantize_and_train(artifacts: str | Path, pruned: SincNet, loaders: dict[str, DataLoader],
+                        freeze_weights: bool = False, **changes: Any) -> None:
     """The notebook's PTQ and QAT cells on `pruned`: quantize_sincnet with the reference STEQuantize,
     calibrate, fit with the profile's QAT setup (`changes` to it) into artifacts/sincnet_quant.pt.
 
@@ -133,14 +139,14 @@ def _quantize_and_train(artifacts, pruned, loaders, freeze_weights=False, **chan
         progress=False)
 
 
-def _load_pruned(artifacts):
+def _load_pruned(artifacts: str | Path) -> SincNet:
     """The fine-tuned pruned model of the submission (the QAT's starting point)."""
     return load_model(Path(artifacts) / "sincnet_pruned.pt", SincNet)[0]
 
 
 # --- test_float
 
-def _float_saved_with_channels_zeroed(reference, dest):
+def _float_saved_with_channels_zeroed(reference: Path, dest: Path) -> None:
     """An experiment cell after pruning saved zero_pruned_channels(model, cfg_mask) (the float model with the
     pruned channels silenced) to artifacts/sincnet_float.pt, over the trained float model (meta kept)."""
     artifacts = start_from(reference, dest)
@@ -155,7 +161,7 @@ def _float_saved_with_channels_zeroed(reference, dest):
     save_checkpoint(path, silenced, meta=meta)
 
 
-def _float_history_from_finetuning(reference, dest):
+def _float_history_from_finetuning(reference: Path, dest: Path) -> None:
     """sincnet_float.json is the fine-tuning run's history (sincnet_pruned.json copied over it)."""
     artifacts = start_from(reference, dest)
     copy_run(artifacts, "sincnet_pruned", "sincnet_float", suffixes=(".json",))
@@ -163,13 +169,13 @@ def _float_history_from_finetuning(reference, dest):
 
 # --- test_pruned (the pasted build_cfg_mask cell)
 
-def _pruned_with(wrong_code):
+def _pruned_with(wrong_code: str) -> Callable[[Path, Path], None]:
     """make(): the notebook ran `wrong_code` as its build_cfg_mask cell; the float model pruned with it, then
     fine-tuned and quantization-aware trained as the notebook's cells do."""
-    def make(reference, dest):
+    def make(reference: Path, dest: Path) -> None:
         artifacts = start_from(reference, dest)
         plant_code(dest, "sincnet_quant", "build_cfg_mask", wrong_code)
-        namespace = {}
+        namespace: dict[str, Any] = {}
         exec(compile(wrong_code, "build_cfg_mask", "exec"), namespace)     # the kit's own mutant code
         settings, finetune_hp = _settings()
         model, _ = load_model(artifacts / "sincnet_float.pt", SincNet)
@@ -186,7 +192,7 @@ def _pruned_with(wrong_code):
 
 # --- test_qat
 
-def _qat_latent_weights_overwritten(reference, dest):
+def _qat_latent_weights_overwritten(reference: Path, dest: Path) -> None:
     """After QAT, a cell 'stored the 2-bit model': it wrote each quantized layer's effective_weight() into its
     weight (.data) and saved the model again as artifacts/sincnet_quant.pt (meta kept)."""
     artifacts = start_from(reference, dest)
@@ -199,7 +205,7 @@ def _qat_latent_weights_overwritten(reference, dest):
     save_checkpoint(path, qmodel, meta=meta)
 
 
-def _qat_with_frozen_weights(reference, dest):
+def _qat_with_frozen_weights(reference: Path, dest: Path) -> None:
     """QAT with the conv/linear weights frozen (requires_grad False, as for a distillation teacher): only
     BN, the sinc band edges and the classifier bias trained."""
     artifacts = start_from(reference, dest)

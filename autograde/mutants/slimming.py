@@ -2,6 +2,7 @@
 each must lose the points of its target grade cell, and only those."""
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import torch
@@ -32,7 +33,7 @@ def update_bn(model, s):
 '''
 
 
-def _update_bn(name, body, layers="bn_layers(model)"):
+def _update_bn(name: str, body: str, layers: str = "bn_layers(model)") -> Mutant:
     return Mutant(name, "sparsity_train", "update_bn", "test_update_bn",
                   _UPDATE_BN.format(layers=layers, body=body))
 
@@ -63,7 +64,8 @@ def build_cfg_mask(model, percent, min_channels):
 '''
 
 
-def cfg_mask_mutant(name, fraction="percent", compare=">", threshold_line="", min_rule=""):
+def cfg_mask_mutant(name: str, fraction: str = "percent", compare: str = ">", threshold_line: str = "",
+                    min_rule: str = "") -> Mutant:
     """A Mutant of vggprune's build_cfg_mask: the reference code with one rule changed (sincnet_quant plants its
     pasted copy with these too)."""
     code = _BUILD_CFG_MASK.format(fraction=fraction, compare=compare, min_rule=min_rule,
@@ -100,8 +102,8 @@ def prune_vgg(model, cfg, cfg_mask):
 '''
 
 
-def _prune_vgg(name, conv_in="in_idx", classifier_in="in_idx",
-               running_var="new_bn.running_var.copy_(old_bn.running_var[out_idx])"):
+def _prune_vgg(name: str, conv_in: str = "in_idx", classifier_in: str = "in_idx",
+               running_var: str = "new_bn.running_var.copy_(old_bn.running_var[out_idx])") -> Mutant:
     code = _PRUNE_VGG.format(conv_in=conv_in, classifier_in=classifier_in, running_var=running_var)
     return Mutant(name, "vggprune", "prune_vgg", "test_prune_vgg", code)
 
@@ -128,8 +130,10 @@ def absorb_constants(model, cfg_mask):
 '''
 
 
-def _absorb_constants(name, constant="torch.relu(bn.bias)", update="sub_", taps=".sum(dim=(2, 3))",
-                      last="else:\n                new.classifier.bias.add_(new.classifier.weight @ constant)"):
+def _absorb_constants(name: str, constant: str = "torch.relu(bn.bias)", update: str = "sub_",
+                      taps: str = ".sum(dim=(2, 3))",
+                      last: str = "else:\n                new.classifier.bias.add_(new.classifier.weight @ constant)"
+                      ) -> Mutant:
     code = _ABSORB_CONSTANTS.format(constant=constant, update=update, taps=taps, last=last)
     return Mutant(name, "vggprune", "absorb_constants", "test_absorb_constants", code)
 
@@ -179,12 +183,13 @@ MUTANTS = [
 # setup), so an unchanged step gives the reference's files bit for bit, and such files are copied instead.
 
 
-def _settings():
+def _settings() -> tuple[dict[str, Any], dict[str, Any]]:
     """The profile's VGG training setup and its "slimming" section."""
     return profile.config("vgg"), profile.config("slimming")
 
 
-def _sparsity_run(artifacts, tag, s, loaders=None, **changes):
+def _sparsity_run(artifacts: str | Path, tag: str, s: float, loaders: dict[str, DataLoader] | None = None,
+                  **changes: Any) -> None:
     """sparsity_train's run `tag` trained as its train cell does (seed 0, VGG-19 of the profile's width,
     update_bn after every backward, the best and the last epoch saved), with `changes` to its setup
     (recorded in the history, as fit_or_load records its hp) and the given loaders."""
@@ -197,7 +202,7 @@ def _sparsity_run(artifacts, tag, s, loaders=None, **changes):
         epoch_metrics={"sparsity": lambda m: sparsity(m, profile.config("sparsity_threshold"))})
 
 
-def _finetune(artifacts, percent, **changes):
+def _finetune(artifacts: str | Path, percent: float, **changes: Any) -> None:
     """train_prune_model's fine-tuning of pruned_<pct>.pt (its finetune cell), saved as finetuned_<pct>.pt/.json;
     `changes` alter its hyperparameters (recorded in the history, as fit_or_load records its hp)."""
     hp, slim = _settings()
@@ -207,7 +212,7 @@ def _finetune(artifacts, percent, **changes):
     fit(model, images.loaders(), hp, save_path=Path(artifacts) / f"finetuned_{percent_tag(percent)}.pt", progress=False)
 
 
-def _finetune_cell(dest, old, new):
+def _finetune_cell(dest: str | Path, old: str, new: str) -> None:
     """The reference finetune cell of dest/train_prune_model.ipynb with `old` replaced by `new`, planted."""
     nb = nbformat.read(Path(dest) / "train_prune_model.ipynb", as_version=4)
     source = next(c.source for c in nb.cells if nbgrader_id(c) == "finetune")
@@ -218,12 +223,12 @@ def _finetune_cell(dest, old, new):
 
 # --- test_sparsity_curves
 
-def _collapse_tag(slim):
+def _collapse_tag(slim: dict[str, Any]) -> str:
     """The tag of the run with the largest lambda (s2)."""
     return max(slim["lambdas"], key=slim["lambdas"].get)
 
 
-def _collapse_run_cut_short(reference, dest):
+def _collapse_run_cut_short(reference: Path, dest: Path) -> None:
     """The collapse run (s2) trained for 3 of the profile's epochs, to save time."""
     artifacts = start_from(reference, dest)
     _, slim = _settings()
@@ -231,7 +236,7 @@ def _collapse_run_cut_short(reference, dest):
     _sparsity_run(artifacts, tag, slim["lambdas"][tag], epochs=3)
 
 
-def _last_copied_from_best(reference, dest):
+def _last_copied_from_best(reference: Path, dest: Path) -> None:
     """save_last=True left out, so no sparsity_<tag>_last.pt was written; the best checkpoints were copied to
     those names to make the histogram cell run."""
     artifacts = start_from(reference, dest)
@@ -246,7 +251,7 @@ def _last_copied_from_best(reference, dest):
                                "checkpoints to the _last names changes nothing")
 
 
-def _collapse_run_with_moderate_lambda(reference, dest):
+def _collapse_run_with_moderate_lambda(reference: Path, dest: Path) -> None:
     """The collapse run (s2) trained with the moderate lambda (s hard-coded in the after_backward hook), its
     history recording s = lambda of s2. Same seed, data order and setup as the s1 run: its files are s1's."""
     artifacts = start_from(reference, dest)
@@ -258,7 +263,7 @@ def _collapse_run_with_moderate_lambda(reference, dest):
 
 # --- test_sparsity_accuracy
 
-def _subset_loaders(fraction=10):
+def _subset_loaders(fraction: int = 10) -> dict[str, DataLoader]:
     """The notebook's loaders with the training set cut to its first 1/fraction (a debugging subset)."""
     hp, _ = _settings()
     loaders = images.loaders()
@@ -268,13 +273,13 @@ def _subset_loaders(fraction=10):
     return loaders
 
 
-def _baseline_on_debug_subset(reference, dest):
+def _baseline_on_debug_subset(reference: Path, dest: Path) -> None:
     """The baseline run (s0) trained on the first 10% of the training images (a debugging subset left in)."""
     artifacts = start_from(reference, dest)
     _sparsity_run(artifacts, "s0", 0.0, loaders=_subset_loaders())
 
 
-def _baseline_checkpoint_from_debug_run(reference, dest):
+def _baseline_checkpoint_from_debug_run(reference: Path, dest: Path) -> None:
     """Two baseline runs mixed: sparsity_s0.pt from a debugging run on 10% of the training images (trained
     in a copy of the notebook), sparsity_s0.json and _last.pt from the complete run."""
     artifacts = start_from(reference, dest)
@@ -285,7 +290,7 @@ def _baseline_checkpoint_from_debug_run(reference, dest):
 
 # --- test_pruned_models
 
-def _pruned_names_swapped(reference, dest):
+def _pruned_names_swapped(reference: Path, dest: Path) -> None:
     """vggprune saved the 90%-pruned net as pruned_50.pt and the 50% one as pruned_90.pt; train_prune_model
     then fine-tuned each file under its name (same runs as the reference's, the percent recorded swapped)."""
     artifacts = start_from(reference, dest)
@@ -298,7 +303,7 @@ def _pruned_names_swapped(reference, dest):
         edit_history(artifacts / f"finetuned_{percent_tag(percent)}.json", percent=percent)
 
 
-def _pruned_in_train_mode(reference, dest):
+def _pruned_in_train_mode(reference: Path, dest: Path) -> None:
     """vggprune measured each pruned net with a loop of its own that left out .eval(): the BN layers took the
     test batches' statistics into their running averages before the checkpoint was saved.
 
@@ -326,7 +331,7 @@ def _pruned_in_train_mode(reference, dest):
 
 # --- test_finetuned_accuracy (the finetune cell)
 
-def _finetune_from_pruned_50(reference, dest):
+def _finetune_from_pruned_50(reference: Path, dest: Path) -> None:
     """finetune(percent) loads artifacts/pruned_50.pt whatever the percent (a path not made from `percent`):
     finetuned_90 is the 50% net fine-tuned, the same run as finetuned_50 with percent 0.9 recorded."""
     artifacts = start_from(reference, dest)
@@ -336,7 +341,7 @@ def _finetune_from_pruned_50(reference, dest):
     copy_run(artifacts, f"finetuned_{percent_tag(low)}", f"finetuned_{percent_tag(high)}", percent=high)
 
 
-def _finetune_at_training_lr(reference, dest):
+def _finetune_at_training_lr(reference: Path, dest: Path) -> None:
     """finetune(percent) trains at the training lr HP["lr"] instead of SLIM["finetune_lr"]."""
     artifacts = start_from(reference, dest)
     hp, slim = _settings()

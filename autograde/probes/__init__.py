@@ -14,19 +14,27 @@ inputs from the same seed outside the sandbox and decides. So a probe
   - leaves the caller's random state alone (`seeded`); the input generators live in the probe modules and
     are imported by the judges too, so the inputs are defined in one place.
 """
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import random
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:     # hints only: nothing more is imported in the sandbox
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 ERROR_CHARS = 300            # an error message is cut to this length
 MAX_ELEMENTS = 1 << 20       # a tensor bigger than this is not copied into a record (a few MB at most)
 _MAX_DEPTH = 12              # nesting depth `plain` follows
 
 
-def derive(seed, *labels):
-    """A sub-seed in [0, 2**62) for one part of a probe, from the grading seed (any int) and some labels.
+def derive(seed: int | str, *labels: int | str) -> int:
+    """A sub-seed in [0, 2**62) for one part of a probe, from the grading seed (any int; a fixed str for the
+    models of the notebooks' visible tests) and some labels.
 
     Each generator draws from its own sub-seed, so adding a case to one part leaves the others' inputs
     unchanged, and any int (negative, or far above 2**64) is a valid grading seed.
@@ -35,13 +43,13 @@ def derive(seed, *labels):
     return int(hashlib.sha256(text.encode()).hexdigest()[:15], 16) >> 2
 
 
-def generator(seed, *labels):
+def generator(seed: int | str, *labels: int | str) -> torch.Generator:
     """A private torch.Generator seeded from derive(seed, *labels): draws from it leave the global RNG alone."""
     return torch.Generator().manual_seed(derive(seed, *labels))
 
 
 @contextlib.contextmanager
-def seeded(seed, *labels):
+def seeded(seed: int | str, *labels: int | str) -> Iterator[None]:
     """Run the block with torch's and Python's global RNGs seeded from (seed, labels), then restore the
     caller's states: model constructors draw from the global RNG, and so may the student's code."""
     python_state = random.getstate()
@@ -54,7 +62,7 @@ def seeded(seed, *labels):
             random.setstate(python_state)
 
 
-def away_from_zero(x, low=0.05):
+def away_from_zero(x: torch.Tensor, low: float = 0.05) -> torch.Tensor:
     """`x` with every |value| raised to at least `low`, keeping its sign (0 becomes +low).
 
     Used for values that must visibly differ from 0 (a gradient, a BN bias), so that a bug that adds
@@ -63,7 +71,7 @@ def away_from_zero(x, low=0.05):
     return torch.where(x < 0, -1.0, 1.0) * x.abs().clamp_min(low)
 
 
-def text(value, limit=ERROR_CHARS):
+def text(value: object, limit: int = ERROR_CHARS) -> str:
     """str(value) cut to `limit` characters, as an exact str (never a subclass), never raising."""
     try:
         s = str(value)
@@ -73,12 +81,12 @@ def text(value, limit=ERROR_CHARS):
     return s if len(s) <= limit else s[:limit - 3] + "..."
 
 
-def error_text(error):
+def error_text(error: BaseException) -> str:
     """'TypeError: message' for an exception, cut to ERROR_CHARS characters."""
     return text(f"{text(type(error).__name__)}: {text(error)}")
 
 
-def attempt(function, *args, **kwargs):
+def attempt(function: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, dict[str, str] | None]:
     """(function(*args, **kwargs), None), or (None, {"error": "<type>: <message>"}) when it raises.
 
     Anything the student's code raises is caught (SystemExit too), except KeyboardInterrupt.
@@ -91,7 +99,7 @@ def attempt(function, *args, **kwargs):
         return None, {"error": error_text(error)}
 
 
-def backward(loss, leaf):
+def backward(loss: Callable[[], Any], leaf: torch.Tensor) -> dict[str, torch.Tensor | str | None]:
     """{"grad": leaf.grad (None when no gradient reached it)} after loss().backward(), or {"backward_error": ...}.
 
     loss: a function returning what the student's code produced (maybe not even a tensor).
@@ -100,7 +108,7 @@ def backward(loss, leaf):
     return {"backward_error": error["error"]} if error else {"grad": leaf.grad}
 
 
-def plain_tensor(value):
+def plain_tensor(value: object) -> torch.Tensor:
     """A plain torch.Tensor copy of `value` (a tensor, a tensor subclass, a number or a nested list):
     detached, on the CPU, contiguous. Raises (TypeError, ValueError...) when that is not possible.
 
@@ -119,23 +127,24 @@ def plain_tensor(value):
     return tensor
 
 
-def describe(value):
+def describe(value: object) -> dict[str, Any]:
     """What a student's function returned, for the judge.
 
     {"type": <type name>, "tensor": <plain copy>, "requires_grad": bool} for a tensor;
     {"type": <type name>} for anything else (or a tensor that cannot be copied, plus its "error").
     """
-    entry = {"type": text(type(value).__name__, 100)}
+    entry: dict[str, Any] = {"type": text(type(value).__name__, 100)}
     if isinstance(value, torch.Tensor):
         try:
-            entry["requires_grad"] = bool(torch.Tensor.requires_grad.__get__(value))
+            # the base class's descriptor, which a subclass cannot override (torch's stubs declare it a bool)
+            entry["requires_grad"] = bool(torch.Tensor.requires_grad.__get__(value))  # type: ignore[attr-defined]
             entry["tensor"] = plain_tensor(value)
         except Exception as error:
             entry["error"] = error_text(error)
     return entry
 
 
-def plain(value, depth=0):
+def plain(value: object, depth: int = 0) -> Any:
     """A copy of `value` made only of what torch.load(weights_only=True) reads back: exact str keys; plain
     tensors; str, int, float, bool, None; lists, tuples and dicts of these. Anything else (an object of
     the student's, a value nested too deep) becomes {"error": ...}. Never raises."""

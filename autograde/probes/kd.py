@@ -5,17 +5,29 @@ logits from the same seed. Every seed is a valid test: the temperatures include 
 cannot show) and several others (where it must), the batch shapes include a single example, three classes
 and a hundred, and the alphas include 0 and 1 (each term alone).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from . import attempt, backward, describe, generator, plain, seeded
+
+if TYPE_CHECKING:     # hints only: nothing more is imported in the sandbox
+    from collections.abc import Callable
+    from typing import Any
 
 KD_TEMPERATURES = (1.0, 2.0, 4.0, 20.0)
 KD_ALPHAS = (0.0, 0.3, 0.5, 0.9, 1.0)
 KD_SHAPES = ((8, 10), (1, 10), (5, 3), (16, 100))       # (batch, classes)
 GRADIENT_SETTINGS = ((1.0, 1.0), (4.0, 1.0), (20.0, 1.0), (4.0, 0.5), (2.0, 0.9))   # (T, alpha)
 
+# The arguments of one kd_loss call: (student_logits, teacher_logits, labels, T, alpha).
+KDCall = tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]
 
-def kd_case(seed, label, batch=8, classes=10, scale=3.0):
+
+def kd_case(seed: int, label: str, batch: int = 8, classes: int = 10,
+            scale: float = 3.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(student_logits, teacher_logits, labels) drawn from (seed, label): float32 (B, C), (B, C), int64 (B,).
     Logits ~ N(0, scale^2): confident enough that the soft and the hard term differ clearly."""
     g = generator(seed, "kd", label)
@@ -25,19 +37,19 @@ def kd_case(seed, label, batch=8, classes=10, scale=3.0):
     return student, teacher, labels
 
 
-def kd_temperatures(seed):
+def kd_temperatures(seed: int) -> tuple[float, ...]:
     """KD_TEMPERATURES and one more drawn from [1.5, 10] (rounded to 2 decimals)."""
     g = generator(seed, "kd", "temperature")
     return KD_TEMPERATURES + (round(1.5 + 8.5 * float(torch.rand((), generator=g)), 2),)
 
 
-def kd_alphas(seed):
+def kd_alphas(seed: int) -> tuple[float, ...]:
     """KD_ALPHAS and one more drawn from [0.05, 0.95] (rounded to 2 decimals)."""
     g = generator(seed, "kd", "alpha")
     return KD_ALPHAS + (round(0.05 + 0.9 * float(torch.rand((), generator=g)), 2),)
 
 
-def kd_experiments(seed):
+def kd_experiments(seed: int) -> list[tuple[str, dict[str, KDCall]]]:
     """[(kind, {call name: (student_logits, teacher_logits, labels, T, alpha)}), ...]: the calls the probe
     makes and the judge checks, in order.
 
@@ -47,7 +59,7 @@ def kd_experiments(seed):
     student logits is recorded too).
     """
     temperatures, alphas = kd_temperatures(seed), kd_alphas(seed)
-    experiments = []
+    experiments: list[tuple[str, dict[str, KDCall]]] = []
     for i, T in enumerate(temperatures):
         s, t, y = kd_case(seed, f"hard {i}")
         experiments.append(("hard", {"loss": (s, t, y, T, 0.0)}))
@@ -79,13 +91,13 @@ VISIBLE_SOFT = 0.27568       # its "differ" call's value, by hand: T^2 * KL(soft
 VISIBLE_SOFT_TOLERANCE = 3e-4   # the three traps of the docstring are >= 6e-3 away (swapped KL, per number, no T^2)
 
 
-def visible_calls():
+def visible_calls() -> dict[str, KDCall]:
     """{call name: (student_logits, teacher_logits, labels, T, alpha)} of the notebook's visible test."""
     s, t, y = torch.tensor(VISIBLE_STUDENT), torch.tensor(VISIBLE_TEACHER), torch.tensor(VISIBLE_LABELS)
     return {"hard": (s, t, y, 4.0, 0.0), "same": (t, t, y, 4.0, 1.0), "differ": (s, t, y, 4.0, 1.0)}
 
 
-def _call(kd_loss, inputs, gradient=False):
+def _call(kd_loss: Callable[..., object], inputs: KDCall, gradient: bool = False) -> dict[str, Any]:
     """describe() of kd_loss(copies of the inputs), or {"error": ...}. With `gradient`, the student logits
     require grad and the entry also holds "grad" (their gradient after .backward(), or None) or
     "backward_error"."""
@@ -101,7 +113,7 @@ def _call(kd_loss, inputs, gradient=False):
     return entry
 
 
-def probe_kd_loss(kd_loss, seed):
+def probe_kd_loss(kd_loss: Callable[..., object], seed: int) -> dict[str, Any]:
     """Run kd_loss on the visible test's logits and on every call of kd_experiments(seed).
 
     Returns {"visible": {call name: entry}, "experiments": [{call name: entry}, ...]} where an entry is

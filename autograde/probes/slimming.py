@@ -4,8 +4,11 @@ The judges (autograde.checks.slimming) import the input generators from here, so
 very same models from the same seed. Every seed is a valid test: the properties the checks rely on (exact
 zero gammas, non-zero BN biases, tiny layers, a threshold that strict > decides...) hold by construction.
 """
+from __future__ import annotations
+
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,12 +19,16 @@ from lib.slimming import bn_layers, check_cfg_mask
 
 from . import attempt, away_from_zero, generator, plain, plain_tensor, seeded, text
 
+if TYPE_CHECKING:     # hints only: nothing more is imported in the sandbox
+    from collections.abc import Callable
+    from typing import Any
+
 # ----------------------------------------------------------------------------------------------- update_bn
 
 UPDATE_BN_S = (1e-4, 1e-2, 0.5)   # the paper's s, a strong one, and one large enough to see any scaling bug
 
 
-def update_bn_cases(seed):
+def update_bn_cases(seed: int) -> list[tuple[tuple[int, str, int], list[int | str], float]]:
     """[(model_seed, cfg, s), ...]: what update_bn is run on, in order.
 
     Three cfgs (2 to 4 BN layers of 3 to 10 channels, max-pools at different places), each with every s of
@@ -29,17 +36,17 @@ def update_bn_cases(seed):
     """
     g = generator(seed, "update_bn", "cfgs")
 
-    def width():
+    def width() -> int:
         return int(torch.randint(3, 11, (), generator=g))
 
-    cfgs = [[width(), 'M', width(), width(), 'M', width()],
+    cfgs: list[list[int | str]] = [[width(), 'M', width(), width(), 'M', width()],
             [width(), width(), 'M', width()],
             [width(), 'M', width(), 'M', width(), 'M', width()]]
     cases = [((seed, "update_bn", i), cfg, s) for i, cfg in enumerate(cfgs) for s in UPDATE_BN_S]
     return cases + [((seed, "update_bn", 0), cfgs[0], 0.0)]
 
 
-def update_bn_model(model_seed, cfg):
+def update_bn_model(model_seed: tuple[int | str, ...], cfg: list[int | str]) -> VGG:
     """VGG(cfg) as right after loss.backward(), the same for the same (model_seed, cfg).
 
     BN gammas: signed, |gamma| >= 0.05, then two exact zeros per layer (sign(0) = 0: no push there) and one
@@ -65,7 +72,7 @@ def update_bn_model(model_seed, cfg):
 VISIBLE_UPDATE_BN_S = 0.1
 
 
-def visible_update_bn_model():
+def visible_update_bn_model() -> VGG:
     """The notebook's visible test_update_bn model: VGG([4, 'M', 3]) with set gammas, every gradient 1."""
     with seeded("visible update_bn"):
         model = VGG([4, 'M', 3], num_classes=10)
@@ -77,14 +84,14 @@ def visible_update_bn_model():
     return model
 
 
-def _run_update_bn(update_bn, model, s):
+def _run_update_bn(update_bn: Callable[..., object], model: VGG, s: float) -> dict[str, Any]:
     """{"grads": {name: grad or None}, "params": {name: value}} of `model` after update_bn(model, s),
     or {"error": ...} when update_bn (or reading the model afterwards) raises."""
     _, error = attempt(update_bn, model, s)
     if error:
         return error
 
-    def read():
+    def read() -> dict[str, dict[str, torch.Tensor | None]]:
         parameters = list(model.named_parameters())
         return {"grads": {name: p.grad for name, p in parameters},
                 "params": {name: p.detach() for name, p in parameters}}
@@ -93,7 +100,7 @@ def _run_update_bn(update_bn, model, s):
     return error or result
 
 
-def probe_update_bn(update_bn, seed):
+def probe_update_bn(update_bn: Callable[..., object], seed: int) -> dict[str, Any]:
     """Run update_bn on the visible test's model and on the models of update_bn_cases(seed).
 
     Returns {"visible": result, "cases": [result, ...]} (one result per case, in order), where a result is
@@ -121,7 +128,7 @@ CFG_MASK_PERCENTS = (0.5, 0.9)
 CFG_MASK_MIN_CHANNELS = (1, 3)
 
 
-def _draw_gammas(model, g):
+def _draw_gammas(model: VGG, g: torch.Generator) -> None:
     """Fill the BN weights of `model` from generator `g`: signed, |gamma| in [0.05, 1] * the layer's scale
     (layer 1: in (0, 1e-3]), ties at the bottom of layer 2, two exact zeros in layer 3, and in layer 4 one
     or two channels above every other |gamma| with the rest in (0, 1e-3]: at each tested percent it keeps
@@ -143,7 +150,7 @@ def _draw_gammas(model, g):
             bn.weight.copy_(gamma)
 
 
-def _strict_threshold_matters(model, percent, min_channels):
+def _strict_threshold_matters(model: VGG, percent: float, min_channels: int) -> bool:
     """True when the threshold |gamma| at `percent` lies in a layer that keeps at least `min_channels`
     channels strictly above it: there keeping |gamma| >= threshold gives another cfg than > threshold."""
     values = torch.sort(torch.cat([bn.weight.detach().abs() for bn in bn_layers(model)])).values
@@ -155,7 +162,7 @@ def _strict_threshold_matters(model, percent, min_channels):
     return False
 
 
-def gamma_set(seed, index):
+def gamma_set(seed: int, index: int) -> VGG:
     """VGG(GAMMA_SET_CFGS[index]) with the gammas of `_draw_gammas`, the same for the same (seed, index).
 
     Redrawn (from the same private generator, so still determined by the seed) until the threshold at
@@ -172,7 +179,7 @@ def gamma_set(seed, index):
     return model
 
 
-def cfg_mask_cases(seed):
+def cfg_mask_cases(seed: int) -> list[tuple[int, float, int]]:
     """[(set index, percent, min_channels), ...]: the calls on the seeded gamma sets, in order."""
     return [(i, p, m) for i in range(len(GAMMA_SET_CFGS)) for p in CFG_MASK_PERCENTS for m in CFG_MASK_MIN_CHANNELS]
 
@@ -181,7 +188,7 @@ def cfg_mask_cases(seed):
 VISIBLE_CFG_MASK_CALLS = ((0.5, 1), (0.5, 2))
 
 
-def visible_cfg_mask_model():
+def visible_cfg_mask_model() -> VGG:
     """The visible test_build_cfg_mask model: VGG([4, 'M', 4]) with set gammas."""
     with seeded("visible build_cfg_mask"):
         model = VGG([4, 'M', 4], num_classes=10)
@@ -191,13 +198,13 @@ def visible_cfg_mask_model():
     return model
 
 
-def sparse_checkpoint(artifacts="artifacts"):
+def sparse_checkpoint(artifacts: str | Path = "artifacts") -> tuple[Path, list[float], int]:
     """(path, percents, min_channels): the student's sparse model that vggprune prunes, and how."""
     config = profile.config("slimming")
     return Path(artifacts) / f"sparsity_{config['sparse_tag']}.pt", config["percents"], config["min_channels"]
 
 
-def _cfg_entry(value):
+def _cfg_entry(value: object) -> int | str:
     """One cfg entry as plain data: a str stays a str ('M'), anything else becomes int(value) as the
     notebooks read it, or a "<type>" string when it is no number."""
     if isinstance(value, str):
@@ -206,15 +213,16 @@ def _cfg_entry(value):
     return number if error is None else f"<{text(type(value).__name__, 50)}>"
 
 
-def _mask(value):
+def _mask(value: object) -> torch.Tensor | dict[str, str]:
     """One mask as a flat float tensor, or {"error": ...}."""
-    def convert():
+    def convert() -> torch.Tensor:
         return plain_tensor(value).float().flatten()
     result, error = attempt(convert)
     return error or result
 
 
-def _run_cfg_mask(build_cfg_mask, model, percent, min_channels):
+def _run_cfg_mask(build_cfg_mask: Callable[..., object], model: VGG, percent: float,
+                  min_channels: int) -> dict[str, Any]:
     """What build_cfg_mask(copy of model, percent, min_channels) returned, as plain data:
     {"is_tuple": bool, "length": int or None, "cfg": [int or str, ...], "masks": [tensor or error, ...]}
     ("cfg" and "masks" only for a pair), or {"error": ...}."""
@@ -222,10 +230,11 @@ def _run_cfg_mask(build_cfg_mask, model, percent, min_channels):
     if error:
         return error
 
-    def read():
+    def read() -> dict[str, Any]:
         length, _ = attempt(len, result)
-        entry = {"is_tuple": isinstance(result, tuple), "length": length if type(length) is int else None,
-                 "type": text(type(result).__name__, 100)}
+        entry: dict[str, Any] = {"is_tuple": isinstance(result, tuple),
+                                 "length": length if type(length) is int else None,
+                                 "type": text(type(result).__name__, 100)}
         if entry["length"] == 2:
             cfg, masks = result
             entry["cfg"] = [_cfg_entry(v) for v in cfg]
@@ -236,7 +245,8 @@ def _run_cfg_mask(build_cfg_mask, model, percent, min_channels):
     return error or entry
 
 
-def probe_build_cfg_mask(build_cfg_mask, seed, artifacts="artifacts"):
+def probe_build_cfg_mask(build_cfg_mask: Callable[..., object], seed: int,
+                         artifacts: str | Path = "artifacts") -> dict[str, Any]:
     """Run build_cfg_mask on the visible test's model, on the gamma sets of cfg_mask_cases(seed), and on the
     student's sparse checkpoint (sparse_checkpoint(artifacts)) for each of the profile's percents.
 
@@ -246,7 +256,8 @@ def probe_build_cfg_mask(build_cfg_mask, seed, artifacts="artifacts"):
     """
     with seeded(seed, "probe build_cfg_mask"):
         visible = visible_cfg_mask_model()
-        record = {"visible": [_run_cfg_mask(build_cfg_mask, visible, p, m) for p, m in VISIBLE_CFG_MASK_CALLS]}
+        record: dict[str, Any] = {"visible": [_run_cfg_mask(build_cfg_mask, visible, p, m)
+                                              for p, m in VISIBLE_CFG_MASK_CALLS]}
         models = [gamma_set(seed, i) for i in range(len(GAMMA_SET_CFGS))]
         record["sets"] = [_run_cfg_mask(build_cfg_mask, models[i], p, m) for i, p, m in cfg_mask_cases(seed)]
         path, percents, min_channels = sparse_checkpoint(artifacts)
@@ -261,22 +272,22 @@ def probe_build_cfg_mask(build_cfg_mask, seed, artifacts="artifacts"):
 PRUNE_VGG_CASES = 4   # random models; in the last one every layer keeps a single channel
 
 
-def image_size(cfg):
+def image_size(cfg: list[int | str]) -> int:
     """The input side that leaves VGG(cfg) a 2x2 feature map (its forward average-pools that to 1x1)."""
     return 2 * 2 ** cfg.count('M')
 
 
-def _draw_cfg(g):
+def _draw_cfg(g: torch.Generator) -> list[int | str]:
     """A VGG cfg of 3 to 5 convs of 3 to 10 channels with 1 or 2 max-pools, never first."""
     convs = int(torch.randint(3, 6, (), generator=g))
-    cfg = [int(torch.randint(3, 11, (), generator=g)) for _ in range(convs)]
+    cfg: list[int | str] = [int(torch.randint(3, 11, (), generator=g)) for _ in range(convs)]
     pools = 1 + int(torch.randint(0, 2, (), generator=g))
     for place in sorted(torch.randperm(convs - 1, generator=g)[:pools].tolist(), reverse=True):
         cfg.insert(place + 1, 'M')
     return cfg
 
 
-def _draw_mask(width, keep, g):
+def _draw_mask(width: int, keep: int, g: torch.Generator) -> torch.Tensor:
     """A float 0/1 tensor of `width` entries with `keep` ones at random places, never the first `keep` ones
     (unless keep == width): so copying the first channels instead of the kept ones always shows."""
     while True:
@@ -286,7 +297,7 @@ def _draw_mask(width, keep, g):
             return mask
 
 
-def randomize_vgg(model, g):
+def randomize_vgg(model: VGG, g: torch.Generator) -> VGG:
     """Fill every weight, BN parameter and BN running statistic of `model` from generator `g`, in place.
 
     Non-trivial everywhere, so that a value copied from the wrong place or not at all shows: signed gammas
@@ -307,7 +318,7 @@ def randomize_vgg(model, g):
     return model.eval()
 
 
-def prune_vgg_case(seed, index):
+def prune_vgg_case(seed: int, index: int) -> tuple[VGG, list[int | str], list[torch.Tensor]]:
     """(model, cfg, cfg_mask) of case `index`, the same for the same (seed, index).
 
     model: a random VGG (randomize_vgg) in eval mode. Each layer keeps a random number of channels at random
@@ -326,7 +337,7 @@ def prune_vgg_case(seed, index):
         keeps = [1] * len(widths)
     cfg_mask = [_draw_mask(w, k, g) for w, k in zip(widths, keeps)]
     counts = iter(keeps)
-    cfg = ['M' if v == 'M' else next(counts) for v in model.cfg]
+    cfg: list[int | str] = ['M' if v == 'M' else next(counts) for v in model.cfg]
     check_cfg_mask(model, cfg, cfg_mask)
     return model, cfg, cfg_mask
 
@@ -336,7 +347,7 @@ VISIBLE_PRUNE_CFG = [6, 'M', 5, 4]
 VISIBLE_PRUNE_KEEP = ([1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 1, 1])
 
 
-def visible_prune_vgg_case():
+def visible_prune_vgg_case() -> tuple[VGG, list[int | str], list[torch.Tensor]]:
     """(model, cfg, cfg_mask) of the visible test_prune_vgg: its cell draws them after torch.manual_seed(0)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -351,19 +362,20 @@ def visible_prune_vgg_case():
     return model.eval(), [3, 'M', 1, 4], cfg_mask
 
 
-def _state(module):
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """{name: tensor} of module.state_dict() as plain tensors; raises for anything else."""
     return {text(name, 200): plain_tensor(value) for name, value in dict(module.state_dict()).items()}
 
 
-def _run_prune_vgg(prune_vgg, model, cfg, cfg_mask):
+def _run_prune_vgg(prune_vgg: Callable[..., object], model: VGG, cfg: list[int | str],
+                   cfg_mask: list[torch.Tensor]) -> dict[str, Any]:
     """What prune_vgg(model, cfg, cfg_mask) returned, as plain data: {"type": str, "cfg": its cfg,
     "state": its state_dict, "original": model's state_dict after the call}, or {"error": ...}."""
     result, error = attempt(prune_vgg, model, list(cfg), [m.clone() for m in cfg_mask])
     if error:
         return error
 
-    def read():
+    def read() -> dict[str, Any]:
         cfg_read, failed = attempt(lambda: [_cfg_entry(v) for v in result.cfg])
         return {"type": text(type(result).__name__, 100), "cfg": failed or cfg_read,
                 "state": _state(result), "original": _state(model)}
@@ -372,7 +384,7 @@ def _run_prune_vgg(prune_vgg, model, cfg, cfg_mask):
     return error or entry
 
 
-def probe_prune_vgg(prune_vgg, seed):
+def probe_prune_vgg(prune_vgg: Callable[..., object], seed: int) -> dict[str, Any]:
     """Run prune_vgg on the visible test's case and on the PRUNE_VGG_CASES cases of prune_vgg_case(seed).
 
     Returns {"visible": result, "cases": [result, ...]}, a result being what _run_prune_vgg records.
@@ -386,7 +398,7 @@ def probe_prune_vgg(prune_vgg, seed):
 
 # --------------------------------------------------------------------------------------- absorb_constants
 
-def absorb_case(seed, index):
+def absorb_case(seed: int, index: int) -> tuple[VGG, list[torch.Tensor]]:
     """(model, cfg_mask) of absorb_constants' case `index` (< PRUNE_VGG_CASES), the same for the same (seed, index).
 
     prune_vgg_case's model and masks, with the betas of each layer's pruned channels alternately positive and
@@ -407,7 +419,7 @@ VISIBLE_ABSORB_CFG = [3, 'M', 2]
 VISIBLE_ABSORB_KEEP = ([0, 0, 1], [1, 0])
 
 
-def visible_absorb_case():
+def visible_absorb_case() -> tuple[VGG, list[torch.Tensor]]:
     """(model, cfg_mask) of the visible test_absorb_constants, built as its cell builds them (after
     torch.manual_seed(0): the weights it does not set are VGG's random initial ones)."""
     with torch.random.fork_rng(devices=[]):
@@ -422,7 +434,8 @@ def visible_absorb_case():
     return model, [torch.tensor(keep, dtype=torch.float32) for keep in VISIBLE_ABSORB_KEEP]
 
 
-def _run_absorb_constants(absorb_constants, model, cfg_mask):
+def _run_absorb_constants(absorb_constants: Callable[..., object], model: VGG,
+                          cfg_mask: list[torch.Tensor]) -> dict[str, Any]:
     """What absorb_constants(model, cfg_mask) returned, as plain data: {"type": str, "state": its state_dict,
     "original": model's state_dict after the call}, or {"error": ...}."""
     result, error = attempt(absorb_constants, model, [m.clone() for m in cfg_mask])
@@ -433,7 +446,7 @@ def _run_absorb_constants(absorb_constants, model, cfg_mask):
     return error or entry
 
 
-def probe_absorb_constants(absorb_constants, seed):
+def probe_absorb_constants(absorb_constants: Callable[..., object], seed: int) -> dict[str, Any]:
     """Run absorb_constants on the visible test's case and on the PRUNE_VGG_CASES cases of absorb_case(seed).
 
     Returns {"visible": result, "cases": [result, ...]}, a result being what _run_absorb_constants records.
