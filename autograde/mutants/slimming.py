@@ -1,6 +1,7 @@
 """Known-wrong answers to the slimming TODOs (MUTANTS) and wrong workflows of its notebooks (ARTIFACT_MUTANTS);
 each must lose the points of its target grade cell, and only those."""
 import tempfile
+from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,7 @@ def _subset_loaders(fraction: int = 10) -> dict[str, DataLoader]:
     hp, _ = _settings()
     loaders = images.loaders()
     train = loaders["train"].dataset
+    assert isinstance(train, Sized)
     loaders["train"] = DataLoader(Subset(train, range(len(train) // fraction)), batch_size=hp["batch_size"],
                                   shuffle=True, generator=torch.Generator().manual_seed(0))
     return loaders
@@ -317,6 +319,7 @@ def _pruned_in_train_mode(reference: Path, dest: Path) -> None:
     model, _ = load_model(Path(dest) / sparse_path, VGG)
     model.eval()
     test = images.loaders()["test"]
+    assert isinstance(test.dataset, Sized)
     for percent in slim["percents"]:
         cfg, cfg_mask = reference_build_cfg_mask(model, percent, slim["min_channels"])
         pruned = reference_prune_vgg(model, cfg, cfg_mask)   # a new module: in training mode

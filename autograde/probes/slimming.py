@@ -23,12 +23,14 @@ if TYPE_CHECKING:     # hints only: nothing more is imported in the sandbox
     from collections.abc import Callable
     from typing import Any
 
+    from lib.models.vgg import VGGCfg
+
 # ----------------------------------------------------------------------------------------------- update_bn
 
 UPDATE_BN_S = (1e-4, 1e-2, 0.5)   # the paper's s, a strong one, and one large enough to see any scaling bug
 
 
-def update_bn_cases(seed: int) -> list[tuple[tuple[int, str, int], list[int | str], float]]:
+def update_bn_cases(seed: int) -> list[tuple[tuple[int, str, int], VGGCfg, float]]:
     """[(model_seed, cfg, s), ...]: what update_bn is run on, in order.
 
     Three cfgs (2 to 4 BN layers of 3 to 10 channels, max-pools at different places), each with every s of
@@ -39,14 +41,14 @@ def update_bn_cases(seed: int) -> list[tuple[tuple[int, str, int], list[int | st
     def width() -> int:
         return int(torch.randint(3, 11, (), generator=g))
 
-    cfgs: list[list[int | str]] = [[width(), 'M', width(), width(), 'M', width()],
+    cfgs: list[VGGCfg] = [[width(), 'M', width(), width(), 'M', width()],
             [width(), width(), 'M', width()],
             [width(), 'M', width(), 'M', width(), 'M', width()]]
     cases = [((seed, "update_bn", i), cfg, s) for i, cfg in enumerate(cfgs) for s in UPDATE_BN_S]
     return cases + [((seed, "update_bn", 0), cfgs[0], 0.0)]
 
 
-def update_bn_model(model_seed: tuple[int | str, ...], cfg: list[int | str]) -> VGG:
+def update_bn_model(model_seed: tuple[int | str, ...], cfg: VGGCfg) -> VGG:
     """VGG(cfg) as right after loss.backward(), the same for the same (model_seed, cfg).
 
     BN gammas: signed, |gamma| >= 0.05, then two exact zeros per layer (sign(0) = 0: no push there) and one
@@ -117,7 +119,7 @@ def probe_update_bn(update_bn: Callable[..., object], seed: int) -> dict[str, An
 
 # The gamma sets' cfgs. Layers 1 and 4's tiny gammas together are under half of the channels, so every tested
 # percent's threshold lies above all of them.
-GAMMA_SET_CFGS = ([12, 'M', 16, 10, 'M', 14, 8],
+GAMMA_SET_CFGS: tuple[VGGCfg, ...] = ([12, 'M', 16, 10, 'M', 14, 8],
                   [10, 'M', 12, 16, 'M', 9, 'M', 14, 6],
                   [16, 14, 'M', 9, 12, 'M', 11])
 # |gamma| scale of layer i (cycled). Layers 1 and 4 are tiny, (0, 1e-3] (layer 4 but its one or two strong
@@ -272,15 +274,15 @@ def probe_build_cfg_mask(build_cfg_mask: Callable[..., object], seed: int,
 PRUNE_VGG_CASES = 4   # random models; in the last one every layer keeps a single channel
 
 
-def image_size(cfg: list[int | str]) -> int:
+def image_size(cfg: VGGCfg) -> int:
     """The input side that leaves VGG(cfg) a 2x2 feature map (its forward average-pools that to 1x1)."""
     return 2 * 2 ** cfg.count('M')
 
 
-def _draw_cfg(g: torch.Generator) -> list[int | str]:
+def _draw_cfg(g: torch.Generator) -> VGGCfg:
     """A VGG cfg of 3 to 5 convs of 3 to 10 channels with 1 or 2 max-pools, never first."""
     convs = int(torch.randint(3, 6, (), generator=g))
-    cfg: list[int | str] = [int(torch.randint(3, 11, (), generator=g)) for _ in range(convs)]
+    cfg: VGGCfg = [int(torch.randint(3, 11, (), generator=g)) for _ in range(convs)]
     pools = 1 + int(torch.randint(0, 2, (), generator=g))
     for place in sorted(torch.randperm(convs - 1, generator=g)[:pools].tolist(), reverse=True):
         cfg.insert(place + 1, 'M')
@@ -306,6 +308,7 @@ def randomize_vgg(model: VGG, g: torch.Generator) -> VGG:
     with torch.no_grad():
         for bn in bn_layers(model):
             n = bn.num_features
+            assert bn.running_mean is not None and bn.running_var is not None and bn.num_batches_tracked is not None
             bn.weight.copy_(torch.randn(n, generator=g))
             bn.bias.copy_(torch.randn(n, generator=g) * 0.5)
             bn.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
@@ -318,7 +321,7 @@ def randomize_vgg(model: VGG, g: torch.Generator) -> VGG:
     return model.eval()
 
 
-def prune_vgg_case(seed: int, index: int) -> tuple[VGG, list[int | str], list[torch.Tensor]]:
+def prune_vgg_case(seed: int, index: int) -> tuple[VGG, VGGCfg, list[torch.Tensor]]:
     """(model, cfg, cfg_mask) of case `index`, the same for the same (seed, index).
 
     model: a random VGG (randomize_vgg) in eval mode. Each layer keeps a random number of channels at random
@@ -337,17 +340,17 @@ def prune_vgg_case(seed: int, index: int) -> tuple[VGG, list[int | str], list[to
         keeps = [1] * len(widths)
     cfg_mask = [_draw_mask(w, k, g) for w, k in zip(widths, keeps)]
     counts = iter(keeps)
-    cfg: list[int | str] = ['M' if v == 'M' else next(counts) for v in model.cfg]
+    cfg: VGGCfg = ['M' if v == 'M' else next(counts) for v in model.cfg]
     check_cfg_mask(model, cfg, cfg_mask)
     return model, cfg, cfg_mask
 
 
 # The notebook's visible test_prune_vgg: this model, cfg and cfg_mask (layer 1 at one channel, layer 2 whole).
-VISIBLE_PRUNE_CFG = [6, 'M', 5, 4]
+VISIBLE_PRUNE_CFG: VGGCfg = [6, 'M', 5, 4]
 VISIBLE_PRUNE_KEEP = ([1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0], [1, 1, 1, 1])
 
 
-def visible_prune_vgg_case() -> tuple[VGG, list[int | str], list[torch.Tensor]]:
+def visible_prune_vgg_case() -> tuple[VGG, VGGCfg, list[torch.Tensor]]:
     """(model, cfg, cfg_mask) of the visible test_prune_vgg: its cell draws them after torch.manual_seed(0)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -356,6 +359,7 @@ def visible_prune_vgg_case() -> tuple[VGG, list[int | str], list[torch.Tensor]]:
             for bn in bn_layers(model):
                 bn.weight.normal_()
                 bn.bias.normal_(0, 0.5)
+                assert bn.running_mean is not None and bn.running_var is not None
                 bn.running_mean.normal_(0, 0.5)
                 bn.running_var.uniform_(0.2, 3.0)
     cfg_mask = [torch.tensor(keep, dtype=torch.float32) for keep in VISIBLE_PRUNE_KEEP]
@@ -367,7 +371,7 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {text(name, 200): plain_tensor(value) for name, value in dict(module.state_dict()).items()}
 
 
-def _run_prune_vgg(prune_vgg: Callable[..., object], model: VGG, cfg: list[int | str],
+def _run_prune_vgg(prune_vgg: Callable[..., object], model: VGG, cfg: VGGCfg,
                    cfg_mask: list[torch.Tensor]) -> dict[str, Any]:
     """What prune_vgg(model, cfg, cfg_mask) returned, as plain data: {"type": str, "cfg": its cfg,
     "state": its state_dict, "original": model's state_dict after the call}, or {"error": ...}."""
@@ -415,7 +419,7 @@ def absorb_case(seed: int, index: int) -> tuple[VGG, list[torch.Tensor]]:
 
 
 # The notebook's visible test_absorb_constants: this model and these masks, the values set by hand.
-VISIBLE_ABSORB_CFG = [3, 'M', 2]
+VISIBLE_ABSORB_CFG: VGGCfg = [3, 'M', 2]
 VISIBLE_ABSORB_KEEP = ([0, 0, 1], [1, 0])
 
 
@@ -428,7 +432,9 @@ def visible_absorb_case() -> tuple[VGG, list[torch.Tensor]]:
     with torch.no_grad():
         bn_layers(model)[0].bias.copy_(torch.tensor([0.5, -1.0, 0.3]))
         bn_layers(model)[1].bias.copy_(torch.tensor([0.25, 2.0]))
-        model.feature[4].weight.copy_(torch.arange(54.).reshape(2, 3, 3, 3) / 54)   # the second conv
+        second_conv = model.feature[4]
+        assert isinstance(second_conv, torch.nn.Conv2d)
+        second_conv.weight.copy_(torch.arange(54.).reshape(2, 3, 3, 3) / 54)
         model.classifier.weight.copy_(torch.tensor([[1., 2.], [3., 4.]]))
         model.classifier.bias.zero_()
     return model, [torch.tensor(keep, dtype=torch.float32) for keep in VISIBLE_ABSORB_KEEP]
