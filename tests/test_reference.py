@@ -39,19 +39,21 @@ def test_an_edit_of_the_solution_cell_is_the_graders_reference(tmp_path, monkeyp
     cell.source = cell.source.replace("return alpha * soft + (1 - alpha) * hard", "return 2 * hard")
     nbformat.write(nb, path)
     monkeypatch.setattr(reference, "SOLUTIONS", tmp_path)
-    reference._executed.cache_clear()
+    reference._cell.cache_clear()
+    reference._solved.cache_clear()
     try:
         edited = reference.solution("kd", "kd", "kd_loss")
         s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
         assert torch.equal(edited(s, t, y, 4.0, 0.5), 2 * torch.nn.functional.cross_entropy(s, y))
     finally:
-        reference._executed.cache_clear()
+        reference._cell.cache_clear()
+        reference._solved.cache_clear()
 
 
 def test_hidden_test_cells_are_not_run_to_build_a_reference():
     """The cells above a solution cell lend it their imports, but not the test cells (their hidden parts
     import the graders, which import the reference: a cycle)."""
-    namespace = reference._executed("sincnet_quant", "sincnet_quant", "weight_scale")
+    namespace = reference.define("sincnet_quant", "sincnet_quant", "weight_scale")
     graders = {name for name, value in namespace.items() if getattr(value, "__module__", "").startswith("autograde")}
     assert not graders, graders
 
@@ -59,3 +61,11 @@ def test_hidden_test_cells_are_not_run_to_build_a_reference():
 def test_a_missing_cell_is_named():
     with pytest.raises(KeyError, match="has no solution cell 'no_such_cell'"):
         reference.solution("kd", "kd", "no_such_cell")
+
+
+def test_other_code_runs_in_the_cells_place():
+    """A mutant's code runs where the solution cell would: after the imports of the cells above it."""
+    code = reference.source("kd", "kd", "kd_loss").replace("return alpha * soft + (1 - alpha) * hard", "return hard")
+    changed = reference.define("kd", "kd", "kd_loss", code)["kd_loss"]
+    s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+    assert torch.equal(changed(s, t, y, 4.0, 0.5), torch.nn.functional.cross_entropy(s, y))
