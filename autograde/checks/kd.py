@@ -19,7 +19,11 @@ Artifact names (fixed, written by the notebook):
     student_scratch_seed<s>, student_kd_seed<s>   the same pair for each further seed of the profile
                                 (lib.artifacts.kd_student_runs names them)
 """
+from __future__ import annotations
+
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +38,11 @@ from lib.data import images
 from lib.models import VGG
 from lib.train import History
 
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
 
-def settings():
+
+def settings() -> dict[str, Any]:
     """The "kd" section of the active profile."""
     return profile.config("kd")
 
@@ -44,19 +51,24 @@ def settings():
 
 KD_LOSS = "kd_loss"     # names the function in the messages about an unreadable record
 
+# One call of kd_loss, as probes.kd_experiments lists them: (student_logits (B, C), teacher_logits (B, C),
+# labels (B,), T, alpha).
+KDCall: TypeAlias = tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, float]
 
-def check_kd_loss(kd_loss, seed=0):
+
+def check_kd_loss(kd_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor],
+                  seed: int = 0) -> None:
     """kd_loss(student_logits, teacher_logits, labels, T, alpha) against its defining properties."""
     judge_kd_loss(probes.probe_kd_loss(kd_loss, seed), seed)
 
 
-def judge_kd_loss(record, seed):
+def judge_kd_loss(record: object, seed: int) -> None:
     """Decide kd_loss from the record of probes.probe_kd_loss(kd_loss, seed): the notebook's visible test
     first (VisibleCheckFailed), then every experiment of probes.kd_experiments(seed), in order.
     Raises AssertionError with a message for the student, or returns None."""
     record = probe_record(record, KD_LOSS)
 
-    def hidden():
+    def hidden() -> None:
         experiments = probes.kd_experiments(seed)
         results = entries(record, "experiments", KD_LOSS, len(experiments))
         for (kind, calls), outputs in zip(experiments, results):
@@ -65,7 +77,8 @@ def judge_kd_loss(record, seed):
     judge_in_order(lambda: _judge_visible_kd_loss(field(record, "visible", KD_LOSS, dict)), hidden)
 
 
-def _expected(student, teacher, labels, T, alpha):
+def _expected(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, T: float,
+              alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The KD loss computed by hand in float64: (total, soft term without alpha, hard term)."""
     s, t = student.double(), teacher.double()
     log_p_s = s / T - torch.logsumexp(s / T, dim=1, keepdim=True)
@@ -75,7 +88,7 @@ def _expected(student, teacher, labels, T, alpha):
     return alpha * soft + (1 - alpha) * hard, soft, hard
 
 
-def _value(entry, inputs):
+def _value(entry: dict[str, Any], inputs: KDCall) -> float:
     """The recorded result of kd_loss(*inputs) as a float, after checking that it is a finite scalar tensor."""
     T, alpha = inputs[3], inputs[4]
     raise_if_failed(entry, f"kd_loss(student_logits, teacher_logits, labels, T={T}, alpha={alpha})")
@@ -88,11 +101,11 @@ def _value(entry, inputs):
     return out.item()
 
 
-def _close(a, b, rtol=1e-4, atol=1e-5):
+def _close(a: float, b: float, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     return abs(a - b) <= atol + rtol * abs(b)
 
 
-def _judge_hard(calls, outputs):
+def _judge_hard(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """alpha = 0: only the hard term, the ordinary cross-entropy with the labels."""
     s, t, y, T, alpha = calls["loss"]
     got, want = _value(outputs["loss"], calls["loss"]), F.cross_entropy(s, y).item()
@@ -101,7 +114,7 @@ def _judge_hard(calls, outputs):
         f"(T={T}), got {got:.6f}: the hard term is (1 - alpha) * cross-entropy on the raw logits (no /T)")
 
 
-def _judge_mixture(calls, outputs):
+def _judge_mixture(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """The hand computation: the soft term alone (alpha = 1, with a hint when wrong), then every alpha."""
     for name, inputs in calls.items():
         s, t, y, T, alpha = inputs
@@ -115,10 +128,10 @@ def _judge_mixture(calls, outputs):
             f"{hard:.6f} = {want:.6f}")
 
 
-def _explain_soft(got, student, teacher, labels, T):
+def _explain_soft(got: float, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                  T: float) -> NoReturn:
     """Raise an AssertionError that names the likely bug of a wrong soft term (`got`, at alpha = 1)."""
-    _, soft, _ = _expected(student, teacher, labels, T, 1.0)
-    soft = soft.item()
+    soft = _expected(student, teacher, labels, T, 1.0)[1].item()
     batch, classes = student.shape
     reversed_soft = _expected(teacher, student, labels, T, 1.0)[1].item()
     s, t = student.double() / T, teacher.double() / T
@@ -143,7 +156,7 @@ def _explain_soft(got, student, teacher, labels, T):
                          f"T^2 * KL(softmax(t/T) || softmax(s/T)) averaged over the batch = {soft:.6f}")
 
 
-def _judge_same(calls, outputs):
+def _judge_same(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """The soft term (alpha = 1): 0 when the student copies the teacher, positive otherwise."""
     T = calls["same"][3]
     same = _value(outputs["same"], calls["same"])
@@ -154,7 +167,7 @@ def _judge_same(calls, outputs):
     assert other > 0, f"kd_loss with alpha=1 must be > 0 when student and teacher differ, got {other:.6f}"
 
 
-def _judge_shift(calls, outputs):
+def _judge_shift(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """Softmax ignores a constant added to all logits of an example; so must the loss."""
     T = calls["base"][3]
     base, shifted = _value(outputs["base"], calls["base"]), _value(outputs["shifted"], calls["shifted"])
@@ -163,7 +176,7 @@ def _judge_shift(calls, outputs):
         f"(T={T}); it must only depend on the softmax of the logits: use log_softmax / softmax, not the raw logits")
 
 
-def _judge_swap(calls, outputs):
+def _judge_swap(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """KL is not symmetric: the teacher is the target distribution."""
     forward, backward = _value(outputs["forward"], calls["forward"]), _value(outputs["backward"], calls["backward"])
     assert not _close(forward, backward), (
@@ -171,7 +184,7 @@ def _judge_swap(calls, outputs):
         "KL(teacher || student), which is not symmetric")
 
 
-def _judge_gradient(calls, outputs):
+def _judge_gradient(calls: dict[str, KDCall], outputs: dict[str, dict[str, Any]]) -> None:
     """The gradient w.r.t. the student logits: alpha * T * (p_s - p_t) / B + (1 - alpha) * (softmax(s) - y) / B."""
     inputs, entry = calls["loss"], outputs["loss"]
     s, t, y, T, alpha = inputs
@@ -204,10 +217,10 @@ JUDGES = {"hard": _judge_hard, "mixture": _judge_mixture, "same": _judge_same, "
           "swap": _judge_swap, "gradient": _judge_gradient}
 
 
-def _judge_visible_kd_loss(outputs):
+def _judge_visible_kd_loss(outputs: dict[str, Any]) -> None:
     """The asserts of the notebook's test_kd_loss, on the probe's calls of its fixed logits."""
     calls = probes.visible_calls()
-    values = {}
+    values: dict[str, torch.Tensor] = {}
     for name, inputs in calls.items():
         entry = field(outputs, name, KD_LOSS, dict)
         error = failed_call(entry)
@@ -228,7 +241,7 @@ def _judge_visible_kd_loss(outputs):
 
 # ---------------------------------------------------------------------------------------- trained students
 
-def _load(artifacts, name):
+def _load(artifacts: str | Path, name: str) -> tuple[VGG, dict[str, Any], History]:
     """(VGG with the checkpoint's weights, meta, History) of artifacts/<name>.pt and .json; the checkpoint
     must hold the history's best epoch."""
     path = Path(artifacts) / f"{name}.pt"
@@ -240,38 +253,39 @@ def _load(artifacts, name):
     return model, meta, history
 
 
-def _test_accuracy(model, loaders, path, history):
+def _test_accuracy(model: VGG, loaders: dict[str, DataLoader], path: str, history: History) -> float:
     """The checkpoint's accuracy on the test split, after cross-checking its validation accuracy with the one
     its history recorded for its best epoch."""
     return checked_test_accuracy(model, loaders, history.best, path)
 
 
-def run_config(config, seed, kind):
+def run_config(config: dict[str, Any], seed: int, kind: str) -> dict[str, Any]:
     """The hyperparameters the notebook's train_student records for the student run of `seed` and `kind`."""
     extra = dict(T=config["T"], alpha=config["alpha"]) if kind == "kd" else {}
     return dict(config["student"], seed=seed, **extra)
 
 
-def _mean_gain(accuracy):
+def _mean_gain(accuracy: dict[str, float]) -> float:
     """The mean over the seeds of KD - scratch, from {name: accuracy} of every run of kd_student_runs."""
     runs = kd_student_runs(settings())
     gains = [accuracy[kd] - accuracy[scratch] for (_, _, scratch), (_, _, kd) in zip(runs[::2], runs[1::2])]
     return sum(gains) / len(gains)
 
 
-def _visible_kd_student(artifacts):
+def _visible_kd_student(artifacts: str | Path) -> None:
     """test_kd_student's own asserts, on the submitted histories: KD gains the profile's min_gain over the
     seeds; the first seed's KD student reaches the profile's accuracy on validation and is not below its scratch student by
     more than the margin."""
     config = settings()
-    accuracy = {}
+    accuracy: dict[str, float] = {}
     for seed, kind, name in kd_student_runs(config):
         path = Path(artifacts) / f"{name}.pt"
         if not loaded_as_submitted(path, run_config(config, seed, kind), config["student_cfg"]):
             return          # the notebook trained a fallback run: its test saw that one
-        accuracy[name] = best_accuracy(load_run(path, VGG)[2])
-        if accuracy[name] is None:
+        best = best_accuracy(load_run(path, VGG)[2])
+        if best is None:
             return
+        accuracy[name] = best
     gain = _mean_gain(accuracy)
     visible(gain >= config["min_gain"], f"KD - scratch over the seeds: {gain:.2f} points on average, at least "
                                         f"{config['min_gain']} expected: check kd_loss")
@@ -282,7 +296,7 @@ def _visible_kd_student(artifacts):
                                               f"the seed noise ({config['margin']} points)")
 
 
-def check_kd_student(artifacts="artifacts"):
+def check_kd_student(artifacts: str | Path = "artifacts") -> None:
     """KD gains on the scratch student over the seeds, and the first seed's KD student meets the profile.
 
     Every run of kd_student_runs is the profile's student (cfg) trained with the profile's setup and its seed, the
@@ -294,7 +308,7 @@ def check_kd_student(artifacts="artifacts"):
     _visible_kd_student(artifacts)
     config = settings()
     loaders = images.loaders(batch_size=256)
-    accuracy = {}
+    accuracy: dict[str, float] = {}
     for seed, kind, name in kd_student_runs(config):
         model, _, history = _load(artifacts, name)
         assert model.cfg == list(config["student_cfg"]), (

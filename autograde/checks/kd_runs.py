@@ -15,10 +15,14 @@ is followed through a symbolic link.
 Runs are compared by their outputs (autograde.similarity.output_distance), not their parameters. The checks raise
 AssertionError with a message for the student, like the rest of autograde.checks.
 """
+from __future__ import annotations
+
 import functools
 import math
 import warnings
+from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +36,14 @@ from lib.data import images
 from lib.models import VGG
 from lib.models.vgg import VGG19_CFG, scale_cfg
 from lib.train import History
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# A batch of the data loaders: (inputs, labels).
+Batch: TypeAlias = tuple[torch.Tensor, torch.Tensor]
+# One run of the sweep, as sweep_runs lists it: (artifact name without .pt, T, alpha, expected History config).
+SweepRun: TypeAlias = tuple[str, float | None, float | None, dict[str, Any]]
 
 # Two training curves are "the same" when their per-epoch losses differ by at most this, relative (a copied curve
 # nudged by 1e-7 is still a copy; separately trained runs differ by percents from the first epoch on).
@@ -50,7 +62,7 @@ DISTILLED_KL_RATIO = 0.77
 
 # ------------------------------------------------------------------------------------------ shared pieces
 
-def _artifact(artifacts, name):
+def _artifact(artifacts: str | Path, name: str) -> Path:
     """artifacts/<name>: refused when it, or a folder between it and `artifacts`, is a symbolic link, or when it
     is larger than any checkpoint of the kit (MAX_CHECKPOINT_BYTES)."""
     root = Path(artifacts)
@@ -66,7 +78,7 @@ def _artifact(artifacts, name):
     return path
 
 
-def _history(path):
+def _history(path: Path) -> History:
     """The History at `path`, with every record checked to be a plain epoch record."""
     try:
         history = History.load(path)
@@ -83,7 +95,8 @@ def _history(path):
     return history
 
 
-def _run(artifacts, name, cfg, advice):
+def _run(artifacts: str | Path, name: str, cfg: Sequence[int | str],
+         advice: str) -> tuple[VGG, dict[str, Any], History]:
     """(VGG with the weights, meta, History) of artifacts/<name>.pt and .json.
 
     The checkpoint's cfg must be `cfg`, and it must hold its history's best epoch. `advice` ends the message of
@@ -108,24 +121,26 @@ def _run(artifacts, name, cfg, advice):
 
 
 @functools.lru_cache(maxsize=1)
-def _batches():
+def _batches() -> dict[str, list[Batch]]:
     """{"val", "test"}: each split as a list of (inputs, labels) batches (loaded once per process)."""
     loaders = images.loaders(batch_size=256)
     return {split: list(loaders[split]) for split in ("val", "test")}
 
 
 @torch.no_grad()
-def _logits(model, batches):
+def _logits(model: nn.Module, batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, labels) of `model` in eval mode on the CPU over all batches."""
     model.eval()
     outputs = [(model(x), y) for x, y in batches]
     return torch.cat([o for o, _ in outputs]), torch.cat([y for _, y in outputs])
 
 
-_EVALUATED = {}    # (path, size, mtime) of a run's .pt and .json -> (history, test logits): each run evaluated once
+# (path, size, mtime) of a run's .pt and .json -> (history, test logits): each run evaluated once
+_EVALUATED: dict[tuple[Hashable, ...], tuple[History, torch.Tensor]] = {}
 
 
-def _evaluated_run(artifacts, name, cfg, advice):
+def _evaluated_run(artifacts: str | Path, name: str, cfg: Sequence[int | str],
+                   advice: str) -> tuple[History, torch.Tensor]:
     """(History, test logits) of the run artifacts/<name>.pt/.json, checked as _run and _checked_logits check it;
     evaluated once per process (the kd checks of one grading share their runs)."""
     files = [_artifact(artifacts, f"{name}.pt"), _artifact(artifacts, f"{name}.json")]
@@ -144,7 +159,7 @@ def _evaluated_run(artifacts, name, cfg, advice):
     return _EVALUATED[key]
 
 
-def _checked_logits(model, history, batches, path):
+def _checked_logits(model: nn.Module, history: History, batches: dict[str, list[Batch]], path: Path) -> torch.Tensor:
     """The model's test logits, after checking its validation accuracy against the one its history recorded
     for its best epoch (`batches` as _batches() gives them)."""
     logits, labels = _logits(model, batches["val"])
@@ -156,7 +171,7 @@ def _checked_logits(model, history, batches, path):
     return _logits(model, batches["test"])[0]
 
 
-def _kl(teacher_logits, student_logits, T):
+def _kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, T: float) -> float:
     """KL(softmax(teacher / T) || softmax(student / T)), averaged over the examples."""
     return F.kl_div(F.log_softmax(student_logits.double() / T, 1), F.log_softmax(teacher_logits.double() / T, 1),
                     log_target=True, reduction="batchmean").item()
@@ -164,22 +179,22 @@ def _kl(teacher_logits, student_logits, T):
 
 # ------------------------------------------------------------------------------------------------ kd sweep
 
-def sweep_runs(config=None):
+def sweep_runs(config: dict[str, Any] | None = None) -> list[SweepRun]:
     """The runs the kd notebook's sweep cell leaves (lib.artifacts.kd_sweep_runs), as (artifact name without .pt,
     T, alpha, expected History config); T and alpha are None for the scratch run the heat map is compared with."""
     config = config or profile.config("kd")
     sweep_hp = dict(config["student"], epochs=config["sweep"]["epochs"])
     seed = config["seeds"][0]                # the sweep trains the first seed's student
-    runs = []
+    runs: list[SweepRun] = []
     for name, T, alpha in kd_sweep_runs(config):
         hp = dict(sweep_hp, seed=seed) if T is None else dict(sweep_hp, seed=seed, T=T, alpha=alpha)
         runs.append((name, T, alpha, History(hp).config))
     return runs
 
 
-def _config_difference(found, expected):
+def _config_difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
     """What differs between a recorded config and the expected one, in words."""
-    parts = []
+    parts: list[str] = []
     for key in sorted(set(found) | set(expected), key=str):
         if key not in found:
             parts.append(f"{key} is missing (expected {expected[key]!r})")
@@ -190,7 +205,7 @@ def _config_difference(found, expected):
     return "; ".join(parts)
 
 
-def check_kd_sweep(artifacts="artifacts"):
+def check_kd_sweep(artifacts: str | Path = "artifacts") -> None:
     """Every run of the kd notebook's T x alpha sweep (profile.config("kd")["sweep"]) is there and genuine.
 
     For each run (sweep_runs()): the checkpoint and its history exist; the history's config is the sweep setup
@@ -204,7 +219,7 @@ def check_kd_sweep(artifacts="artifacts"):
     config = profile.config("kd")
     student_cfg = list(config["student_cfg"])
     grid = f"T in {tuple(config['sweep']['T'])} x alpha in {tuple(config['sweep']['alpha'])}"
-    loaded = []
+    loaded: list[tuple[str, float | None, History, torch.Tensor]] = []
     for name, T, alpha, expected in sweep_runs(config):
         what = f"the sweep's run T = {T}, alpha = {alpha}" if T is not None else "the sweep's scratch run"
         json_path = Path(artifacts) / f"{name}.json"
@@ -236,12 +251,12 @@ def check_kd_sweep(artifacts="artifacts"):
     teacher_logits = _teacher_logits(artifacts)
     scratch_name, _, _, scratch_logits = loaded[-1]
     for name, T, _, logits in loaded[:-1]:
-        if T > 1:
+        if T is not None and T > 1:     # T is None only for the scratch run, loaded[-1]
             _check_distilled(name, logits, scratch_name, scratch_logits, teacher_logits, config["T"],
                              "run the sweep cell with your kd_loss")
 
 
-def same_curve(history, other):
+def same_curve(history: History, other: History) -> bool:
     """Whether two histories record the same training curve: the same epochs, and per-epoch losses (train and
     validation) within CURVE_TOLERANCE of each other, relative. Separately trained runs never share one."""
     a = torch.tensor([[r["train_loss"], r["val_loss"]] for r in history.records], dtype=torch.float64)
@@ -251,7 +266,7 @@ def same_curve(history, other):
     return bool(((a - b).abs() <= CURVE_TOLERANCE * torch.maximum(a.abs(), b.abs())).all())
 
 
-def _check_all_different(runs, advice):
+def _check_all_different(runs: Sequence[tuple[str, History, torch.Tensor]], advice: str) -> None:
     """runs: [(name, History, test logits)] that must all be separate trainings: no two compute the same function
     (output_distance <= FUNCTION_TOLERANCE: the same weights, up to reordered channels or small noise) or record
     the same training curve."""
@@ -268,7 +283,7 @@ def _check_all_different(runs, advice):
 
 # ------------------------------------------------------------------------------------------ distillation
 
-def _teacher_logits(artifacts):
+def _teacher_logits(artifacts: str | Path) -> torch.Tensor:
     """The test logits of artifacts/teacher.pt, after checking it is the profile's VGG-19 and its history's run."""
     teacher_cfg = scale_cfg(VGG19_CFG, profile.config("vgg")["width"])
     return _evaluated_run(artifacts, "teacher", teacher_cfg,
@@ -276,7 +291,8 @@ def _teacher_logits(artifacts):
                           "the notebook's teacher cell trains)")[1]
 
 
-def _check_distilled(name, logits, scratch_name, scratch_logits, teacher_logits, T, advice):
+def _check_distilled(name: str, logits: torch.Tensor, scratch_name: str, scratch_logits: torch.Tensor,
+                     teacher_logits: torch.Tensor, T: float, advice: str) -> None:
     """The run `name` is at most DISTILLED_KL_RATIO times as far (KL at T) from the teacher as the scratch run."""
     kl, kl_scratch = _kl(teacher_logits, logits, T), _kl(teacher_logits, scratch_logits, T)
     assert kl <= DISTILLED_KL_RATIO * kl_scratch, (
@@ -286,7 +302,7 @@ def _check_distilled(name, logits, scratch_name, scratch_logits, teacher_logits,
         f"{DISTILLED_KL_RATIO:g} times the scratch student's distance). {advice}")
 
 
-def check_kd_distilled(artifacts="artifacts"):
+def check_kd_distilled(artifacts: str | Path = "artifacts") -> None:
     """Every KD student was distilled from artifacts/teacher.pt, and no student run is another one relabelled.
 
     1. teacher.pt is the profile's VGG-19 and reproduces the accuracy its history records;
@@ -299,7 +315,7 @@ def check_kd_distilled(artifacts="artifacts"):
     """
     config = profile.config("kd")
     teacher_logits = _teacher_logits(artifacts)
-    students = {}
+    students: dict[str, tuple[int, str, History, torch.Tensor]] = {}
     for seed, kind, name in kd_student_runs(config):
         history, logits = _evaluated_run(artifacts, name, list(config["student_cfg"]), "the profile's student; "
                                          "train every student with the notebook's train_student")

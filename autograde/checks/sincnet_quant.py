@@ -22,8 +22,12 @@ Artifacts (names fixed by the notebook):
     sincnet_pruned.pt/.json   pruned by pruning_rate, fine-tuned  (profile "sincnet_quant", finetune)
     sincnet_quant.pt/.json    the pruned model after QAT   (profile "sincnet_quant", qat)
 """
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 import torch.nn as nn
@@ -42,29 +46,39 @@ from lib.models import SincNet
 from lib.models.quant import QuantSincNet, quantized_layers
 from lib.train import History
 
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from autograde.checks.common import ModelT
+
+# One case of probes.ste_cases: (bits, lo, hi, shape of x).
+STECase: TypeAlias = tuple[int, float, float, tuple[int, ...]]
+# check(condition, message) in a weight_scale judgement: visible (VisibleCheckFailed) or _hidden (AssertionError).
+Check: TypeAlias = Callable[[bool, str], None]
+
 FLOAT, PRUNED, QUANT = "sincnet_float", "sincnet_pruned", "sincnet_quant"
 # The quantized model is rebuilt with the reference quantizer and weight range: the student's own are judged in
 # their cells (test_ste_quantize, test_weight_scale).
 REFERENCE_QUANTIZATION = dict(quantizer=ReferenceSTE.apply, weight_scale=reference_weight_scale)
 
 
-def settings():
+def settings() -> dict[str, Any]:
     """The "sincnet_quant" section of the active profile."""
     return profile.config("sincnet_quant")
 
 
-def float_hp():
+def float_hp() -> dict[str, Any]:
     """What the notebook trains the float model with (and fit_or_load records in its history)."""
     return profile.config("sincnet")
 
 
-def finetune_hp():
+def finetune_hp() -> dict[str, Any]:
     """Fine-tuning of the pruned model; the pruning it follows is recorded with it."""
     config = settings()
     return dict(config["finetune"], pruning_rate=config["pruning_rate"], min_channels=config["min_channels"])
 
 
-def qat_hp():
+def qat_hp() -> dict[str, Any]:
     return settings()["qat"]
 
 
@@ -74,13 +88,13 @@ STE = "STEQuantize"     # names the class in the messages about an unreadable re
 NOT_IMPLEMENTED = "STEQuantize is not implemented yet (forward or backward raises NotImplementedError)"
 
 
-def check_ste_quantize(STEQuantize, seed=0):
+def check_ste_quantize(STEQuantize: type[torch.autograd.Function], seed: int = 0) -> None:
     """Forward: a uniform 2**bits-level grid on [lo, hi] with clipping; backward: straight through inside, 0 outside.
     Then in lib's quantized SincNet: at most 2**bits weight values per layer, gradients reach the latent weights."""
     judge_ste_quantize(probes.probe_ste_quantize(STEQuantize, seed), seed)
 
 
-def judge_ste_quantize(record, seed):
+def judge_ste_quantize(record: object, seed: int) -> None:
     """Decide STEQuantize from the record of probes.probe_ste_quantize(STEQuantize, seed): the notebook's
     visible test first (VisibleCheckFailed), then every case of probes.ste_cases(seed) and lib's quantized
     SincNet. Raises AssertionError with a message for the student, or returns None."""
@@ -89,7 +103,7 @@ def judge_ste_quantize(record, seed):
                    lambda: _judge_hidden_ste(record, seed))
 
 
-def _judge_hidden_ste(record, seed):
+def _judge_hidden_ste(record: dict[str, Any], seed: int) -> None:
     assert field(record, "is_function", STE) is True, (
         "STEQuantize must be a class deriving from torch.autograd.Function")
     cases = probes.ste_cases(seed)
@@ -99,7 +113,7 @@ def _judge_hidden_ste(record, seed):
     judge_in_quantized_model(field(record, "model", STE))
 
 
-def _raise_if_failed(entry, call):
+def _raise_if_failed(entry: object, call: str) -> None:
     """AssertionError for an exception the probe recorded; NotImplementedError (the blank TODO) has its own."""
     error = failed_call(entry)
     if error is not None and error.startswith("NotImplementedError"):
@@ -107,7 +121,7 @@ def _raise_if_failed(entry, call):
     raise_if_failed(entry, call)
 
 
-def _output(entry, call, shape):
+def _output(entry: dict[str, Any], call: str, shape: Sequence[int]) -> torch.Tensor:
     """The tensor STEQuantize returned (as float32), checked to have the input's `shape`."""
     _raise_if_failed(entry, call)
     found = field(entry, "type", STE, str)
@@ -118,7 +132,7 @@ def _output(entry, call, shape):
     return q.float()
 
 
-def _distinct(values, tolerance):
+def _distinct(values: torch.Tensor, tolerance: float) -> torch.Tensor:
     """Sorted distinct values of a tensor, values closer than `tolerance` counted once."""
     v = torch.sort(values.detach().flatten()).values
     if v.numel() == 0:
@@ -127,7 +141,7 @@ def _distinct(values, tolerance):
     return v[keep]
 
 
-def _judge_forward(entry, seed, index, case):
+def _judge_forward(entry: dict[str, Any], seed: int, index: int, case: STECase) -> None:
     """One case's forward pass: outputs within [lo, hi], rounded to the nearest of 2**bits levels on the
     uniform grid from lo to hi, inputs outside clipped to lo or hi, levels mapped to themselves."""
     bits, lo, hi, shape = case
@@ -179,7 +193,8 @@ def _judge_forward(entry, seed, index, case):
         f"{(again - q).abs().max().item():.3g}; levels must map to themselves")
 
 
-def _judge_range_kept(dense, dense_x, bits, lo, hi, eps):
+def _judge_range_kept(dense: torch.Tensor, dense_x: torch.Tensor, bits: int, lo: float, hi: float,
+                      eps: float) -> None:
     """AssertionError naming the mistake when, on a range without 0, the outputs are those of [lo, hi]
     widened to include 0."""
     if lo <= 0 <= hi:
@@ -190,7 +205,7 @@ def _judge_range_kept(dense, dense_x, bits, lo, hi, eps):
         "the range is [lo, hi] as given, also when it does not hold 0 (do not widen it to include 0)")
 
 
-def _judge_backward(entry, seed, index, case):
+def _judge_backward(entry: object, seed: int, index: int, case: STECase) -> None:
     """One case's backward pass: grad_output straight through inside [lo, hi], 0 outside."""
     bits, lo, hi, shape = case
     call = f"STEQuantize backward with bits={bits}, lo={lo}, hi={hi}, x of shape {tuple(shape)}"
@@ -221,14 +236,14 @@ def _judge_backward(entry, seed, index, case):
         raise AssertionError(f"{call}: outside [lo, hi] the gradient must be 0 (the clipped output is flat)")
 
 
-def _expected_layers():
+def _expected_layers() -> list[tuple[int, list[str]]]:
     """[(bits, parameter names), ...] of the quantized layers of lib's QuantSincNet([8] * 6), in order."""
     model = QuantSincNet([8, 8, 8, 8, 8, 8], quantizer=ReferenceSTE.apply, weight_scale=probes.fixed_range_scale)
     return [(layer.bits, sorted(name for name, _ in layer.named_parameters(recurse=False)))
             for layer in quantized_layers(model)]
 
 
-def judge_in_quantized_model(entry):
+def judge_in_quantized_model(entry: object) -> None:
     """The record of probes.probe_in_quantized_model: each layer computes with at most 2**bits weight
     values, and one training step's gradient reaches every latent weight."""
     error = failed_call(entry)
@@ -257,7 +272,7 @@ def judge_in_quantized_model(entry):
                 "without detaching, and pass the gradient straight through in backward")
 
 
-def _judge_visible_ste(entry):
+def _judge_visible_ste(entry: dict[str, Any]) -> None:
     """The asserts of the notebook's test_ste_quantize: 2 bits on [-1, 1] of x = linspace(-2, 2, 41)."""
     q_entry = field(entry, "q", STE, dict)
     error = failed_call(q_entry)
@@ -286,13 +301,15 @@ def _judge_visible_ste(entry):
 
 # ----------------------------------------------------------------------------------------- trained models
 
-def _load_run(artifacts, name, model_class, **kwargs):
+def _load_run(artifacts: str | Path, name: str, model_class: type[ModelT],
+              **kwargs: Any) -> tuple[ModelT, dict[str, Any], History]:
     """(model with the checkpoint's weights in eval mode, meta, History) of artifacts/<name>.pt and .json."""
     model, meta, history = load_run(Path(artifacts) / f"{name}.pt", model_class, **kwargs)
     return model.eval(), meta, history
 
 
-def _check_history(history, meta, path, hp, what):
+def _check_history(history: History, meta: dict[str, Any], path: Path, hp: dict[str, Any],
+                   what: str) -> dict[str, Any]:
     """The history is a complete run with `hp`, and the checkpoint holds its best epoch: that record."""
     json_path = path.with_suffix(".json")
     assert history.config == History(hp).config, (
@@ -304,12 +321,13 @@ def _check_history(history, meta, path, hp, what):
     return record_at(history, meta, path)
 
 
-def _test_accuracy(model, record, path, loaders):
+def _test_accuracy(model: nn.Module, record: dict[str, Any], path: Path, loaders: dict[str, DataLoader]) -> float:
     """Test accuracy of `model`, after checking its validation accuracy against its history's record."""
     return checked_test_accuracy(model, loaders, record, path)
 
 
-def _submitted(artifacts, name, hp, cfg=None):
+def _submitted(artifacts: str | Path, name: str, hp: dict[str, Any],
+               cfg: list[int] | None = None) -> tuple[History, int, list[int]] | None:
     """(History, parameter count, cfg) of the run artifacts/<name> when the notebook's fit_or_load loads it
     while grading (hp and cfg as the notebook asks; cfg None: the checkpoint's), else None: the notebook then
     trained a short fallback run and its visible test saw that run."""
@@ -322,14 +340,14 @@ def _submitted(artifacts, name, hp, cfg=None):
     return history, sum(p.numel() for p in model.parameters()), model.cfg
 
 
-def _assert_accuracy(accuracy, key, path):
+def _assert_accuracy(accuracy: float, key: str, path: Path) -> None:
     need = settings()["thresholds"][key]
     assert accuracy >= need, (
         f"{path} reaches {accuracy:.2f}% test accuracy; at least {need}% is expected (profile {profile.name()}, "
         f"thresholds[{key!r}])")
 
 
-def check_float_model(artifacts="artifacts", loaders=None):
+def check_float_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_float.pt: the profile's SincNet, trained with the profile's hyperparameters to its threshold."""
     hp = float_hp()
     submitted = _submitted(artifacts, FLOAT, hp, SincNet(width=hp["width"]).cfg)
@@ -349,11 +367,11 @@ def check_float_model(artifacts="artifacts", loaders=None):
     _assert_accuracy(_test_accuracy(model, record, path, loaders), "float", path)
 
 
-def _float_model(artifacts):
+def _float_model(artifacts: str | Path) -> SincNet:
     return _load_run(artifacts, FLOAT, SincNet)[0]
 
 
-def _visible_pruned(artifacts):
+def _visible_pruned(artifacts: str | Path) -> None:
     """The notebook's own test_pruned: fewer parameters than the float model, every fine-tuning epoch run."""
     hp = float_hp()
     float_run = _submitted(artifacts, FLOAT, hp, SincNet(width=hp["width"]).cfg)
@@ -364,7 +382,7 @@ def _visible_pruned(artifacts):
     visible(len(pruned_run[0]) == finetune_hp()["epochs"], "fine-tune for all the profile's epochs")
 
 
-def check_pruned_model(artifacts="artifacts", loaders=None):
+def check_pruned_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_pruned.pt: the reference cfg of the student's float model pruned by pruning_rate, fine-tuned."""
     _visible_pruned(artifacts)
     loaders = loaders or speech.loaders()
@@ -380,14 +398,14 @@ def check_pruned_model(artifacts="artifacts", loaders=None):
     _assert_accuracy(_test_accuracy(model, record, path, loaders), "pruned", path)
 
 
-def _changed_beyond_decay(before, after):
+def _changed_beyond_decay(before: torch.Tensor, after: torch.Tensor) -> float:
     """Relative size of the part of `after` that is not a multiple of `before` (weight decay only rescales)."""
     before, after = before.flatten().double(), after.flatten().double()
     scale = (after @ before) / (before @ before).clamp_min(1e-30)
     return ((after - scale * before).norm() / after.norm().clamp_min(1e-30)).item()
 
 
-def _visible_quantized(artifacts):
+def _visible_quantized(artifacts: str | Path) -> None:
     """The notebook's own test_qat: QAT of the pruned architecture, every epoch run, far above chance."""
     pruned_run = _submitted(artifacts, PRUNED, finetune_hp())
     if pruned_run is None:
@@ -402,7 +420,7 @@ def _visible_quantized(artifacts):
     visible(accuracy is None or accuracy > 30, "QAT should be far above chance (10%)")
 
 
-def check_quantized_model(artifacts="artifacts", loaders=None):
+def check_quantized_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_quant.pt: QAT of the pruned model. Latent full-precision weights kept in the parameters (not
     overwritten with quantized values) and changed by training, and the profile's accuracy (computed with the
     reference quantizer). The student's quantizer itself is judged by check_ste_quantize, in its own cell."""
@@ -439,14 +457,15 @@ def check_quantized_model(artifacts="artifacts", loaders=None):
 SCALE = "weight_scale"
 
 
-def check_weight_scale(weight_scale, seed=0):
+def check_weight_scale(weight_scale: Callable[[torch.Tensor, int, float | None], torch.Tensor],
+                       seed: int = 0) -> None:
     """The step of the symmetric b-bit range [-r, r], r = max|w| or min(max|w|, clip_std * sqrt(mean(w**2))),
     on the visible test's calls and on weights of both signs, with outliers, all zero, of several shapes and
     bit widths (probes.scale_cases)."""
     judge_weight_scale(probes.probe_weight_scale(weight_scale, seed), seed)
 
 
-def judge_weight_scale(record, seed):
+def judge_weight_scale(record: object, seed: int) -> None:
     """Decide weight_scale from the record of probes.probe_weight_scale(weight_scale, seed): the notebook's
     visible test first (VisibleCheckFailed), then every case of probes.scale_cases(seed)."""
     record = probe_record(record, SCALE)
@@ -455,12 +474,12 @@ def judge_weight_scale(record, seed):
     cases = probes.scale_cases(seed)
     case_entries = entries(record, "cases", SCALE, len(cases))
 
-    def visible_part():
+    def visible_part() -> None:
         for entry, (w, bits, clip_std) in zip(visible_entries, calls):
             _judge_scale(entry, w, bits, clip_std, f"weight_scale(w, {bits}, clip_std={clip_std}) of the visible "
                          f"test, w = {w.tolist()}", visible)
 
-    def hidden_part():
+    def hidden_part() -> None:
         for index, (entry, case) in enumerate(zip(case_entries, cases)):
             bits, clip_std, shape, kind = case
             _judge_scale(entry, probes.scale_input(seed, index, case), bits, clip_std,
@@ -470,12 +489,12 @@ def judge_weight_scale(record, seed):
     judge_in_order(visible_part, hidden_part)
 
 
-def _hidden(condition, message):
+def _hidden(condition: bool, message: str) -> None:
     if not condition:
         raise AssertionError(message)
 
 
-def _scale_value(entry, call, check):
+def _scale_value(entry: dict[str, Any], call: str, check: Check) -> float:
     """The step weight_scale returned (a float), checked to be a 0-d tensor or a number; `check(condition,
     message)` raises the failure (visible or hidden). None after a failed check cannot happen: check raises."""
     error = failed_call(entry)
@@ -491,7 +510,8 @@ def _scale_value(entry, call, check):
     return float(value.reshape(()))
 
 
-def _judge_scale(entry, w, bits, clip_std, call, check):
+def _judge_scale(entry: dict[str, Any], w: torch.Tensor, bits: int, clip_std: float | None, call: str,
+                 check: Check) -> None:
     """One call: the step equals the reference's (relative tolerance 1e-5); for all-zero weights any step in
     (0, 1e-6] is accepted (the weights quantize to about 0 whatever it is); w is left unchanged."""
     step = _scale_value(entry, call, check)
@@ -508,13 +528,13 @@ def _judge_scale(entry, w, bits, clip_std, call, check):
           f"{call}: returned {step:.6g}, expected {expected:.6g}. {_scale_hint(step, w, bits, clip_std)}")
 
 
-def _scale_hint(step, w, bits, clip_std):
+def _scale_hint(step: float, w: torch.Tensor, bits: int, clip_std: float | None) -> str:
     """What a wrong step matches among the usual mistakes, else the contract."""
     w = w.double()
     rms, top = w.pow(2).mean().sqrt(), w.abs().max()
     levels_apart = 2 ** bits - 1
 
-    def r_of(clip_sigma, top=top):
+    def r_of(clip_sigma: torch.Tensor, top: torch.Tensor = top) -> torch.Tensor:
         return top if clip_std is None else torch.minimum(top, clip_std * clip_sigma)
 
     mistakes = [

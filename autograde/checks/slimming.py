@@ -19,8 +19,12 @@ Artifact names (fixed; the kd assignment reads some of them):
     pruned_<pct>.pt             the sparse model (tag `sparse_tag`) pruned by `pct` percent, before fine-tuning
     finetuned_<pct>.pt/.json    that pruned model after fine-tuning
 """
+from __future__ import annotations
+
 import copy
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import torch
 
@@ -38,8 +42,11 @@ from lib.models import VGG
 from lib.slimming import bn_layers, sparsity, zero_pruned_channels
 from lib.train import History, last_path
 
+if TYPE_CHECKING:
+    from torch import nn
 
-def settings():
+
+def settings() -> dict[str, Any]:
     """The "slimming" section of the active profile."""
     return profile.config("slimming")
 
@@ -49,18 +56,18 @@ def settings():
 UPDATE_BN = "update_bn"   # names the function in the messages about an unreadable record
 
 
-def check_update_bn(update_bn, seed=0):
+def check_update_bn(update_bn: Callable[[nn.Module, float], None], seed: int = 0) -> None:
     """update_bn(model, s) must add s * sign(gamma) to each BN gamma's gradient and change nothing else."""
     judge_update_bn(probes.probe_update_bn(update_bn, seed), seed)
 
 
-def judge_update_bn(record, seed):
+def judge_update_bn(record: object, seed: int) -> None:
     """Decide update_bn from the record of probes.probe_update_bn(update_bn, seed): the notebook's visible
     test first (VisibleCheckFailed), then every seeded model of probes.update_bn_cases(seed).
     Raises AssertionError with a message for the student, or returns None."""
     record = probe_record(record, UPDATE_BN)
 
-    def hidden():
+    def hidden() -> None:
         cases = probes.update_bn_cases(seed)
         for (model_seed, cfg, s), result in zip(cases, entries(record, "cases", UPDATE_BN, len(cases))):
             _judge_update_bn_case(result, lambda: probes.update_bn_model(model_seed, cfg), s)
@@ -68,28 +75,32 @@ def judge_update_bn(record, seed):
     judge_in_order(lambda: _judge_visible_update_bn(field(record, "visible", UPDATE_BN)), hidden)
 
 
-def _bn_names(model):
+def _bn_names(model: nn.Module) -> list[tuple[str, str]]:
     """[(gamma's name, beta's name), ...] of the BN layers of `model`, in order."""
     names = {id(p): name for name, p in model.named_parameters()}
     return [(names[id(bn.weight)], names[id(bn.bias)]) for bn in bn_layers(model)]
 
 
-def _grads(model):
-    return {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+def _grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    grads = {}
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} has no gradient"    # the grader's own models all have one
+        grads[name] = p.grad.detach().clone()
+    return grads
 
 
-def _params(model):
+def _params(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
-def _recorded_grad(grads, name, like):
+def _recorded_grad(grads: dict[str, Any], name: str, like: torch.Tensor) -> torch.Tensor | None:
     """The recorded gradient of parameter `name` (shaped and typed like `like`), or None if it was removed."""
     if field(grads, name, UPDATE_BN) is None:
         return None
     return as_tensor(grads[name], UPDATE_BN, like.shape, like.dtype)
 
 
-def _judge_visible_update_bn(result):
+def _judge_visible_update_bn(result: object) -> None:
     """The asserts of the notebook's test_update_bn, on the probe's run of its model with s = 0.1."""
     error = failed_call(result)
     visible(error is None, f"update_bn(model, {probes.VISIBLE_UPDATE_BN_S}) of the visible test raised {error}")
@@ -109,7 +120,7 @@ def _judge_visible_update_bn(result):
             "only the BN scale factors' gradients change")
 
 
-def _judge_update_bn_case(result, make_model, s):
+def _judge_update_bn_case(result: dict[str, Any], make_model: Callable[[], nn.Module], s: float) -> None:
     """update_bn(model, s) on one seeded model: gradients of the gammas = grad + s * sign(gamma), and no other
     gradient and no parameter value changed. make_model() regenerates the probe's input, before the call."""
     raise_if_failed(result, f"update_bn(model, s={s:g})")
@@ -141,7 +152,8 @@ def _judge_update_bn_case(result, make_model, s):
             _explain_update_bn(name, before, grad, grads_before[name], s)
 
 
-def _explain_update_bn(name, gamma, got, grad_before, s):
+def _explain_update_bn(name: str, gamma: torch.Tensor, got: torch.Tensor, grad_before: torch.Tensor,
+                       s: float) -> NoReturn:
     """Raise an AssertionError that says how the BN gradient `got` differs from grad_before + s * sign(gamma)."""
     added = got - grad_before
     sign = torch.sign(gamma)
@@ -168,23 +180,23 @@ def _explain_update_bn(name, gamma, got, grad_before, s):
 
 # ------------------------------------------------------------------------------------------ sparsity runs
 
-def _run_path(artifacts, tag):
+def _run_path(artifacts: str | Path, tag: str) -> Path:
     return Path(artifacts) / f"sparsity_{tag}.pt"
 
 
-def _load_run(artifacts, tag):
+def _load_run(artifacts: str | Path, tag: str) -> tuple[VGG, dict[str, Any], History]:
     """(VGG with the checkpoint's weights, its meta, its History) of the run `sparsity_<tag>`."""
     return load_run(_run_path(artifacts, tag), VGG)
 
 
-def _check_record_sparsity(model, record, path, threshold):
+def _check_record_sparsity(model: nn.Module, record: dict[str, Any], path: Path, threshold: float) -> None:
     found = sparsity(model, threshold)
     assert abs(record["sparsity"] - found) < 1e-6, (
         f"{path}: the history says sparsity {record['sparsity']:.4f} at epoch {record['epoch']}, but the "
         f"checkpoint's gammas give {found:.4f}; the checkpoint and its history are from different runs")
 
 
-def _submitted_run(artifacts, tag):
+def _submitted_run(artifacts: str | Path, tag: str) -> History | None:
     """The History of the run `sparsity_<tag>` when sparsity_train's fit_or_load loads it while grading
     (same hyperparameters, the profile's VGG), else None: the notebook then trained a fallback run."""
     hp = dict(profile.config("vgg"), s=settings()["lambdas"][tag])
@@ -194,10 +206,10 @@ def _submitted_run(artifacts, tag):
     return load_history(path.with_suffix(".json"))
 
 
-def _visible_sparsity_curves(artifacts):
+def _visible_sparsity_curves(artifacts: str | Path) -> None:
     """test_sparsity_curves' own assert, on the submitted histories: the final sparsity grows with lambda."""
     lambdas = settings()["lambdas"]
-    finals = []
+    finals: list[float] = []
     for tag in sorted(lambdas, key=lambdas.get):
         history = _submitted_run(artifacts, tag)
         final, _ = _last_value(history, "sparsity")
@@ -207,7 +219,7 @@ def _visible_sparsity_curves(artifacts):
     visible(all(a < b for a, b in zip(finals, finals[1:])), f"final sparsity should grow with lambda: {finals}")
 
 
-def _last_value(history, key):
+def _last_value(history: History | None, key: str) -> tuple[float, None] | tuple[None, str]:
     """(history[key][-1], None), or (None, why) for a missing history or a record without `key`."""
     if history is None:
         return None, "no history"
@@ -217,7 +229,7 @@ def _last_value(history, key):
         return None, str(error)
 
 
-def check_sparsity_curves(artifacts="artifacts"):
+def check_sparsity_curves(artifacts: str | Path = "artifacts") -> None:
     """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints.
 
     Both checkpoints of a run are cross-checked with its history, their sparsity and their validation
@@ -230,7 +242,7 @@ def check_sparsity_curves(artifacts="artifacts"):
     epochs = profile.config("vgg")["epochs"]
     validation = images.loaders()["val"]
     accuracy_graded = {tag for tag, _ in _accuracy_runs()}
-    finals = []
+    finals: list[tuple[float, float]] = []
     for tag, s in sorted(lambdas.items(), key=lambda item: item[1]):
         model, meta, history = _load_run(artifacts, tag)
         path = _run_path(artifacts, tag)
@@ -260,12 +272,12 @@ def check_sparsity_curves(artifacts="artifacts"):
             f"{low:.3f}; check that update_bn is passed to the training (after_backward) with each run's s")
 
 
-def _accuracy_runs():
+def _accuracy_runs() -> tuple[tuple[str, str], ...]:
     """(tag, profile key of its threshold) of the runs test_sparsity_accuracy grades."""
     return (("s0", "baseline_accuracy"), (settings()["sparse_tag"], "sparse_accuracy"))
 
 
-def check_sparsity_accuracy(artifacts="artifacts"):
+def check_sparsity_accuracy(artifacts: str | Path = "artifacts") -> None:
     """The baseline (lambda=0) and the sparse model that vggprune prunes reach the profile's accuracy, and the
     sparse model is sparse: a dense model (the baseline, say) cannot stand in for it, as zeroing its scales
     destroys its accuracy."""
@@ -296,12 +308,13 @@ def check_sparsity_accuracy(artifacts="artifacts"):
 BUILD_CFG_MASK = "build_cfg_mask"
 
 
-def check_build_cfg_mask(build_cfg_mask, artifacts="artifacts", seed=0):
+def check_build_cfg_mask(build_cfg_mask: Callable[[nn.Module, float, int], tuple[list[int | str], list[torch.Tensor]]],
+                         artifacts: str | Path = "artifacts", seed: int = 0) -> None:
     """cfg and cfg_mask equal the reference's on seeded gamma sets and on the student's sparse checkpoint."""
     judge_build_cfg_mask(probes.probe_build_cfg_mask(build_cfg_mask, seed, artifacts=artifacts), seed, artifacts)
 
 
-def judge_build_cfg_mask(record, seed, artifacts="artifacts"):
+def judge_build_cfg_mask(record: object, seed: int, artifacts: str | Path = "artifacts") -> None:
     """Decide build_cfg_mask from the record of probes.probe_build_cfg_mask(build_cfg_mask, seed, ...): the
     notebook's visible test first (VisibleCheckFailed), then the gamma sets of probes.cfg_mask_cases(seed),
     then the sparse checkpoint in `artifacts` (this trusted copy, not the probe's). AssertionError or None."""
@@ -311,7 +324,7 @@ def judge_build_cfg_mask(record, seed, artifacts="artifacts"):
                    lambda: _judge_hidden_cfg_mask(record, seed, artifacts))
 
 
-def _judge_hidden_cfg_mask(record, seed, artifacts):
+def _judge_hidden_cfg_mask(record: dict[str, Any], seed: int, artifacts: str | Path) -> None:
     """The hidden part of judge_build_cfg_mask: the seeded gamma sets, then the sparse checkpoint."""
     models = [probes.gamma_set(seed, i) for i in range(len(probes.GAMMA_SET_CFGS))]
     cases = probes.cfg_mask_cases(seed)
@@ -323,13 +336,14 @@ def _judge_hidden_cfg_mask(record, seed, artifacts):
     except CheckpointError as error:
         raise AssertionError(str(error)) from None
     results = field(record, "checkpoint", BUILD_CFG_MASK)
-    error = failed_call(results)
-    assert error is None, f"{path} could not be loaded in your notebook's folder while grading: {error}"
+    failure = failed_call(results)
+    assert failure is None, f"{path} could not be loaded in your notebook's folder while grading: {failure}"
     for percent, result in zip(percents, entries(record, "checkpoint", BUILD_CFG_MASK, len(percents))):
         _compare_cfg_mask(result, model, percent, min_channels, str(path))
 
 
-def _visible_pair(result, percent, min_channels):
+def _visible_pair(result: dict[str, Any], percent: float,
+                  min_channels: int) -> tuple[list[int | str], list[list[float]]]:
     """(cfg, masks) of one visible call; VisibleCheckFailed when it raised or gave no pair to unpack."""
     error = failed_call(result)
     visible(error is None, f"build_cfg_mask(model, {percent}, {min_channels}) of the visible test raised {error}")
@@ -342,7 +356,7 @@ def _visible_pair(result, percent, min_channels):
     return cfg, [as_tensor(m, BUILD_CFG_MASK).tolist() for m in masks]
 
 
-def _judge_visible_cfg_mask(results):
+def _judge_visible_cfg_mask(results: list[dict[str, Any]]) -> None:
     """The asserts of the notebook's test_build_cfg_mask, on the probe's calls of its two cases."""
     (first, (p1, m1)), (second, (p2, m2)) = zip(results, probes.VISIBLE_CFG_MASK_CALLS)
     cfg, masks = _visible_pair(first, p1, m1)
@@ -353,7 +367,7 @@ def _judge_visible_cfg_mask(results):
     visible(len(masks) > 0 and masks[0] == [0, 0, 1, 1], "min_channels keeps the layer's largest |gamma|")
 
 
-def _recorded_cfg(result):
+def _recorded_cfg(result: dict[str, Any]) -> list[int | str]:
     """The recorded cfg: a list of ints and strs ('M'); AssertionError for anything else."""
     cfg = field(result, "cfg", BUILD_CFG_MASK, (list, tuple))
     for v in cfg:
@@ -361,7 +375,8 @@ def _recorded_cfg(result):
     return list(cfg)
 
 
-def _compare_cfg_mask(result, model, percent, min_channels, where):
+def _compare_cfg_mask(result: dict[str, Any], model: nn.Module, percent: float, min_channels: int,
+                      where: str) -> None:
     """The student's (cfg, cfg_mask) recorded in `result` equals the reference's on `model`."""
     call = f"build_cfg_mask(model, percent={percent}, min_channels={min_channels}) on {where}"
     raise_if_failed(result, call)
@@ -383,13 +398,13 @@ def _compare_cfg_mask(result, model, percent, min_channels, where):
             f"{expected.nonzero().flatten().tolist()} (the channels with the largest |gamma|)")
 
 
-def _hint_cfg(model, percent, min_channels, cfg):
+def _hint_cfg(model: nn.Module, percent: float, min_channels: int, cfg: list[int | str]) -> str:
     """A sentence naming the likely mistake when the cfg matches a known wrong variant."""
     g = torch.sort(torch.cat([bn.weight.detach().abs() for bn in bn_layers(model)])).values
     threshold = g[min(int(len(g) * percent), len(g) - 1)]
-    ints = [v for v in cfg if v != 'M']
-    if not all(isinstance(v, int) for v in ints):
+    if not all(isinstance(v, int) for v in cfg if v != 'M'):
         return " cfg holds ints (kept channels per layer) and 'M' (max-pool) only."
+    ints = [v for v in cfg if isinstance(v, int)]       # every entry but the 'M's
     layers = bn_layers(model)
     if ints == [int((bn.weight.detach().abs() >= threshold).sum().clamp(min=min_channels)) for bn in layers]:
         return " Keep a channel only when |gamma| is strictly greater than the threshold (>, not >=)."
@@ -410,19 +425,19 @@ def _hint_cfg(model, percent, min_channels, cfg):
 PRUNE_VGG = "prune_vgg"
 
 
-def check_prune_vgg(prune_vgg, seed=0):
+def check_prune_vgg(prune_vgg: Callable[[VGG, list[int | str], list[torch.Tensor]], VGG], seed: int = 0) -> None:
     """prune_vgg(model, cfg, cfg_mask) must build VGG(cfg) with exactly the kept channels' weights."""
     judge_prune_vgg(probes.probe_prune_vgg(prune_vgg, seed), seed)
 
 
-def judge_prune_vgg(record, seed):
+def judge_prune_vgg(record: object, seed: int) -> None:
     """Decide prune_vgg from the record of probes.probe_prune_vgg(prune_vgg, seed): the notebook's visible test
     first (VisibleCheckFailed), then the random models of probes.prune_vgg_case(seed, i), each compared with
     reference.prune_vgg. The recorded weights are loaded into a VGG built here: the student's module never
     runs outside the sandbox. Raises AssertionError with a message for the student, or returns None."""
     record = probe_record(record, PRUNE_VGG)
 
-    def hidden():
+    def hidden() -> None:
         results = entries(record, "cases", PRUNE_VGG, probes.PRUNE_VGG_CASES)
         for i, result in enumerate(results):
             model, cfg, cfg_mask = probes.prune_vgg_case(seed, i)
@@ -431,8 +446,9 @@ def judge_prune_vgg(record, seed):
     judge_in_order(lambda: _judge_visible_prune_vgg(field(record, "visible", PRUNE_VGG, dict)), hidden)
 
 
-def _vgg_from_record(result, cfg, num_classes, call, function=PRUNE_VGG,
-                     advice="build the new network as VGG(cfg, num_classes=...) and copy into it"):
+def _vgg_from_record(result: dict[str, Any], cfg: list[int | str], num_classes: int, call: str,
+                     function: str = PRUNE_VGG,
+                     advice: str = "build the new network as VGG(cfg, num_classes=...) and copy into it") -> VGG:
     """VGG(cfg) (built here) holding the recorded state; AssertionError when the record is no such model."""
     raise_if_failed(result, call)
     state = field(result, "state", function, dict)
@@ -448,7 +464,7 @@ def _vgg_from_record(result, cfg, num_classes, call, function=PRUNE_VGG,
     return model.eval()
 
 
-def _assert_unchanged(result, model, call, function):
+def _assert_unchanged(result: dict[str, Any], model: nn.Module, call: str, function: str) -> None:
     """The recorded state of `model` after the student's call equals its state before."""
     original = field(result, "original", function, dict)
     for name, before in model.state_dict().items():
@@ -458,7 +474,7 @@ def _assert_unchanged(result, model, call, function):
             f"model it is given")
 
 
-def _pruned_cfg(result):
+def _pruned_cfg(result: dict[str, Any]) -> list[int | str] | None:
     """The cfg attribute of the model prune_vgg returned, as a list of ints and strs, or None when it had none."""
     cfg = field(result, "cfg", PRUNE_VGG, (list, tuple, dict))
     if isinstance(cfg, dict):
@@ -467,7 +483,7 @@ def _pruned_cfg(result):
     return list(cfg)
 
 
-def _outputs(model, cfg):
+def _outputs(model: nn.Module, cfg: list[int | str]) -> torch.Tensor:
     """model's outputs on a fixed batch of 4 random images of the size VGG(cfg) takes."""
     side = probes.image_size(cfg)
     inputs = torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0))
@@ -475,13 +491,14 @@ def _outputs(model, cfg):
         return model.eval()(inputs)
 
 
-def _invariant_gap(pruned, model, cfg, cfg_mask):
+def _invariant_gap(pruned: nn.Module, model: nn.Module, cfg: list[int | str],
+                   cfg_mask: list[torch.Tensor]) -> tuple[float, float]:
     """(largest |output difference| of pruned and model with the pruned channels zeroed, that output's scale)."""
     expected = _outputs(zero_pruned_channels(model, cfg_mask), cfg)
     return (_outputs(pruned, cfg) - expected).abs().max().item(), expected.abs().max().item() + 1e-6
 
 
-def _judge_visible_prune_vgg(result):
+def _judge_visible_prune_vgg(result: dict[str, Any]) -> None:
     """The asserts of the notebook's test_prune_vgg, on the probe's run of its case."""
     model, cfg, cfg_mask = probes.visible_prune_vgg_case()
     error = failed_call(result)
@@ -495,7 +512,8 @@ def _judge_visible_prune_vgg(result):
                          f"channels zeroed by {gap:.2e}")    # the notebook's bound, on other random images
 
 
-def _compare_pruned(result, model, cfg, cfg_mask, where):
+def _compare_pruned(result: dict[str, Any], model: VGG, cfg: list[int | str], cfg_mask: list[torch.Tensor],
+                    where: str) -> None:
     """The recorded prune_vgg(model, cfg, cfg_mask) equals reference.prune_vgg's, and `model` was not changed."""
     call = f"prune_vgg on a {where}"
     pruned = _vgg_from_record(result, cfg, model.classifier.out_features, call)
@@ -512,7 +530,7 @@ def _compare_pruned(result, model, cfg, cfg_mask, where):
     assert gap <= 1e-5 * scale, f"{call}: outputs differ from the original's with the pruned channels zeroed"
 
 
-def _hint_pruned(name, model, got, cfg_mask):
+def _hint_pruned(name: str, model: VGG, got: torch.Tensor, cfg_mask: list[torch.Tensor]) -> str:
     """What the wrong tensor `name` (a state-dict key of the pruned VGG) most likely got wrong."""
     kept = [mask.nonzero().flatten() for mask in cfg_mask]
     if name.startswith("classifier.weight"):
@@ -544,18 +562,18 @@ def _hint_pruned(name, model, got, cfg_mask):
 ABSORB = "absorb_constants"
 
 
-def check_absorb_constants(absorb_constants, seed=0):
+def check_absorb_constants(absorb_constants: Callable[[VGG, list[torch.Tensor]], VGG], seed: int = 0) -> None:
     """absorb_constants(model, cfg_mask) must fold each pruned channel's ReLU(beta) into the layer after it."""
     judge_absorb_constants(probes.probe_absorb_constants(absorb_constants, seed), seed)
 
 
-def judge_absorb_constants(record, seed):
+def judge_absorb_constants(record: object, seed: int) -> None:
     """Decide absorb_constants from the record of probes.probe_absorb_constants(absorb_constants, seed): the
     notebook's visible test first (VisibleCheckFailed), then the models of probes.absorb_case(seed, i), each
     compared with reference.absorb_constants. Raises AssertionError with a message for the student, or None."""
     record = probe_record(record, ABSORB)
 
-    def hidden():
+    def hidden() -> None:
         for i, result in enumerate(entries(record, "cases", ABSORB, probes.PRUNE_VGG_CASES)):
             model, cfg_mask = probes.absorb_case(seed, i)
             _compare_absorbed(result, model, cfg_mask, f"absorb_constants on a random VGG {model.cfg}")
@@ -563,13 +581,13 @@ def judge_absorb_constants(record, seed):
     judge_in_order(lambda: _judge_visible_absorb(field(record, "visible", ABSORB, dict)), hidden)
 
 
-def _absorbed_from_record(result, model, call):
+def _absorbed_from_record(result: dict[str, Any], model: VGG, call: str) -> VGG:
     return _vgg_from_record(result, model.cfg, model.classifier.out_features, call, ABSORB,
                             advice="return a copy of the model (copy.deepcopy) with the running means and the "
                                    "classifier's bias changed")
 
 
-def _judge_visible_absorb(result):
+def _judge_visible_absorb(result: dict[str, Any]) -> None:
     """The asserts of the notebook's test_absorb_constants, on the probe's run of its case."""
     model, cfg_mask = probes.visible_absorb_case()
     call = "absorb_constants of the visible test"
@@ -587,7 +605,7 @@ def _judge_visible_absorb(result):
         visible(False, str(failure))
 
 
-def _compare_absorbed(result, model, cfg_mask, call):
+def _compare_absorbed(result: dict[str, Any], model: VGG, cfg_mask: list[torch.Tensor], call: str) -> None:
     """The recorded absorb_constants(model, cfg_mask) equals reference.absorb_constants's; `model` not changed."""
     absorbed = _absorbed_from_record(result, model, call)
     _assert_unchanged(result, model, call, ABSORB)
@@ -598,7 +616,7 @@ def _compare_absorbed(result, model, cfg_mask, call):
             raise AssertionError(f"{call}: {name} is wrong. {_hint_absorbed(name, model, got[name], want)}")
 
 
-def _hint_absorbed(name, model, got, want):
+def _hint_absorbed(name: str, model: nn.Module, got: torch.Tensor, want: torch.Tensor) -> str:
     """What the wrong tensor `name` of the absorbed VGG most likely got wrong."""
     before = model.state_dict()[name]
     if name.startswith("classifier.bias"):
@@ -618,7 +636,7 @@ def _hint_absorbed(name, model, got, want):
 
 # ------------------------------------------------------------------------------------ pruned / fine-tuned
 
-def _sparse_model(artifacts):
+def _sparse_model(artifacts: str | Path) -> VGG:
     path = Path(artifacts) / f"sparsity_{settings()['sparse_tag']}.pt"
     try:
         return load_model(path, VGG)[0]
@@ -626,7 +644,7 @@ def _sparse_model(artifacts):
         raise AssertionError(str(error)) from None
 
 
-def _visible_pruned_models(artifacts):
+def _visible_pruned_models(artifacts: str | Path) -> None:
     """test_pruned_models' own assert: every pruned checkpoint keeps at least one channel per layer."""
     for percent in settings()["percents"]:
         path = Path(artifacts) / f"pruned_{percent_tag(percent)}.pt"
@@ -637,7 +655,7 @@ def _visible_pruned_models(artifacts):
         visible(all(v == 'M' or v >= 1 for v in cfg), f"pruned_{percent_tag(percent)}.pt has a layer with no channel")
 
 
-def check_pruned_models(artifacts="artifacts"):
+def check_pruned_models(artifacts: str | Path = "artifacts") -> None:
     """pruned_<pct>.pt: the reference cfg of the student's sparse model, and the same outputs as that model
     with the pruned channels zeroed (prune_vgg's invariant), on a batch of test images."""
     _visible_pruned_models(artifacts)
@@ -659,19 +677,19 @@ def check_pruned_models(artifacts="artifacts"):
             got = pruned.eval()(inputs)
             expected = zero_pruned_channels(sparse, cfg_mask).eval()(inputs)
         scale = expected.abs().max().item() + 1e-6
-        error = (got - expected).abs().max().item()
-        assert error <= 1e-4 * scale, (
+        difference = (got - expected).abs().max().item()
+        assert difference <= 1e-4 * scale, (
             f"{path}: its outputs differ from the sparse model's with the pruned channels zeroed by up to "
-            f"{error:.2e}; the kept weights were not copied right (see the test of your prune_vgg in vggprune)")
+            f"{difference:.2e}; the kept weights were not copied right (see the test of your prune_vgg in vggprune)")
 
 
-def finetune_hp(percent):
+def finetune_hp(percent: float) -> dict[str, Any]:
     """The fine-tuning hyperparameters of the model pruned by `percent` (what train_prune_model passes)."""
     return dict(profile.config("vgg"), epochs=settings()["finetune_epochs"], lr=settings()["finetune_lr"],
                 percent=percent)
 
 
-def _visible_finetuned(artifacts):
+def _visible_finetuned(artifacts: str | Path) -> None:
     """test_finetuned_accuracy's own assert, on the submitted histories: each fine-tuned net's best
     validation accuracy."""
     for percent in settings()["percents"]:
@@ -694,7 +712,7 @@ def _visible_finetuned(artifacts):
 FINETUNE_ANCESTRY = 1.0
 
 
-def check_finetuned(artifacts="artifacts"):
+def check_finetuned(artifacts: str | Path = "artifacts") -> None:
     """finetuned_<pct>.pt: fine-tuned from pruned_<pct>.pt (same cfg, weights that descend from it, complete
     history) to the profile's accuracy."""
     _visible_finetuned(artifacts)
