@@ -395,7 +395,7 @@ def fit_or_load(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Map
     save_path = Path(save_path)
     history_path = save_path.with_suffix(".json")
     if grading.active():
-        reason = artifacts_mismatch(model, hp, save_path, history_path)
+        reason = artifacts_mismatch(model.cfg, hp, save_path, history_path)
         if reason is None:
             load_into(model, save_path)
             model.to(fit_kwargs.get("device") or profile.device())
@@ -410,8 +410,8 @@ def fit_or_load(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Map
     return fit(model, loaders, hp, save_path=save_path, **fit_kwargs)
 
 
-def artifacts_mismatch(model: CfgModel, hp: Mapping[str, Any], save_path: Path, history_path: Path) -> str | None:
-    """None when the submitted artifacts belong to this run, otherwise why not."""
+def artifacts_mismatch(cfg: Sequence[Any], hp: Mapping[str, Any], save_path: Path, history_path: Path) -> str | None:
+    """None when the submitted artifacts belong to the run of a model with this `cfg` and `hp`, otherwise why not."""
     for path in (save_path, history_path):
         if not path.is_file():
             return f"{path} is missing"
@@ -422,8 +422,8 @@ def artifacts_mismatch(model: CfgModel, hp: Mapping[str, Any], save_path: Path, 
         return str(error)
     if history.config != _plain(hp):
         return f"{history_path} was trained with {history.config}, this cell asks for {_plain(hp)}"
-    if list(ckpt["cfg"]) != list(model.cfg):
-        return f"{save_path} has cfg {ckpt['cfg']}, the model has cfg {model.cfg}"
+    if list(ckpt["cfg"]) != list(cfg):
+        return f"{save_path} has cfg {ckpt['cfg']}, the model has cfg {list(cfg)}"
     if not history.records:
         return f"{history_path} has no epochs"
     return None

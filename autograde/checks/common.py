@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import torch
@@ -27,12 +26,13 @@ if TYPE_CHECKING:
     from torch import nn
     from torch.utils.data import DataLoader
 
+    from lib.checkpoint import ModelT
+
 # A checkpoint re-evaluated here may differ from the accuracy its history recorded by a few examples (another
 # device, another BLAS): 1 point of accuracy is 3-4 of the 360 quick-profile test images, 1 of the 142
 # quick-profile validation images (one is 0.70 points), ~4 of the ~420 quick-profile validation clips.
 ACCURACY_TOLERANCE = 1.0
 
-ModelT = TypeVar("ModelT", bound="nn.Module")   # the model class load_run builds, e.g. VGG
 ValueT = TypeVar("ValueT")                      # the type `field` checks a record's entry against
 
 
@@ -217,7 +217,7 @@ def loaded_as_submitted(path: str | Path, hp: dict[str, Any], cfg: Sequence[int 
         except CheckpointError:
             return False
     # fit_or_load's own test (private to lib.train), so that the two can never disagree
-    return artifacts_mismatch(SimpleNamespace(cfg=list(cfg)), hp, path, path.with_suffix(".json")) is None
+    return artifacts_mismatch(cfg, hp, path, path.with_suffix(".json")) is None
 
 
 def checked_test_accuracy(model: nn.Module, loaders: dict[str, DataLoader], record: dict[str, Any],

@@ -49,7 +49,7 @@ from lib.train import History
 if TYPE_CHECKING:
     from torch.utils.data import DataLoader
 
-    from autograde.checks.common import ModelT
+    from lib.checkpoint import ModelT
 
 # One case of probes.ste_cases: (bits, lo, hi, shape of x).
 STECase: TypeAlias = tuple[int, float, float, tuple[int, ...]]
@@ -305,7 +305,8 @@ def _load_run(artifacts: str | Path, name: str, model_class: type[ModelT],
               **kwargs: Any) -> tuple[ModelT, dict[str, Any], History]:
     """(model with the checkpoint's weights in eval mode, meta, History) of artifacts/<name>.pt and .json."""
     model, meta, history = load_run(Path(artifacts) / f"{name}.pt", model_class, **kwargs)
-    return model.eval(), meta, history
+    model.eval()
+    return model, meta, history
 
 
 def _check_history(history: History, meta: dict[str, Any], path: Path, hp: dict[str, Any],

@@ -45,6 +45,8 @@ from lib.train import History, last_path
 if TYPE_CHECKING:
     from torch import nn
 
+    from lib.models.vgg import VGGCfg
+
 
 def settings() -> dict[str, Any]:
     """The "slimming" section of the active profile."""
@@ -308,7 +310,7 @@ def check_sparsity_accuracy(artifacts: str | Path = "artifacts") -> None:
 BUILD_CFG_MASK = "build_cfg_mask"
 
 
-def check_build_cfg_mask(build_cfg_mask: Callable[[nn.Module, float, int], tuple[list[int | str], list[torch.Tensor]]],
+def check_build_cfg_mask(build_cfg_mask: Callable[[nn.Module, float, int], tuple[VGGCfg, list[torch.Tensor]]],
                          artifacts: str | Path = "artifacts", seed: int = 0) -> None:
     """cfg and cfg_mask equal the reference's on seeded gamma sets and on the student's sparse checkpoint."""
     judge_build_cfg_mask(probes.probe_build_cfg_mask(build_cfg_mask, seed, artifacts=artifacts), seed, artifacts)
@@ -343,7 +345,7 @@ def _judge_hidden_cfg_mask(record: dict[str, Any], seed: int, artifacts: str | P
 
 
 def _visible_pair(result: dict[str, Any], percent: float,
-                  min_channels: int) -> tuple[list[int | str], list[list[float]]]:
+                  min_channels: int) -> tuple[VGGCfg, list[list[float]]]:
     """(cfg, masks) of one visible call; VisibleCheckFailed when it raised or gave no pair to unpack."""
     error = failed_call(result)
     visible(error is None, f"build_cfg_mask(model, {percent}, {min_channels}) of the visible test raised {error}")
@@ -367,7 +369,7 @@ def _judge_visible_cfg_mask(results: list[dict[str, Any]]) -> None:
     visible(len(masks) > 0 and masks[0] == [0, 0, 1, 1], "min_channels keeps the layer's largest |gamma|")
 
 
-def _recorded_cfg(result: dict[str, Any]) -> list[int | str]:
+def _recorded_cfg(result: dict[str, Any]) -> VGGCfg:
     """The recorded cfg: a list of ints and strs ('M'); AssertionError for anything else."""
     cfg = field(result, "cfg", BUILD_CFG_MASK, (list, tuple))
     for v in cfg:
@@ -398,7 +400,7 @@ def _compare_cfg_mask(result: dict[str, Any], model: nn.Module, percent: float, 
             f"{expected.nonzero().flatten().tolist()} (the channels with the largest |gamma|)")
 
 
-def _hint_cfg(model: nn.Module, percent: float, min_channels: int, cfg: list[int | str]) -> str:
+def _hint_cfg(model: nn.Module, percent: float, min_channels: int, cfg: VGGCfg) -> str:
     """A sentence naming the likely mistake when the cfg matches a known wrong variant."""
     g = torch.sort(torch.cat([bn.weight.detach().abs() for bn in bn_layers(model)])).values
     threshold = g[min(int(len(g) * percent), len(g) - 1)]
@@ -425,7 +427,7 @@ def _hint_cfg(model: nn.Module, percent: float, min_channels: int, cfg: list[int
 PRUNE_VGG = "prune_vgg"
 
 
-def check_prune_vgg(prune_vgg: Callable[[VGG, list[int | str], list[torch.Tensor]], VGG], seed: int = 0) -> None:
+def check_prune_vgg(prune_vgg: Callable[[VGG, VGGCfg, list[torch.Tensor]], VGG], seed: int = 0) -> None:
     """prune_vgg(model, cfg, cfg_mask) must build VGG(cfg) with exactly the kept channels' weights."""
     judge_prune_vgg(probes.probe_prune_vgg(prune_vgg, seed), seed)
 
@@ -446,7 +448,7 @@ def judge_prune_vgg(record: object, seed: int) -> None:
     judge_in_order(lambda: _judge_visible_prune_vgg(field(record, "visible", PRUNE_VGG, dict)), hidden)
 
 
-def _vgg_from_record(result: dict[str, Any], cfg: list[int | str], num_classes: int, call: str,
+def _vgg_from_record(result: dict[str, Any], cfg: VGGCfg, num_classes: int, call: str,
                      function: str = PRUNE_VGG,
                      advice: str = "build the new network as VGG(cfg, num_classes=...) and copy into it") -> VGG:
     """VGG(cfg) (built here) holding the recorded state; AssertionError when the record is no such model."""
@@ -474,7 +476,7 @@ def _assert_unchanged(result: dict[str, Any], model: nn.Module, call: str, funct
             f"model it is given")
 
 
-def _pruned_cfg(result: dict[str, Any]) -> list[int | str] | None:
+def _pruned_cfg(result: dict[str, Any]) -> VGGCfg | None:
     """The cfg attribute of the model prune_vgg returned, as a list of ints and strs, or None when it had none."""
     cfg = field(result, "cfg", PRUNE_VGG, (list, tuple, dict))
     if isinstance(cfg, dict):
@@ -483,7 +485,7 @@ def _pruned_cfg(result: dict[str, Any]) -> list[int | str] | None:
     return list(cfg)
 
 
-def _outputs(model: nn.Module, cfg: list[int | str]) -> torch.Tensor:
+def _outputs(model: nn.Module, cfg: VGGCfg) -> torch.Tensor:
     """model's outputs on a fixed batch of 4 random images of the size VGG(cfg) takes."""
     side = probes.image_size(cfg)
     inputs = torch.randn(4, 3, side, side, generator=torch.Generator().manual_seed(0))
@@ -491,7 +493,7 @@ def _outputs(model: nn.Module, cfg: list[int | str]) -> torch.Tensor:
         return model.eval()(inputs)
 
 
-def _invariant_gap(pruned: nn.Module, model: nn.Module, cfg: list[int | str],
+def _invariant_gap(pruned: nn.Module, model: nn.Module, cfg: VGGCfg,
                    cfg_mask: list[torch.Tensor]) -> tuple[float, float]:
     """(largest |output difference| of pruned and model with the pruned channels zeroed, that output's scale)."""
     expected = _outputs(zero_pruned_channels(model, cfg_mask), cfg)
@@ -505,14 +507,16 @@ def _judge_visible_prune_vgg(result: dict[str, Any]) -> None:
     visible(error is None, f"prune_vgg(model, {cfg}, cfg_mask) of the visible test raised {error}")
     visible(_pruned_cfg(result) == cfg, f"the pruned model's cfg should be {cfg}")
     pruned = _vgg_from_record(result, cfg, 10, "prune_vgg of the visible test")
-    visible(torch.equal(bn_layers(pruned)[0].running_var, bn_layers(model)[0].running_var[[0, 2, 5]]),
+    kept_var, var = bn_layers(pruned)[0].running_var, bn_layers(model)[0].running_var
+    assert kept_var is not None and var is not None
+    visible(torch.equal(kept_var, var[[0, 2, 5]]),
             "BN layer 0 should keep the running_var of channels 0, 2 and 5")
     gap, _ = _invariant_gap(pruned, model, cfg, cfg_mask)
     visible(gap <= 1e-5, f"the pruned model's outputs differ from the original's with the pruned "
                          f"channels zeroed by {gap:.2e}")    # the notebook's bound, on other random images
 
 
-def _compare_pruned(result: dict[str, Any], model: VGG, cfg: list[int | str], cfg_mask: list[torch.Tensor],
+def _compare_pruned(result: dict[str, Any], model: VGG, cfg: VGGCfg, cfg_mask: list[torch.Tensor],
                     where: str) -> None:
     """The recorded prune_vgg(model, cfg, cfg_mask) equals reference.prune_vgg's, and `model` was not changed."""
     call = f"prune_vgg on a {where}"
@@ -594,6 +598,7 @@ def _judge_visible_absorb(result: dict[str, Any]) -> None:
     visible(failed_call(result) is None, f"{call} raised {failed_call(result)}")
     absorbed = _absorbed_from_record(result, model, call)
     mean = bn_layers(absorbed)[1].running_mean
+    assert mean is not None
     visible(torch.allclose(mean, torch.tensor([-1 / 3, -31 / 12])),
             f"the second BN layer's running_mean should be [-0.3333, -2.5833], got {mean.tolist()}")
     bias = absorbed.classifier.bias
