@@ -197,10 +197,31 @@ def graded(tmp_path_factory):
         if change is not None:
             change(work)
         course.submit(student, "toy", work)
-    results = cohort.run("toy", jobs=2, timeout=120, memory_gb=3, processes=64, disk_gb=1, course_root=course.root,
-                         quiet=True)
+    from nbgrader.api import Gradebook
+    opening = Gradebook.__init__
+
+    def counted(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():   # the client's, not a local worker's
+            CLIENT_GRADEBOOK_OPENS.append(args[0] if args else kwargs.get("db_url"))
+        opening(self, *args, **kwargs)
+    Gradebook.__init__ = counted
+    try:
+        results = cohort.run("toy", jobs=2, timeout=120, memory_gb=3, processes=64, disk_gb=1,
+                             course_root=course.root, quiet=True)
+    finally:
+        Gradebook.__init__ = opening
     scores = {s: course.scores("toy", s) for s in CASES}
     return course, results, scores
+
+
+CLIENT_GRADEBOOK_OPENS = []    # the gradebooks the client opened while `graded` graded the class
+
+
+def test_the_client_opens_the_gradebook_once_per_run_not_per_submission(graded):
+    """Opening nbgrader's gradebook runs its schema check (about half a second): the client, the single writer,
+    opens it to check the assignment and once more to write every result, whatever the size of the class."""
+    assert len(CASES) >= 10
+    assert len(CLIENT_GRADEBOOK_OPENS) <= 2, CLIENT_GRADEBOOK_OPENS
 
 
 def points(scores, student):
