@@ -5,11 +5,9 @@ from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from autograde.course import nbgrader_id
 from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
 from autograde.reference.slimming import prune_vgg as reference_prune_vgg
 from autograde.reference.slimming import update_bn as reference_update_bn
@@ -123,12 +121,8 @@ def _finetune(artifacts: str | Path, percent: float, **changes: Any) -> None:
 
 
 def _finetune_cell(dest: str | Path, old: str, new: str) -> None:
-    """The reference finetune cell of dest/train_prune_model.ipynb with `old` replaced by `new`, planted."""
-    nb = nbformat.read(Path(dest) / "train_prune_model.ipynb", as_version=4)
-    source = next(c.source for c in nb.cells if nbgrader_id(c) == "finetune")
-    if source.count(old) != 1:
-        raise MutantBuildError(f"the reference finetune cell has no (single) {old!r} to replace")
-    plant_code(dest, "train_prune_model", "finetune", source.replace(old, new))
+    """The reference finetune cell with `old` replaced by `new`, planted in dest/train_prune_model.ipynb."""
+    plant_code(dest, "train_prune_model", "finetune", patched("slimming", "train_prune_model", "finetune", (old, new)))
 
 
 # --- test_sparsity_curves
