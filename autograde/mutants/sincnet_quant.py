@@ -29,6 +29,7 @@ from autograde.reference import define
 from . import ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, patched, plant_code, start_from
 from .slimming import KEEPS_AT_THRESHOLD, PER_LAYER_THRESHOLD
 
+
 def _ste(name: str, *edits: Edit) -> Mutant:
     """The reference STEQuantize cell with `edits` made."""
     return Mutant(name, "sincnet_quant", "ste_quantize", "test_ste_quantize",

@@ -22,6 +22,7 @@ from lib.train import fit, seed_everything
 from . import (ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, edit_history, patched, plant_code,
                start_from, swap_files)
 
+
 def _update_bn(name: str, *edits: Edit) -> Mutant:
     """The reference update_bn cell with `edits` made."""
     return Mutant(name, "sparsity_train", "update_bn", "test_update_bn",
