@@ -18,6 +18,7 @@ from autograde.checks.common import VisibleCheckFailed
 from autograde.course import REPO, SOLUTIONS, execute, fill_solutions, nbgrader_id
 from autograde.mutants.kd import MUTANTS
 from autograde.probes import kd as probes
+from autograde.reference import define
 from autograde.reference.kd import kd_loss
 from lib import profile
 from lib.checkpoint import save_checkpoint
@@ -26,9 +27,7 @@ from lib.train import History, distillation_step, fit
 
 
 def _mutant_kd_loss(mutant):
-    namespace = {}
-    exec(mutant.code, namespace)
-    return namespace["kd_loss"]
+    return define("kd", mutant.notebook, mutant.cell, mutant.code)["kd_loss"]
 
 
 def test_reference_passes_the_checks():

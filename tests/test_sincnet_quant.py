@@ -20,7 +20,7 @@ from autograde.course import SOLUTIONS, nbgrader_id
 from autograde.mutants.sincnet_quant import ARTIFACT_MUTANTS, MUTANTS
 from autograde.probes import sincnet_quant as probes
 from autograde.reference import slimming as reference_slimming
-from autograde.reference import solution
+from autograde.reference import define, solution
 from autograde.reference.sincnet_quant import STEQuantize, weight_scale
 from lib import profile
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -36,9 +36,7 @@ SCALE_MUTANTS = [m for m in MUTANTS if m.cell == "weight_scale"]
 
 
 def mutant_class(mutant):
-    namespace = {}
-    exec(compile(mutant.code, f"<mutant {mutant.name}>", "exec"), namespace)
-    return namespace["STEQuantize"]
+    return define("sincnet_quant", mutant.notebook, mutant.cell, mutant.code)["STEQuantize"]
 
 
 # ------------------------------------------------------------------------------------------ STEQuantize
@@ -279,6 +277,10 @@ def scale_function(code, name="weight_scale"):
     return namespace["weight_scale"]
 
 
+def mutant_scale(mutant):
+    return define("sincnet_quant", mutant.notebook, mutant.cell, mutant.code)["weight_scale"]
+
+
 def probed_scale(weight_scale, seed):
     return round_trip(probes.probe_weight_scale(weight_scale, seed))
 
@@ -297,14 +299,14 @@ def test_every_weight_scale_mutant_has_a_hint():
 @pytest.mark.parametrize("mutant", SCALE_MUTANTS, ids=[m.name for m in SCALE_MUTANTS])
 def test_weight_scale_mutant_fails_the_judge_with_its_hint(mutant, seed):
     with pytest.raises(VisibleCheckFailed, match=SCALE_HINTS[mutant.name]):
-        checks.judge_weight_scale(probed_scale(scale_function(mutant.code), seed), seed)
+        checks.judge_weight_scale(probed_scale(mutant_scale(mutant), seed), seed)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("mutant", SCALE_MUTANTS, ids=[m.name for m in SCALE_MUTANTS])
 def test_hidden_cases_alone_catch_each_weight_scale_mutant(mutant, seed):
     """With the visible test's entries replaced by the reference's, the drawn cases still catch the mutant."""
-    record = probed_scale(scale_function(mutant.code), seed)
+    record = probed_scale(mutant_scale(mutant), seed)
     record[probes.SCALE_VISIBLE] = probed_scale(weight_scale, seed)[probes.SCALE_VISIBLE]
     with pytest.raises(AssertionError, match=SCALE_HINTS[mutant.name]) as failure:
         checks.judge_weight_scale(record, seed)

@@ -23,6 +23,7 @@ from autograde.checks.common import VisibleCheckFailed
 from autograde.course import SOLUTIONS, nbgrader_id, reference_code
 from autograde.mutants.slimming import MUTANTS
 from autograde.probes import slimming as probes
+from autograde.reference import define
 from autograde.reference import slimming as reference
 from lib import profile
 from lib.artifacts import percent_tag
@@ -36,9 +37,7 @@ from lib.train import History, evaluate, last_path
 
 
 def _mutant(mutant):
-    namespace = {}
-    exec(mutant.code, namespace)
-    return namespace[mutant.cell]
+    return define("slimming", mutant.notebook, mutant.cell, mutant.code)[mutant.cell]
 
 
 def _random_vgg(seed, cfg=None, width=0.25):

@@ -4,7 +4,8 @@ Two kinds, both in each assignment module:
 
 MUTANTS = [Mutant(...), ...]: wrong code. A mutant replaces the whole source of one solution cell (`cell`, its
 nbgrader grade_id) of one notebook; the self-test grades a submission with it planted and requires that it
-loses points in the grade cell `target` and in no other cell.
+loses points in the grade cell `target` and in no other cell. Its code is the solution cell with a small edit
+(`patched`): the reference answer is written once, in solutions/, and each mutant shows only its bug.
 
 ARTIFACT_MUTANTS = [ArtifactMutant(...), ...]: a wrong workflow. The notebooks are the reference's (or, when
 the mistake is in a solution cell that no grade cell probes, `cell`, hold the wrong code that ran), and the
@@ -25,7 +26,10 @@ from typing import Any, NamedTuple
 
 import nbformat
 
+from autograde.reference import source
 from lib.train import History
+
+Edit = tuple[str, str]   # (old, new): the text `old` of a solution cell replaced by `new`
 
 
 class Mutant(NamedTuple):
@@ -46,6 +50,22 @@ class ArtifactMutant(NamedTuple):
 
 class MutantBuildError(RuntimeError):
     """The reference work lacks what a mutant's wrong workflow needs to differ from it."""
+
+
+def patched(assignment: str, notebook: str, cell_id: str, *edits: Edit) -> str:
+    """The code of solution cell `cell_id` (autograde.reference.source) with each edit (old, new) made, in order.
+
+    Each `old` must occur exactly once in the code: when the solution cell changes, a mutant whose edit no
+    longer fits fails loudly here, instead of silently planting the reference (or a bug in the wrong place).
+    """
+    code = source(assignment, notebook, cell_id)
+    for old, new in edits:
+        count = code.count(old)
+        if count != 1:
+            raise MutantBuildError(f"solution cell '{cell_id}' of solutions/{assignment}/{notebook}.ipynb holds "
+                                   f"{old!r} {count} times: a mutant's edit needs it exactly once")
+        code = code.replace(old, new)
+    return code
 
 
 # ------------------------------------------------------------------------------------ building blocks

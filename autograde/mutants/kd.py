@@ -6,37 +6,24 @@ from typing import Any
 from autograde.checks.kd_runs import sweep_runs
 from lib import profile
 
-from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, start_from
-
-_KD_LOSS = '''import torch.nn.functional as F
+from . import ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, patched, start_from
 
 
-def kd_loss(student_logits, teacher_logits, labels, T, alpha):
-    """alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) (batch mean) + (1 - alpha) * CE(s, labels)."""
-    soft = F.kl_div({input}, {target}, reduction="{reduction}"){scale}
-    hard = F.cross_entropy(student_logits, labels)
-    return alpha * soft + (1 - alpha) * hard
-'''
-
-_STUDENT_LOG = "F.log_softmax(student_logits / T, dim=1)"
-_TEACHER_P = "F.softmax(teacher_logits / T, dim=1)"
-
-
-def _kd_loss(name: str, input: str = _STUDENT_LOG, target: str = _TEACHER_P, reduction: str = "batchmean",
-             scale: str = " * T * T") -> Mutant:
-    return Mutant(name, "kd", "kd_loss", "test_kd_loss",
-                  _KD_LOSS.format(input=input, target=target, reduction=reduction, scale=scale))
+def _kd_loss(name: str, *edits: Edit) -> Mutant:
+    """The reference kd_loss cell with `edits` made."""
+    return Mutant(name, "kd", "kd_loss", "test_kd_loss", patched("kd", "kd", "kd_loss", *edits))
 
 
 MUTANTS = [
-    _kd_loss("missing T^2", scale=""),
+    _kd_loss("missing T^2", ('reduction="batchmean") * T * T', 'reduction="batchmean")')),
     # KL(student || teacher): the teacher's log-probabilities as input, the student's probabilities as target
-    _kd_loss("reversed KL", input="F.log_softmax(teacher_logits / T, dim=1)",
-             target="F.softmax(student_logits / T, dim=1)"),
-    _kd_loss("softmax instead of log_softmax", input="F.softmax(student_logits / T, dim=1)"),
-    _kd_loss("'mean' reduction instead of 'batchmean'", reduction="mean"),
+    _kd_loss("reversed KL", ("F.log_softmax(student_logits", "F.log_softmax(teacher_logits"),
+             ("F.softmax(teacher_logits", "F.softmax(student_logits")),
+    _kd_loss("softmax instead of log_softmax", ("F.log_softmax(student_logits", "F.softmax(student_logits")),
+    _kd_loss("'mean' reduction instead of 'batchmean'", ('reduction="batchmean"', 'reduction="mean"')),
     # the student's side detached: the value is right, but no gradient reaches the student
-    _kd_loss("student logits detached in the soft term", input="F.log_softmax(student_logits.detach() / T, dim=1)"),
+    _kd_loss("student logits detached in the soft term",
+             ("F.log_softmax(student_logits / T", "F.log_softmax(student_logits.detach() / T")),
 ]
 
 

@@ -24,72 +24,48 @@ from lib.models.quant import QuantAct, QuantSincNet, quantize_sincnet, quantized
 from lib.slimming import check_cfg_mask, prune_sincnet, zero_pruned_channels
 from lib.train import fit
 
-from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, plant_code, start_from
-from .slimming import cfg_mask_mutant
+from autograde.reference import define
 
-_STE = '''import torch
-
-
-class STEQuantize(torch.autograd.Function):
-    """Uniform quantizer on [lo, hi] with a straight-through gradient."""
-
-    @staticmethod
-    def forward(ctx, x, bits, lo, hi):{prelude}
-        ctx.save_for_backward(x, lo, hi)
-        step = (hi - lo) / ({levels})
-        clipped = {clip}
-        return torch.{rounding}((clipped - lo) / step) * step + lo
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        x, lo, hi = ctx.saved_tensors
-        inside = (x >= lo) & (x <= hi)
-        return {grad}, None, None, None
-'''
+from . import ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, patched, plant_code, start_from
+from .slimming import KEEPS_AT_THRESHOLD, PER_LAYER_THRESHOLD
 
 
-def _ste(name: str, levels: str = "2 ** bits - 1", clip: str = "torch.minimum(torch.maximum(x, lo), hi)",
-         rounding: str = "round", grad: str = "grad_output * inside", prelude: str = "") -> Mutant:
+def _ste(name: str, *edits: Edit) -> Mutant:
+    """The reference STEQuantize cell with `edits` made."""
     return Mutant(name, "sincnet_quant", "ste_quantize", "test_ste_quantize",
-                  _STE.format(levels=levels, clip=clip, rounding=rounding, grad=grad, prelude=prelude))
+                  patched("sincnet_quant", "sincnet_quant", "ste_quantize", *edits))
 
+
+_STRAIGHT_THROUGH = "return grad_output * inside,"   # backward's gradient for x
 
 MUTANTS = [
-    _ste("identity backward everywhere (no zero outside the range)", grad="grad_output"),
-    _ste("2**b + 1 levels (step = (hi - lo) / 2**bits)", levels="2 ** bits"),
-    _ste("no clipping", clip="x"),
-    _ste("gradient blocked (zero everywhere)", grad="torch.zeros_like(grad_output)"),
-    _ste("floor instead of round", rounding="floor"),
+    _ste("identity backward everywhere (no zero outside the range)", (_STRAIGHT_THROUGH, "return grad_output,")),
+    _ste("2**b + 1 levels (step = (hi - lo) / 2**bits)", ("(2 ** bits - 1)", "(2 ** bits)")),
+    _ste("no clipping", ("clipped = torch.minimum(torch.maximum(x, lo), hi)", "clipped = x")),
+    _ste("gradient blocked (zero everywhere)", (_STRAIGHT_THROUGH, "return torch.zeros_like(grad_output),")),
+    _ste("floor instead of round", ("torch.round(", "torch.floor(")),
     # Passed every case before the one-signed ranges: each range held 0, which this widening leaves alone.
     _ste("range widened to include 0",
-         prelude="\n        lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0"),
+         ("ctx.save_for_backward(x, lo, hi)",
+          "lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)   # the range must hold 0\n"
+          "        ctx.save_for_backward(x, lo, hi)")),
 ]
 
-_SCALE = '''import torch
 
-
-def weight_scale(w, bits, clip_std=None):
-    """Step between two levels of the symmetric bits-bit range of w."""
-    r = {max_abs}
-    if clip_std is not None:
-        r = {clipped}
-    return {step}
-'''
-
-
-def _scale(name: str, max_abs: str = "w.abs().max()",
-           clipped: str = "torch.minimum(r, clip_std * w.pow(2).mean().sqrt())",
-           step: str = "2 * r.clamp_min(1e-8) / (2 ** bits - 1)") -> Mutant:
+def _scale(name: str, *edits: Edit) -> Mutant:
+    """The reference weight_scale cell with `edits` made."""
     return Mutant(name, "sincnet_quant", "weight_scale", "test_weight_scale",
-                  _SCALE.format(max_abs=max_abs, clipped=clipped, step=step))
+                  patched("sincnet_quant", "sincnet_quant", "weight_scale", *edits))
 
+
+_RMS = "clip_std * w.pow(2).mean().sqrt()"   # clip_std * sigma, sigma = sqrt(mean(w**2))
 
 MUTANTS += [
-    _scale("max w instead of max |w|", max_abs="w.max()"),
-    _scale("sigma = std of |w| instead of sqrt(mean(w**2))", clipped="torch.minimum(r, clip_std * w.abs().std())"),
+    _scale("max w instead of max |w|", ("r = w.abs().max()", "r = w.max()")),
+    _scale("sigma = std of |w| instead of sqrt(mean(w**2))", (_RMS, "clip_std * w.abs().std()")),
     _scale("int8-style r / (2**(b-1) - 1) instead of 2**b - 1 steps across [-r, r]",
-           step="r.clamp_min(1e-8) / (2 ** (bits - 1) - 1)"),
-    _scale("clip_std * sigma even above max|w|", clipped="clip_std * w.pow(2).mean().sqrt()"),
+           ("2 * r.clamp_min(1e-8) / (2 ** bits - 1)", "r.clamp_min(1e-8) / (2 ** (bits - 1) - 1)")),
+    _scale("clip_std * sigma even above max|w|", (f"torch.minimum(r, {_RMS})", _RMS)),
 ]
 
 
@@ -169,17 +145,18 @@ def _float_history_from_finetuning(reference: Path, dest: Path) -> None:
 
 # --- test_pruned (the pasted build_cfg_mask cell)
 
-def _pruned_with(wrong_code: str) -> Callable[[Path, Path], None]:
-    """make(): the notebook ran `wrong_code` as its build_cfg_mask cell; the float model pruned with it, then
+def _pruned_with(*edits: Edit) -> Callable[[Path, Path], None]:
+    """make(): the notebook ran its build_cfg_mask cell with `edits` made; the float model pruned with it, then
     fine-tuned and quantization-aware trained as the notebook's cells do."""
+    wrong_code = patched("sincnet_quant", "sincnet_quant", "build_cfg_mask", *edits)
+
     def make(reference: Path, dest: Path) -> None:
         artifacts = start_from(reference, dest)
         plant_code(dest, "sincnet_quant", "build_cfg_mask", wrong_code)
-        namespace: dict[str, Any] = {}
-        exec(compile(wrong_code, "build_cfg_mask", "exec"), namespace)     # the kit's own mutant code
+        build_cfg_mask = define("sincnet_quant", "sincnet_quant", "build_cfg_mask", wrong_code)["build_cfg_mask"]
         settings, finetune_hp = _settings()
         model, _ = load_model(artifacts / "sincnet_float.pt", SincNet)
-        cfg, cfg_mask = namespace["build_cfg_mask"](model, settings["pruning_rate"], settings["min_channels"])
+        cfg, cfg_mask = build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])
         if cfg == reference_build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])[0]:
             raise MutantBuildError(f"this build_cfg_mask gives the reference cfg {cfg} on the float model")
         check_cfg_mask(model, cfg, cfg_mask)
@@ -219,12 +196,9 @@ ARTIFACT_MUTANTS = [
                    _float_history_from_finetuning),
     ArtifactMutant("pruned with a per-layer threshold in the pasted build_cfg_mask, then fine-tuned and QAT",
                    "sincnet_quant", "test_pruned",
-                   _pruned_with(cfg_mask_mutant(
-                       "per-layer threshold",
-                       threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"
-                   ).code), cell="build_cfg_mask"),
+                   _pruned_with(PER_LAYER_THRESHOLD), cell="build_cfg_mask"),
     ArtifactMutant("pruned with >= instead of > in the pasted build_cfg_mask, then fine-tuned and QAT",
-                   "sincnet_quant", "test_pruned", _pruned_with(cfg_mask_mutant(">=", compare=">=").code),
+                   "sincnet_quant", "test_pruned", _pruned_with(KEEPS_AT_THRESHOLD),
                    cell="build_cfg_mask"),
     ArtifactMutant("latent weights overwritten with their quantized values after QAT, saved again",
                    "sincnet_quant", "test_qat", _qat_latent_weights_overwritten),

@@ -5,11 +5,9 @@ from collections.abc import Sized
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from autograde.course import nbgrader_id
 from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
 from autograde.reference.slimming import prune_vgg as reference_prune_vgg
 from autograde.reference.slimming import update_bn as reference_update_bn
@@ -21,157 +19,67 @@ from lib.models import VGG
 from lib.slimming import sparsity
 from lib.train import fit, seed_everything
 
-from . import ArtifactMutant, Mutant, MutantBuildError, copy_run, edit_history, plant_code, start_from, swap_files
-
-_UPDATE_BN = '''import torch
-from lib.slimming import bn_layers
+from . import (ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, edit_history, patched, plant_code,
+               start_from, swap_files)
 
 
-def update_bn(model, s):
-    """Add the L1 subgradient s * sign(gamma) to the gradient of every BN scale factor (in place)."""
-    for bn in {layers}:
-        {body}
-'''
-
-
-def _update_bn(name: str, body: str, layers: str = "bn_layers(model)") -> Mutant:
+def _update_bn(name: str, *edits: Edit) -> Mutant:
+    """The reference update_bn cell with `edits` made."""
     return Mutant(name, "sparsity_train", "update_bn", "test_update_bn",
-                  _UPDATE_BN.format(layers=layers, body=body))
+                  patched("slimming", "sparsity_train", "update_bn", *edits))
 
 
-_BUILD_CFG_MASK = '''import torch
-from lib.slimming import bn_layers, gammas
+def _vggprune(cell: str, name: str, *edits: Edit) -> Mutant:
+    """The reference solution cell `cell` of vggprune.ipynb with `edits` made, caught by its test_<cell>."""
+    return Mutant(name, "vggprune", cell, f"test_{cell}", patched("slimming", "vggprune", cell, *edits))
 
 
-def build_cfg_mask(model, percent, min_channels):
-    """One global threshold on |gamma|; returns (cfg, cfg_mask)."""
-    all_gammas = torch.sort(gammas(model)).values
-    threshold = all_gammas[min(int(len(all_gammas) * {fraction}), len(all_gammas) - 1)]
-    layers = iter(bn_layers(model))
-    cfg, cfg_mask = [], []
-    for v in model.cfg:
-        if v == 'M':
-            cfg.append('M')
-            continue
-        g = next(layers).weight.detach().abs().cpu()
-        {threshold_line}
-        mask = (g {compare} threshold).float()
-        if {min_rule}mask.sum() < min_channels:
-            mask = torch.zeros_like(g)
-            mask[torch.topk(g, min(min_channels, len(g))).indices] = 1.0
-        cfg.append(int(mask.sum()))
-        cfg_mask.append(mask)
-    return cfg, cfg_mask
-'''
+# Two build_cfg_mask bugs that sincnet_quant's pasted copy of the cell is also planted with.
+PER_LAYER_THRESHOLD: Edit = (
+    "mask = (g > threshold)",
+    "threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]\n        mask = (g > threshold)")
+KEEPS_AT_THRESHOLD: Edit = ("g > threshold", "g >= threshold")
 
-
-def cfg_mask_mutant(name: str, fraction: str = "percent", compare: str = ">", threshold_line: str = "",
-                    min_rule: str = "") -> Mutant:
-    """A Mutant of vggprune's build_cfg_mask: the reference code with one rule changed (sincnet_quant plants its
-    pasted copy with these too)."""
-    code = _BUILD_CFG_MASK.format(fraction=fraction, compare=compare, min_rule=min_rule,
-                                  threshold_line=threshold_line or "# one threshold for every layer")
-    return Mutant(name, "vggprune", "build_cfg_mask", "test_build_cfg_mask", code)
-
-
-_PRUNE_VGG = '''import torch
-import torch.nn as nn
-from lib.models import VGG
-from lib.slimming import bn_layers, check_cfg_mask, kept_indices
-
-
-def prune_vgg(model, cfg, cfg_mask):
-    """A new VGG(cfg) holding the kept channels' weights of `model`."""
-    check_cfg_mask(model, cfg, cfg_mask)
-    kept = kept_indices(cfg_mask)
-    new = VGG(cfg, num_classes=model.classifier.out_features).to(next(model.parameters()).device)
-    old_convs = [m for m in model.feature if isinstance(m, nn.Conv2d)]
-    new_convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
-    in_idx = torch.arange(3)
-    with torch.no_grad():
-        for out_idx, old_conv, new_conv, old_bn, new_bn in zip(kept, old_convs, new_convs,
-                                                                bn_layers(model), bn_layers(new)):
-            new_conv.weight.copy_(old_conv.weight[out_idx][:, {conv_in}])
-            new_bn.weight.copy_(old_bn.weight[out_idx])
-            new_bn.bias.copy_(old_bn.bias[out_idx])
-            new_bn.running_mean.copy_(old_bn.running_mean[out_idx])
-            {running_var}
-            in_idx = out_idx
-        new.classifier.weight.copy_(model.classifier.weight[:, {classifier_in}])
-        new.classifier.bias.copy_(model.classifier.bias)
-    return new
-'''
-
-
-def _prune_vgg(name: str, conv_in: str = "in_idx", classifier_in: str = "in_idx",
-               running_var: str = "new_bn.running_var.copy_(old_bn.running_var[out_idx])") -> Mutant:
-    code = _PRUNE_VGG.format(conv_in=conv_in, classifier_in=classifier_in, running_var=running_var)
-    return Mutant(name, "vggprune", "prune_vgg", "test_prune_vgg", code)
-
-
-_ABSORB_CONSTANTS = '''import copy
-
-import torch
-import torch.nn as nn
-from lib.slimming import bn_layers
-
-
-def absorb_constants(model, cfg_mask):
-    """A copy of `model` whose next layers absorb the pruned channels' constant outputs."""
-    new = copy.deepcopy(model)
-    convs = [m for m in new.feature if isinstance(m, nn.Conv2d)]
-    layers = bn_layers(new)
-    with torch.no_grad():
-        for i, (bn, mask) in enumerate(zip(layers, cfg_mask)):
-            constant = {constant} * (1 - mask)
-            if i + 1 < len(layers):
-                layers[i + 1].running_mean.{update}(convs[i + 1].weight{taps} @ constant)
-            {last}
-    return new
-'''
-
-
-def _absorb_constants(name: str, constant: str = "torch.relu(bn.bias)", update: str = "sub_",
-                      taps: str = ".sum(dim=(2, 3))",
-                      last: str = "else:\n                new.classifier.bias.add_(new.classifier.weight @ constant)"
-                      ) -> Mutant:
-    code = _ABSORB_CONSTANTS.format(constant=constant, update=update, taps=taps, last=last)
-    return Mutant(name, "vggprune", "absorb_constants", "test_absorb_constants", code)
-
+_SUBGRADIENT = "torch.sign(bn.weight.detach())"   # update_bn's sign(gamma)
 
 MUTANTS = [
-    _update_bn("wrong sign", "bn.weight.grad.add_(-s * torch.sign(bn.weight.detach()))"),
-    _update_bn("L2 instead of L1 (s * gamma)", "bn.weight.grad.add_(s * bn.weight.detach())"),
-    _update_bn("only the first BN layer", "bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))",
-               layers="bn_layers(model)[:1]"),
-    _update_bn("overwrites the gradient", "bn.weight.grad = s * torch.sign(bn.weight.detach())"),
-    _update_bn("sign(0) taken as +1",
-               "bn.weight.grad.add_(s * torch.where(bn.weight.detach() >= 0, 1.0, -1.0))"),
+    _update_bn("wrong sign", ("s * torch.sign", "-s * torch.sign")),
+    _update_bn("L2 instead of L1 (s * gamma)", (_SUBGRADIENT, "bn.weight.detach()")),
+    _update_bn("only the first BN layer", ("in bn_layers(model):", "in bn_layers(model)[:1]:")),
+    _update_bn("overwrites the gradient", ("bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))",
+                                           "bn.weight.grad = s * torch.sign(bn.weight.detach())")),
+    _update_bn("sign(0) taken as +1", (_SUBGRADIENT, "torch.where(bn.weight.detach() >= 0, 1.0, -1.0)")),
     # Passes the visible test and the checks before the probes: there every BN bias was 0, and sign(0) = 0.
     _update_bn("penalty on the BN biases too",
-               "bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))\n"
-               "        bn.bias.grad.add_(s * torch.sign(bn.bias.detach()))"),
+               ("bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))",
+                "bn.weight.grad.add_(s * torch.sign(bn.weight.detach()))\n"
+                "        bn.bias.grad.add_(s * torch.sign(bn.bias.detach()))")),
     # Passed before the tiny gammas: at |gamma| >= 0.05 it is s * sign(gamma) to 1e-7; at 1e-8 it pushes half.
     _update_bn("sign as gamma / (|gamma| + 1e-8)",
-               "gamma = bn.weight.detach()\n        bn.weight.grad.add_(s * gamma / (gamma.abs() + 1e-8))"),
-    cfg_mask_mutant("per-layer threshold",
-                    threshold_line="threshold = torch.sort(g).values[min(int(len(g) * percent), len(g) - 1)]"),
-    cfg_mask_mutant(">= instead of >", compare=">="),
-    cfg_mask_mutant("min_channels ignored", min_rule="False and "),
-    cfg_mask_mutant("percent of kept channels instead of pruned", fraction="(1 - percent)"),
+               (_SUBGRADIENT, "bn.weight.detach() / (bn.weight.detach().abs() + 1e-8)")),
+    _vggprune("build_cfg_mask", "per-layer threshold", PER_LAYER_THRESHOLD),
+    _vggprune("build_cfg_mask", ">= instead of >", KEEPS_AT_THRESHOLD),
+    _vggprune("build_cfg_mask", "min_channels ignored", ("if mask.sum() < min_channels", "if False")),
+    _vggprune("build_cfg_mask", "percent of kept channels instead of pruned",
+              ("len(all_gammas) * percent", "len(all_gammas) * (1 - percent)")),
     # Passed the gamma sets before layer 4's one or two strong channels: there min_channels only ever topped
     # up layers that kept no channel (or, in about 1 seed of 10, one that kept fewer by chance).
-    cfg_mask_mutant("min_channels only for a layer left empty", min_rule="mask.sum() == 0 and "),
-    _prune_vgg("running_var not copied (left at 1)", running_var="# the running variance stays at its init"),
+    _vggprune("build_cfg_mask", "min_channels only for a layer left empty",
+              ("if mask.sum() < min_channels", "if mask.sum() == 0 and mask.sum() < min_channels")),
+    _vggprune("prune_vgg", "running_var not copied (left at 1)",
+              ("new_bn.running_var.copy_(old_bn.running_var[out_idx])", "pass   # the running variance stays at 1")),
     # Shapes fit, so nothing raises: the next conv reads the first channels instead of the kept ones.
-    _prune_vgg("next conv's input channels unmasked (the first ones taken)",
-               conv_in="torch.arange(len(in_idx))"),
-    _prune_vgg("classifier inputs unmasked (the first columns taken)",
-               classifier_in="torch.arange(len(in_idx))"),
-    _absorb_constants("constant beta instead of ReLU(beta)", constant="bn.bias"),
-    _absorb_constants("running mean raised instead of lowered", update="add_"),
-    _absorb_constants("centre tap only instead of the kernel's sum", taps="[:, :, 1, 1]"),
-    _absorb_constants("last layer's constants not given to the classifier", last="# the classifier is left as it is"),
+    _vggprune("prune_vgg", "next conv's input channels unmasked (the first ones taken)",
+              ("old_conv.weight[out_idx][:, in_idx]", "old_conv.weight[out_idx][:, torch.arange(len(in_idx))]")),
+    _vggprune("prune_vgg", "classifier inputs unmasked (the first columns taken)",
+              ("model.classifier.weight[:, in_idx]", "model.classifier.weight[:, torch.arange(len(in_idx))]")),
+    _vggprune("absorb_constants", "constant beta instead of ReLU(beta)", ("torch.relu(bn.bias) *", "bn.bias *")),
+    _vggprune("absorb_constants", "running mean raised instead of lowered",
+              ("running_mean.sub_(", "running_mean.add_(")),
+    _vggprune("absorb_constants", "centre tap only instead of the kernel's sum",
+              (".weight.sum(dim=(2, 3))", ".weight[:, :, 1, 1]")),
+    _vggprune("absorb_constants", "last layer's constants not given to the classifier",
+              ("new.classifier.bias.add_(new.classifier.weight @ constant)", "pass   # the classifier left as it is")),
 ]
 
 
@@ -214,12 +122,8 @@ def _finetune(artifacts: str | Path, percent: float, **changes: Any) -> None:
 
 
 def _finetune_cell(dest: str | Path, old: str, new: str) -> None:
-    """The reference finetune cell of dest/train_prune_model.ipynb with `old` replaced by `new`, planted."""
-    nb = nbformat.read(Path(dest) / "train_prune_model.ipynb", as_version=4)
-    source = next(c.source for c in nb.cells if nbgrader_id(c) == "finetune")
-    if source.count(old) != 1:
-        raise MutantBuildError(f"the reference finetune cell has no (single) {old!r} to replace")
-    plant_code(dest, "train_prune_model", "finetune", source.replace(old, new))
+    """The reference finetune cell with `old` replaced by `new`, planted in dest/train_prune_model.ipynb."""
+    plant_code(dest, "train_prune_model", "finetune", patched("slimming", "train_prune_model", "finetune", (old, new)))
 
 
 # --- test_sparsity_curves
