@@ -45,7 +45,7 @@ def test_reference_passes():
     checks.check_ste_quantize(STEQuantize)
 
 
-
+@pytest.mark.parametrize("mutant", STE_MUTANTS, ids=[m.name for m in STE_MUTANTS])
 def test_mutant_fails(mutant):
     with pytest.raises(AssertionError, match=HINTS[mutant.name]):
         checks.check_ste_quantize(mutant_class(mutant))
