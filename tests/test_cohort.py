@@ -304,7 +304,7 @@ def test_a_notebook_the_grader_cannot_handle_scores_zero_with_a_message(graded, 
 def test_a_manifest_reads_nothing_outside_the_submission(graded):
     course, results, scores = graded
     assert points(scores, "hostile_manifest") == {"test_add": 2, "test_model": 1}
-    mismatch = results["hostile_manifest"]["manifest_mismatch"]
+    mismatch = results["hostile_manifest"].manifest_mismatch
     assert "/proc/self/mem is listed in manifest.json but missing from the submission" in mismatch
     assert "../../../../../../../../etc/hostname is listed in manifest.json but missing from the submission" in mismatch
     text = message(course, "hostile_manifest")

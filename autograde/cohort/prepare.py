@@ -1,6 +1,7 @@
-"""Submission preparation, in the client: each submission is checked and repaired before nbgrader sees it
-(nbgrader crashes on a duplicated or renamed cell, blocks on a FIFO, reads whatever size it is given), then
-packed as data for a worker."""
+"""Submission preparation: each submission is checked and repaired before nbgrader sees it (nbgrader crashes
+on a duplicated or renamed cell, blocks on a FIFO, reads whatever size it is given). The client collects the
+files, reading only their sizes, and packs them as data (pack_submission); the worker repairs the notebooks
+(repair_notebooks), so that the client, which every submission goes through, never parses one."""
 from __future__ import annotations
 
 import copy
@@ -29,9 +30,9 @@ MAX_SUBMISSION_FILES = 5_000
 class Submission:
     """One submission as it travels to a worker (pack_submission).
 
-    files: the prepared folder as tar bytes; problems: {notebook or "(files)": [messages]} found while preparing;
+    files: the collected folder as tar bytes; problems: {"(files)": [messages]} found while collecting;
     manifest_mismatch: an LMS upload's files that differ from its manifest; left_out: notebooks submitted but
-    unreadable (they already have their message); profile: the TA's LAB_PROFILE, which the grading runs under.
+    not collected (they already have their message); profile: the TA's LAB_PROFILE, which the grading runs under.
     """
     files: bytes
     problems: dict[str, list[str]] = field(default_factory=dict)
@@ -41,13 +42,21 @@ class Submission:
 
 
 def prepare_submission(course: Course, assignment: str, submitted: Path, dest: Path) -> dict[str, list[str]]:
-    """Copy one submission into `dest`, fixing what would make nbgrader crash; returns {notebook: [problems]}.
+    """Copy one submission into `dest` and repair its notebooks: collect_files, then repair_notebooks (the
+    client does the first, the worker the second); returns {notebook or "(files)": [problems]}."""
+    problems = collect_files(course, submitted, dest)
+    for notebook, notes in repair_notebooks(course, assignment, dest).items():
+        problems.setdefault(notebook, []).extend(notes)
+    return problems
+
+
+def collect_files(course: Course, submitted: Path, dest: Path) -> dict[str, list[str]]:
+    """Copy the files of one submission into `dest`, reading nothing but their sizes; returns {"(files)":
+    [problems]}.
 
     Only regular files are read: links are left out, and a FIFO, socket or device (which would block or feed
-    the grader forever) is refused with a message. Unreadable notebooks are left out (nbgrader then scores them
-    zero), later copies of duplicated cells are dropped, cells whose grade_id is not one of the assignment's lose
-    their nbgrader metadata (nbgrader then puts the original grade cell back), and files over the size limit are
-    not copied, nor those past MAX_SUBMISSION_BYTES or MAX_SUBMISSION_FILES in all (the notebooks come first).
+    the grader forever) is refused with a message. Files over the size limit are not copied, nor those past
+    MAX_SUBMISSION_BYTES or MAX_SUBMISSION_FILES in all (the notebooks come first).
     """
     problems: dict[str, list[str]] = {}
     dest.mkdir(parents=True)
@@ -76,10 +85,18 @@ def prepare_submission(course: Course, assignment: str, submitted: Path, dest: P
             break
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        if path.suffix != ".ipynb" or rel.parent != Path("."):
-            shutil.copy(path, target)
-            continue
-        notes = _repair_notebook(path, target, _known_ids(course, assignment, path.stem),
+        shutil.copyfile(path, target)
+    return problems
+
+
+def repair_notebooks(course: Course, assignment: str, folder: Path) -> dict[str, list[str]]:
+    """Fix, in place, what would make nbgrader crash in the notebooks of a collected submission `folder`;
+    returns {notebook: [problems]}. Unreadable notebooks are removed (nbgrader then scores them zero), later
+    copies of duplicated cells are dropped, cells whose grade_id is not one of the assignment's lose their
+    nbgrader metadata (nbgrader then puts the original grade cell back), missing grade cells are put back."""
+    problems = {}
+    for path in sorted(folder.glob("*.ipynb")):
+        notes = _repair_notebook(path, _known_ids(course, assignment, path.stem),
                                  _release_cells(course, assignment, path.stem))
         if notes:
             problems[path.stem] = notes
@@ -127,15 +144,15 @@ def _put_back_missing(cells: list[Any], release_cells: Sequence[Any]) -> list[st
     return put_back
 
 
-# A notebook is repaired here, in the client, which has no memory limit: nbformat takes about 1.4 KB of memory
+# A notebook is repaired by the worker's own process, which has no memory limit: nbformat takes about 1.4 KB of memory
 # per JSON object or array (300,000 of them: 0.9 MB on disk, 430 MB in memory). The executed reference
 # notebooks hold at most 44,000 (kd, mostly its progress bars' widget state); a notebook with more than
 # MAX_NOTEBOOK_CONTAINERS is refused before nbformat reads it.
 MAX_NOTEBOOK_CONTAINERS = 1_000_000
 
 
-def _repair_notebook(path: Path, target: Path, known_ids: set[str] | None,
-                     release_cells: Sequence[Any] = ()) -> list[str]:
+def _repair_notebook(path: Path, known_ids: set[str] | None, release_cells: Sequence[Any] = ()) -> list[str]:
+    """Repair the notebook at `path` in place, or remove it when it is unreadable; returns what was done."""
     unreadable = ("{name} is not a readable notebook ({what}); every cell of it scores zero. "
                   "Submit the .ipynb file Jupyter saved.")
     try:
@@ -147,6 +164,7 @@ def _repair_notebook(path: Path, target: Path, known_ids: set[str] | None,
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as error:   # not JSON, not a notebook, a future format, too deep...
+        path.unlink()
         return [unreadable.format(name=path.name, what=f"{type(error).__name__}: {str(error)[:200]}")]
     notes, seen, cells = [], set(), []
     for cell in nb.cells:
@@ -168,9 +186,9 @@ def _repair_notebook(path: Path, target: Path, known_ids: set[str] | None,
               for cell_id in _put_back_missing(cells, release_cells)]
     nb.cells = cells
     try:
-        nbformat.write(nb, target)
+        nbformat.write(nb, path)
     except Exception as error:   # text Python reads but cannot write back as UTF-8 (a lone surrogate)
-        target.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
         return [unreadable.format(name=path.name, what=f"{type(error).__name__}: {str(error)[:200]}")]
     return notes
 
@@ -196,7 +214,7 @@ def pack_submission(course: Course, assignment: str, student: str, staging: Path
     submitted = course.submitted / student / assignment
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        problems = prepare_submission(course, assignment, submitted, staging)
+        problems = collect_files(course, submitted, staging)
         changed = manifest_problems(submitted)          # an LMS upload's (autograde.lms)
     except Exception as error:
         shutil.rmtree(staging, ignore_errors=True)

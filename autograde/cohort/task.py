@@ -20,7 +20,7 @@ from ..course import BIN, Course, course_config, cores_per_worker, tool_env
 from ..referee import AUTOGRADE_PREPROCESSORS
 from ..sandbox import Bounds, kill_tree
 from .gradebook import forget_submission, read_grades
-from .prepare import Submission
+from .prepare import Submission, repair_notebooks
 from .results import Result
 from .transport import Graded
 
@@ -109,9 +109,19 @@ def grade_one(course: Course, assignment: str, student: str, scratch_root: Path,
         "SandboxedExecute.max_memory": int(limits.memory_bytes or 0),
         "SandboxedExecute.max_disk": int(limits.disk_bytes),
         "Referee.report": str(scratch / "referee.json")})
-    cluster.unpack(submission.files, scratch / "grading" / "submitted" / student / assignment)
+    submitted = scratch / "grading" / "submitted" / student / assignment
+    cluster.unpack(submission.files, submitted)
     result = Result(student, sandbox=bool(limits.sandbox), manifest_mismatch=list(submission.manifest_mismatch),
                     problems={notebook: list(notes) for notebook, notes in submission.problems.items()})
+    collected = {path.stem for path in submitted.glob("*.ipynb")}
+    try:
+        for notebook, notes in repair_notebooks(course, assignment, submitted).items():
+            result.problems.setdefault(notebook, []).extend(notes)
+    except Exception as error:       # the repair catches what a notebook can hold; this is the grader's own failure
+        result.add_problem("(files)", f"the notebooks could not be checked ({type(error).__name__}: "
+                                      f"{str(error)[:200]}): they were graded as submitted")
+    # notebooks that never reached nbgrader (too large to collect, unreadable) already have their message
+    left_out = [*submission.left_out, *(nb for nb in collected if not (submitted / f"{nb}.ipynb").exists())]
     if _stopping.is_set():
         result.status = "interrupted"
         return Graded(result)
@@ -126,7 +136,7 @@ def grade_one(course: Course, assignment: str, student: str, scratch_root: Path,
     graded_dir = scratch / "grading" / "autograded" / student / assignment
     for notebook in course.notebooks(assignment):
         if not (graded_dir / f"{notebook}.ipynb").exists():
-            if notebook not in submission.left_out:  # an unreadable notebook left out already has its message
+            if notebook not in left_out:
                 result.add_problem(notebook, f"{notebook}.ipynb was not graded: {reason}{_log_reason(log, notebook)}; "
                                              "its cells score zero")
             if result.status == "graded":

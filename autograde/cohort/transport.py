@@ -35,16 +35,19 @@ class Graded:
 def course_bundle(course: Course, assignment: str, template: Path) -> bytes:
     """What a worker needs of the course to grade `assignment`, as tar bytes: nbgrader_config.py (the
     course's configuration resolved here into plain values: a worker has the kit, not this course's files),
-    source/<assignment>/ and grading/gradebook.db (the gradebook `template`, as it was before this run)."""
+    source/<assignment>/, release/<assignment>/ (what students started from: the repair puts missing cells
+    back from it) and grading/gradebook.db (the gradebook `template`, as it was before this run)."""
     from traitlets.config.loader import PyFileConfigLoader
     config = PyFileConfigLoader("nbgrader_config.py", str(course.root)).load_config()
     lines = [f"c.{section}.{name} = {_literal(value)!r}" for section, traits in config.items()
              for name, value in traits.items()]
-    lines += ["c.CourseDirectory.source_directory = 'source'",
+    lines += ["c.CourseDirectory.source_directory = 'source'", "c.CourseDirectory.release_directory = 'release'",
               "c.CourseDirectory.db_url = 'sqlite:///grading/gradebook.db'"]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         shutil.copytree(course.source / assignment, root / "source" / assignment, symlinks=True)
+        if (course.release / assignment).is_dir():
+            shutil.copytree(course.release / assignment, root / "release" / assignment, symlinks=True)
         (root / "grading").mkdir()
         shutil.copy(template, root / "grading" / "gradebook.db")
         (root / "nbgrader_config.py").write_text("c = get_config()  # noqa: F821\n" + "\n".join(lines) + "\n")
