@@ -8,6 +8,8 @@
                                                        to bottom first.'
     made_by("kd")                                     {"artifacts/teacher.pt": "kd", ...}: what the grader reads
     missing("kd", Path("labs/kd"))                    those of them a folder lacks, each with its notebook
+    checkpoint_file(pruned_net(percent_tag(0.5)))     "pruned_50.pt": the names themselves, the one place they
+                                                      are spelled (the grader builds its paths from them)
 
 Notebooks run one after the other and read each other's files (vggprune prunes the network sparsity_train
 saved), so a missing file is explained by its producer: the errors of lib.checkpoint and lib.train.fit_or_load
