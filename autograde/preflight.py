@@ -37,7 +37,9 @@ import nbformat
 
 from .course import ASSIGNMENTS, RUN_AFTER, execute, fill_solutions, nbgrader_id
 from lib import profile as lab_profile
-from lib.artifacts import kd_student_runs, kd_sweep_runs, qat_runs, slimming_runs
+from lib.artifacts import (CHECKPOINT_SUFFIX, FOLDER, HISTORY_SUFFIX, SINCNET_FLOAT, SINCNET_PRUNED, STUDENT_KD,
+                           STUDENT_SCRATCH, checkpoint_file, checkpoint_path, in_sweep, kd_student_runs, kd_sweep_runs,
+                           qat_runs, slimming_runs)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,20 +82,20 @@ def runs(profile: str, preflight: bool = False) -> list[Run]:
                   controls=slim["finetune_epochs"], baseline=slim["finetune_epochs"],
                   whole=vgg["epochs"] + slim["finetune_epochs"])
     notebook = dict(train="sparsity_train", sweep="sparsity_train")
-    found = [Run(notebook.get(role, "train_prune_model"), f"{name}.pt", epochs[role])
+    found = [Run(notebook.get(role, "train_prune_model"), checkpoint_file(name), epochs[role])
              for role, names in slimming.items() for name in names]
-    found += [Run("sincnet_quant", "sincnet_float.pt", sincnet["epochs"]),
-              Run("sincnet_quant", "sincnet_pruned.pt", sq["finetune"]["epochs"]),
-              *(Run("sincnet_quant", f"{name}.pt", sq["qat"]["epochs"]) for _, name in qat_runs(sq))]
+    found += [Run("sincnet_quant", checkpoint_file(SINCNET_FLOAT), sincnet["epochs"]),
+              Run("sincnet_quant", checkpoint_file(SINCNET_PRUNED), sq["finetune"]["epochs"]),
+              *(Run("sincnet_quant", checkpoint_file(name), sq["qat"]["epochs"]) for _, name in qat_runs(sq))]
     # kd: the teacher comes from the slimming assignment (run before it). The sweep trains only the runs it does
     # not reuse (lib.artifacts.kd_sweep_runs); each is timed like the student run it repeats, when there is one.
     student, sweep = kd["student"]["epochs"], kd["sweep"]["epochs"]
-    found += [Run("kd", f"{name}.pt", student) for _, _, name in kd_student_runs(kd)]
+    found += [Run("kd", checkpoint_file(name), student) for _, _, name in kd_student_runs(kd)]
     for name, T, alpha in kd_sweep_runs(kd):
-        if name.startswith("sweep/"):
-            like = ("student_scratch.pt" if T is None else
-                    "student_kd.pt" if (T, alpha) == (kd["T"], kd["alpha"]) else None)
-            found.append(Run("kd", f"{name}.pt", sweep, like))
+        if in_sweep(name):
+            like = (checkpoint_file(STUDENT_SCRATCH) if T is None else
+                    checkpoint_file(STUDENT_KD) if (T, alpha) == (kd["T"], kd["alpha"]) else None)
+            found.append(Run("kd", checkpoint_file(name), sweep, like))
     return found
 
 
@@ -185,8 +187,9 @@ def trained_runs(artifacts: str | Path, copied_from: str | Path | None = None) -
     """
     from lib.train import History
     found: dict[str, Timing] = {}
-    copies = {p.read_bytes() for p in Path(copied_from).rglob("*.json")} if copied_from else set()
-    for path in sorted(Path(artifacts).rglob("*.json")):
+    histories = f"*{HISTORY_SUFFIX}"
+    copies = {p.read_bytes() for p in Path(copied_from).rglob(histories)} if copied_from else set()
+    for path in sorted(Path(artifacts).rglob(histories)):
         if path.read_bytes() in copies:
             continue
         try:
@@ -194,7 +197,7 @@ def trained_runs(artifacts: str | Path, copied_from: str | Path | None = None) -
         except ValueError:                          # a JSON file that is not a history (kd: student_cfg.json)
             continue
         if history.records and "batch_times" in history.records[0]:
-            found[path.with_suffix(".pt").relative_to(artifacts).as_posix()] = timing(history)
+            found[checkpoint_path(path).relative_to(artifacts).as_posix()] = timing(history)
     return found
 
 
@@ -208,7 +211,7 @@ def run_checks(assignment: str, artifacts: Path) -> list[tuple[str, str | None]]
     from lib.checkpoint import load_checkpoint
     from .referee import verdicts
     results: list[tuple[str, str | None]] = []
-    for path in sorted(Path(artifacts).rglob("*.pt")):
+    for path in sorted(Path(artifacts).rglob(f"*{CHECKPOINT_SUFFIX}")):
         load_checkpoint(path)
     for verdict in verdicts(assignment).values():
         for check in verdict.checks:
@@ -223,7 +226,7 @@ def run_checks(assignment: str, artifacts: Path) -> list[tuple[str, str | None]]
 def preflight_assignment(assignment: str, work: str | Path, profile: str, batches: int, timeout: int) -> list[Result]:
     """Run `assignment`'s notebooks in `work`/<assignment>; [Result] per notebook, in order."""
     folder = Path(work) / assignment
-    shutil.rmtree(folder / "artifacts", ignore_errors=True)     # an earlier preflight's runs would be counted
+    shutil.rmtree(folder / FOLDER, ignore_errors=True)     # an earlier preflight's runs would be counted
     results: list[Result] = []
     for notebook in fill_solutions(assignment, folder):
         allow_verdicts(notebook)
@@ -241,9 +244,9 @@ def preflight_assignment(assignment: str, work: str | Path, profile: str, batche
             result.error = f"{cell}: {ename}: {evalue}"
         if result.error:
             break                                    # the next notebooks read this one's artifacts
-    artifacts = folder / "artifacts"
+    artifacts = folder / FOLDER
     reads = RUN_AFTER.get(assignment)
-    trained = trained_runs(artifacts, Path(work) / reads / "artifacts" if reads else None)
+    trained = trained_runs(artifacts, Path(work) / reads / FOLDER if reads else None)
     for result in results:
         result.runs = {run.artifact: trained.get(run.artifact) for run in runs(profile, preflight=True)
                        if run.notebook == result.notebook}

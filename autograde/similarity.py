@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from lib.artifacts import CHECKPOINT_SUFFIX, FOLDER
 from lib.checkpoint import Checkpoint, CheckpointError, build_model, load_checkpoint
 from lib.models import VGG
 
@@ -138,7 +139,7 @@ def _checkpoint_files(folder: str | Path) -> Iterator[Path]:
         dirs.sort()
         for file in sorted(files):
             path = Path(root) / file
-            if file.endswith(".pt") and "artifacts" in path.relative_to(folder).parts[:-1]:
+            if file.endswith(CHECKPOINT_SUFFIX) and FOLDER in path.relative_to(folder).parts[:-1]:
                 info = path.lstat()
                 if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_CHECKPOINT_BYTES:
                     yield path

@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from . import grading, profile
-from .artifacts import ArtifactError, explain
+from .artifacts import ArtifactError, explain, history_path
+from .artifacts import last_path as last_path   # the notebooks import it from here
 from .checkpoint import load_checkpoint, load_into, save_checkpoint
 from .grading import may_write
 
@@ -352,7 +353,7 @@ def fit(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Mapping[str
             if save_path is not None:
                 save_checkpoint(save_path, model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
         if save_path is not None:
-            history.save(Path(save_path).with_suffix(".json"))
+            history.save(history_path(save_path))
 
     if save_path is not None and save_last:
         save_checkpoint(last_path(save_path), model, meta=dict(epoch=epoch, val_accuracy=val_accuracy))
@@ -371,12 +372,6 @@ def _require_validation(loaders: Mapping[str, object]) -> None:
             "lib.data.speech.loaders() return one); never select on the test split")
 
 
-def last_path(save_path: str | Path) -> Path:
-    """Where fit(..., save_last=True) puts the last epoch's weights: artifacts/run.pt -> artifacts/run_last.pt."""
-    save_path = Path(save_path)
-    return save_path.with_name(save_path.stem + "_last.pt")
-
-
 def fit_or_load(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Mapping[str, Any], save_path: str | Path,
                 **fit_kwargs: Any) -> History | None:
     """fit(), except while nbgrader runs the notebook: then the artifacts already there are loaded instead.
@@ -393,13 +388,13 @@ def fit_or_load(model: CfgModel, loaders: Mapping[str, DataLoader[Any]], hp: Map
     if _recorded(model, hp, save_path):
         return None
     save_path = Path(save_path)
-    history_path = save_path.with_suffix(".json")
+    json_path = history_path(save_path)
     if grading.active():
-        reason = artifacts_mismatch(model.cfg, hp, save_path, history_path)
+        reason = artifacts_mismatch(model.cfg, hp, save_path, json_path)
         if reason is None:
             load_into(model, save_path)
             model.to(fit_kwargs.get("device") or profile.device())
-            history = History.load(history_path)
+            history = History.load(json_path)
             print(f"Loaded {save_path} ({len(history)} epochs, "
                   f"validation accuracy {history.kept['val_accuracy']:.2f}% at the kept epoch {history.kept['epoch']})")
             return history

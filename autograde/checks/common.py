@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import torch
 
+from lib.artifacts import history_path
 from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.train import History, artifacts_mismatch, evaluate
 
@@ -173,7 +174,7 @@ def load_run(path: str | Path, model_class: type[ModelT], **kwargs: Any) -> tupl
     path = Path(path)
     try:
         model, meta = load_model(path, model_class, **kwargs)
-        history = History.load(path.with_suffix(".json"))
+        history = History.load(history_path(path))
     except (CheckpointError, FileNotFoundError, ValueError) as error:
         raise AssertionError(str(error)) from None
     return model, meta, history
@@ -217,7 +218,7 @@ def loaded_as_submitted(path: str | Path, hp: dict[str, Any], cfg: Sequence[int 
         except CheckpointError:
             return False
     # fit_or_load's own test (private to lib.train), so that the two can never disagree
-    return artifacts_mismatch(cfg, hp, path, path.with_suffix(".json")) is None
+    return artifacts_mismatch(cfg, hp, path, history_path(path)) is None
 
 
 def checked_test_accuracy(model: nn.Module, loaders: dict[str, DataLoader], record: dict[str, Any],

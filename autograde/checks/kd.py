@@ -33,7 +33,8 @@ from autograde.checks.common import (as_tensor, best_accuracy, checked_test_accu
                                      visible)
 from autograde.probes import kd as probes
 from lib import profile
-from lib.artifacts import kd_student_runs
+from lib.artifacts import (FOLDER, STUDENT_KD, STUDENT_SCRATCH, checkpoint_file, history_file, history_path,
+                           kd_student_runs)
 from lib.data import images
 from lib.models import VGG
 from lib.train import History
@@ -244,9 +245,9 @@ def _judge_visible_kd_loss(outputs: dict[str, Any]) -> None:
 def _load(artifacts: str | Path, name: str) -> tuple[VGG, dict[str, Any], History]:
     """(VGG with the checkpoint's weights, meta, History) of artifacts/<name>.pt and .json; the checkpoint
     must hold the history's best epoch."""
-    path = Path(artifacts) / f"{name}.pt"
+    path = Path(artifacts) / checkpoint_file(name)
     model, meta, history = load_run(path, VGG)
-    assert len(history), f"{path.with_suffix('.json')} has no epochs"
+    assert len(history), f"{history_path(path)} has no epochs"
     assert meta.get("epoch") == history.best["epoch"], (
         f"{path} holds epoch {meta.get('epoch')}, but its history's best epoch is {history.best['epoch']}: "
         "the checkpoint and its history are from different runs; re-run the training cell")
@@ -279,7 +280,7 @@ def _visible_kd_student(artifacts: str | Path) -> None:
     config = settings()
     accuracy: dict[str, float] = {}
     for seed, kind, name in kd_student_runs(config):
-        path = Path(artifacts) / f"{name}.pt"
+        path = Path(artifacts) / checkpoint_file(name)
         if not loaded_as_submitted(path, run_config(config, seed, kind), config["student_cfg"]):
             return          # the notebook trained a fallback run: its test saw that one
         best = best_accuracy(load_run(path, VGG)[2])
@@ -289,14 +290,14 @@ def _visible_kd_student(artifacts: str | Path) -> None:
     gain = _mean_gain(accuracy)
     visible(gain >= config["min_gain"], f"KD - scratch over the seeds: {gain:.2f} points on average, at least "
                                         f"{config['min_gain']} expected: check kd_loss")
-    kd, scratch = accuracy["student_kd"], accuracy["student_scratch"]
+    kd, scratch = accuracy[STUDENT_KD], accuracy[STUDENT_SCRATCH]
     visible(kd >= config["kd_accuracy"],
             f"KD student: {kd:.2f}% validation accuracy, at least {config['kd_accuracy']}% expected")
     visible(kd >= scratch - config["margin"], f"KD student {kd:.2f}% vs scratch {scratch:.2f}%: worse by more than "
                                               f"the seed noise ({config['margin']} points)")
 
 
-def check_kd_student(artifacts: str | Path = "artifacts") -> None:
+def check_kd_student(artifacts: str | Path = FOLDER) -> None:
     """KD gains on the scratch student over the seeds, and the first seed's KD student meets the profile.
 
     Every run of kd_student_runs is the profile's student (cfg) trained with the profile's setup and its seed, the
@@ -312,21 +313,21 @@ def check_kd_student(artifacts: str | Path = "artifacts") -> None:
     for seed, kind, name in kd_student_runs(config):
         model, _, history = _load(artifacts, name)
         assert model.cfg == list(config["student_cfg"]), (
-            f"{name}.pt has cfg {model.cfg}, the profile's student is {config['student_cfg']}: train every student "
-            "with the notebook's train_student (the same network in every run)")
+            f"{checkpoint_file(name)} has cfg {model.cfg}, the profile's student is {config['student_cfg']}: train "
+            "every student with the notebook's train_student (the same network in every run)")
         expected = History(run_config(config, seed, kind)).config
         if kind == "kd":
             for key in ("T", "alpha"):
                 assert history.config.get(key) == config[key], (
-                    f"{name}.json records {key} = {history.config.get(key)}, the profile's KD setup has {key} = "
-                    f"{config[key]}: train it with the notebook's KD setup")
+                    f"{history_file(name)} records {key} = {history.config.get(key)}, the profile's KD setup has "
+                    f"{key} = {config[key]}: train it with the notebook's KD setup")
         assert history.config == expected, (
-            f"{name}.json records the setup {history.config}, the notebook trains this run with {expected} "
+            f"{history_file(name)} records the setup {history.config}, the notebook trains this run with {expected} "
             f"(seed {seed}; apart from T and alpha the scratch and KD runs must be the same: epochs, learning "
             "rate, batch size, fraction of the images); run the training cell unchanged")
-        accuracy[name] = _test_accuracy(model, loaders, f"{name}.pt", history)
+        accuracy[name] = _test_accuracy(model, loaders, checkpoint_file(name), history)
 
-    kd_accuracy, scratch_accuracy = accuracy["student_kd"], accuracy["student_scratch"]
+    kd_accuracy, scratch_accuracy = accuracy[STUDENT_KD], accuracy[STUDENT_SCRATCH]
     assert kd_accuracy >= config["kd_accuracy"], (
         f"the KD student reaches {kd_accuracy:.2f}% test accuracy, at least {config['kd_accuracy']}% is "
         f"expected in the {profile.name()} profile; check kd_loss and re-run the training cells")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from autograde.checks.common import ACCURACY_TOLERANCE
 from autograde.similarity import FUNCTION_TOLERANCE, MAX_CHECKPOINT_BYTES, output_distance
 from lib import profile
-from lib.artifacts import kd_student_runs, kd_sweep_runs
+from lib.artifacts import FOLDER, TEACHER, checkpoint_file, history_file, kd_student_runs, kd_sweep_runs, run_files
 from lib.checkpoint import CheckpointError, load_model
 from lib.data import images
 from lib.models import VGG
@@ -103,8 +103,7 @@ def _run(artifacts: str | Path, name: str, cfg: Sequence[int | str],
     a wrong cfg. (lib.checkpoint.load_model refuses a cfg that does not fit the stored weights before it builds
     anything: a cfg from a submitted file could ask for any size.)
     """
-    path = _artifact(artifacts, f"{name}.pt")
-    json_path = _artifact(artifacts, f"{name}.json")
+    path, json_path = (_artifact(artifacts, file) for file in run_files(name))
     try:
         with warnings.catch_warnings():   # torch's remarks on a hostile pickle are not the student's message
             warnings.simplefilter("ignore")
@@ -143,7 +142,7 @@ def _evaluated_run(artifacts: str | Path, name: str, cfg: Sequence[int | str],
                    advice: str) -> tuple[History, torch.Tensor]:
     """(History, test logits) of the run artifacts/<name>.pt/.json, checked as _run and _checked_logits check it;
     evaluated once per process (the kd checks of one grading share their runs)."""
-    files = [_artifact(artifacts, f"{name}.pt"), _artifact(artifacts, f"{name}.json")]
+    files = [_artifact(artifacts, file) for file in run_files(name)]
     try:
         key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files) + (tuple(cfg),)
     except OSError:
@@ -205,7 +204,7 @@ def _config_difference(found: dict[str, Any], expected: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def check_kd_sweep(artifacts: str | Path = "artifacts") -> None:
+def check_kd_sweep(artifacts: str | Path = FOLDER) -> None:
     """Every run of the kd notebook's T x alpha sweep (profile.config("kd")["sweep"]) is there and genuine.
 
     For each run (sweep_runs()): the checkpoint and its history exist; the history's config is the sweep setup
@@ -222,13 +221,14 @@ def check_kd_sweep(artifacts: str | Path = "artifacts") -> None:
     loaded: list[tuple[str, float | None, History, torch.Tensor]] = []
     for name, T, alpha, expected in sweep_runs(config):
         what = f"the sweep's run T = {T}, alpha = {alpha}" if T is not None else "the sweep's scratch run"
-        json_path = Path(artifacts) / f"{name}.json"
+        json_path = Path(artifacts) / history_file(name)
         try:
             history, logits = _evaluated_run(artifacts, name, student_cfg, "the profile's student; train every "
                                              "run with the notebook's train_student")
         except AssertionError as error:
-            raise AssertionError(f"{error} ({name}.pt/.json is {what}; the sweep cell trains one student for "
-                                 f"every {grid}: run it to the end and submit artifacts/ with all its files)") from None
+            raise AssertionError(f"{error} ({' and '.join(run_files(name))} are {what}; the sweep cell trains one "
+                                 f"student for every {grid}: run it to the end and submit {FOLDER}/ with all its "
+                                 "files)") from None
         difference = _config_difference(history.config, expected)
         assert not difference, (
             f"{json_path} is {what}, but it records {difference}. It must be trained with the sweep setup "
@@ -274,11 +274,12 @@ def _check_all_different(runs: Sequence[tuple[str, History, torch.Tensor]], advi
         for other, other_history, other_logits in runs[:i]:
             distance = output_distance(logits, other_logits)
             assert distance > FUNCTION_TOLERANCE, (
-                f"{name}.pt has the same weights as {other}.pt, up to reordered channels or small noise: its "
-                f"outputs on the test images are {distance:.1e} from those of {other}.pt, relative (separately "
+                f"{checkpoint_file(name)} has the same weights as {checkpoint_file(other)}, up to reordered channels "
+                f"or small noise: its outputs on the test images are {distance:.1e} from those of "
+                f"{checkpoint_file(other)}, relative (separately "
                 f"trained runs: more than 0.5): {advice}")
             assert not same_curve(history, other_history), (
-                f"{name}.json records the same training curve as {other}.json: {advice}")
+                f"{history_file(name)} records the same training curve as {history_file(other)}: {advice}")
 
 
 # ------------------------------------------------------------------------------------------ distillation
@@ -286,7 +287,7 @@ def _check_all_different(runs: Sequence[tuple[str, History, torch.Tensor]], advi
 def _teacher_logits(artifacts: str | Path) -> torch.Tensor:
     """The test logits of artifacts/teacher.pt, after checking it is the profile's VGG-19 and its history's run."""
     teacher_cfg = scale_cfg(VGG19_CFG, profile.config("vgg")["width"])
-    return _evaluated_run(artifacts, "teacher", teacher_cfg,
+    return _evaluated_run(artifacts, TEACHER, teacher_cfg,
                           "the teacher is the profile's VGG-19 (the slimming assignment's lambda = 0 run, or the one "
                           "the notebook's teacher cell trains)")[1]
 
@@ -296,13 +297,14 @@ def _check_distilled(name: str, logits: torch.Tensor, scratch_name: str, scratch
     """The run `name` is at most DISTILLED_KL_RATIO times as far (KL at T) from the teacher as the scratch run."""
     kl, kl_scratch = _kl(teacher_logits, logits, T), _kl(teacher_logits, scratch_logits, T)
     assert kl <= DISTILLED_KL_RATIO * kl_scratch, (
-        f"{name}.pt does not behave like a student distilled from teacher.pt: at T = {T} its softened outputs are "
-        f"{kl:.4f} (KL divergence) away from the teacher's, those of {scratch_name}.pt (trained on the labels "
+        f"{checkpoint_file(name)} does not behave like a student distilled from {checkpoint_file(TEACHER)}: at "
+        f"T = {T} its softened outputs are {kl:.4f} (KL divergence) away from the teacher's, those of "
+        f"{checkpoint_file(scratch_name)} (trained on the labels "
         f"only) {kl_scratch:.4f}; a student trained with kd_loss and this teacher gets much closer to it (under "
         f"{DISTILLED_KL_RATIO:g} times the scratch student's distance). {advice}")
 
 
-def check_kd_distilled(artifacts: str | Path = "artifacts") -> None:
+def check_kd_distilled(artifacts: str | Path = FOLDER) -> None:
     """Every KD student was distilled from artifacts/teacher.pt, and no student run is another one relabelled.
 
     1. teacher.pt is the profile's VGG-19 and reproduces the accuracy its history records;

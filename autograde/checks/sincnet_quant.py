@@ -17,7 +17,7 @@ weight_scale is judged the same way (probes.probe_weight_scale, judge_weight_sca
 The trained models are rebuilt here with the *reference* quantizer and weight range: a wrong STEQuantize or
 weight_scale loses the points of its own grade cell, and the quantized model is judged by what was trained, once.
 
-Artifacts (names fixed by the notebook):
+Artifacts (lib.artifacts names them: SINCNET_FLOAT, SINCNET_PRUNED, SINCNET_QUANT):
     sincnet_float.pt/.json    the float SincNet            (hyperparameters: profile "sincnet")
     sincnet_pruned.pt/.json   pruned by pruning_rate, fine-tuned  (profile "sincnet_quant", finetune)
     sincnet_quant.pt/.json    the pruned model after QAT   (profile "sincnet_quant", qat)
@@ -41,6 +41,7 @@ from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
 from autograde.reference.sincnet_quant import weight_scale as reference_weight_scale
 from autograde.reference.slimming import build_cfg_mask
 from lib import profile
+from lib.artifacts import FOLDER, SINCNET_FLOAT, SINCNET_PRUNED, SINCNET_QUANT, checkpoint_file, history_path
 from lib.data import speech
 from lib.models import SincNet
 from lib.models.quant import QuantSincNet, quantized_layers
@@ -56,7 +57,7 @@ STECase: TypeAlias = tuple[int, float, float, tuple[int, ...]]
 # check(condition, message) in a weight_scale judgement: visible (VisibleCheckFailed) or _hidden (AssertionError).
 Check: TypeAlias = Callable[[bool, str], None]
 
-FLOAT, PRUNED, QUANT = "sincnet_float", "sincnet_pruned", "sincnet_quant"
+FLOAT, PRUNED, QUANT = SINCNET_FLOAT, SINCNET_PRUNED, SINCNET_QUANT      # the notebook's three runs
 # The quantized model is rebuilt with the reference quantizer and weight range: the student's own are judged in
 # their cells (test_ste_quantize, test_weight_scale).
 REFERENCE_QUANTIZATION = dict(quantizer=ReferenceSTE.apply, weight_scale=reference_weight_scale)
@@ -304,7 +305,7 @@ def _judge_visible_ste(entry: dict[str, Any]) -> None:
 def _load_run(artifacts: str | Path, name: str, model_class: type[ModelT],
               **kwargs: Any) -> tuple[ModelT, dict[str, Any], History]:
     """(model with the checkpoint's weights in eval mode, meta, History) of artifacts/<name>.pt and .json."""
-    model, meta, history = load_run(Path(artifacts) / f"{name}.pt", model_class, **kwargs)
+    model, meta, history = load_run(Path(artifacts) / checkpoint_file(name), model_class, **kwargs)
     model.eval()
     return model, meta, history
 
@@ -312,13 +313,13 @@ def _load_run(artifacts: str | Path, name: str, model_class: type[ModelT],
 def _check_history(history: History, meta: dict[str, Any], path: Path, hp: dict[str, Any],
                    what: str) -> dict[str, Any]:
     """The history is a complete run with `hp`, and the checkpoint holds its best epoch: that record."""
-    json_path = path.with_suffix(".json")
+    json_path = history_path(path)
     assert history.config == History(hp).config, (
         f"{json_path} was trained with {history.config}, but {what} is trained with {History(hp).config} "
-        f"(profile {profile.name()}); re-run the training cell and submit artifacts/ with the notebook")
+        f"(profile {profile.name()}); re-run the training cell and submit {FOLDER}/ with the notebook")
     assert len(history) == hp["epochs"], (
         f"{json_path} has {len(history)} epochs, the profile trains {hp['epochs']}: re-run the training cell "
-        "to the end and submit artifacts/ with the notebook")
+        f"to the end and submit {FOLDER}/ with the notebook")
     return record_at(history, meta, path)
 
 
@@ -332,7 +333,7 @@ def _submitted(artifacts: str | Path, name: str, hp: dict[str, Any],
     """(History, parameter count, cfg) of the run artifacts/<name> when the notebook's fit_or_load loads it
     while grading (hp and cfg as the notebook asks; cfg None: the checkpoint's), else None: the notebook then
     trained a short fallback run and its visible test saw that run."""
-    path = Path(artifacts) / f"{name}.pt"
+    path = Path(artifacts) / checkpoint_file(name)
     if not loaded_as_submitted(path, hp, cfg):
         return None
     model_class = QuantSincNet if name == QUANT else SincNet
@@ -348,7 +349,7 @@ def _assert_accuracy(accuracy: float, key: str, path: Path) -> None:
         f"thresholds[{key!r}])")
 
 
-def check_float_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
+def check_float_model(artifacts: str | Path = FOLDER, loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_float.pt: the profile's SincNet, trained with the profile's hyperparameters to its threshold."""
     hp = float_hp()
     submitted = _submitted(artifacts, FLOAT, hp, SincNet(width=hp["width"]).cfg)
@@ -358,7 +359,7 @@ def check_float_model(artifacts: str | Path = "artifacts", loaders: dict[str, Da
         accuracy = best_accuracy(history)
         visible(accuracy is None or accuracy > 50, "the float model should be far above chance (10%)")
     loaders = loaders or speech.loaders()
-    path = Path(artifacts) / f"{FLOAT}.pt"
+    path = Path(artifacts) / checkpoint_file(FLOAT)
     model, meta, history = _load_run(artifacts, FLOAT, SincNet)
     expected_cfg = SincNet(width=hp["width"]).cfg
     assert model.cfg == expected_cfg, (
@@ -383,17 +384,17 @@ def _visible_pruned(artifacts: str | Path) -> None:
     visible(len(pruned_run[0]) == finetune_hp()["epochs"], "fine-tune for all the profile's epochs")
 
 
-def check_pruned_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
+def check_pruned_model(artifacts: str | Path = FOLDER, loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_pruned.pt: the reference cfg of the student's float model pruned by pruning_rate, fine-tuned."""
     _visible_pruned(artifacts)
     loaders = loaders or speech.loaders()
     config = settings()
     expected_cfg, _ = build_cfg_mask(_float_model(artifacts), config["pruning_rate"], config["min_channels"])
-    path = Path(artifacts) / f"{PRUNED}.pt"
+    path = Path(artifacts) / checkpoint_file(PRUNED)
     model, meta, history = _load_run(artifacts, PRUNED, SincNet)
     assert model.cfg == expected_cfg, (
-        f"{path} has cfg {model.cfg}, but pruning {FLOAT}.pt with pruning_rate={config['pruning_rate']} and "
-        f"min_channels={config['min_channels']} (one global threshold on |gamma|) gives {expected_cfg}; "
+        f"{path} has cfg {model.cfg}, but pruning {checkpoint_file(FLOAT)} with pruning_rate={config['pruning_rate']} "
+        f"and min_channels={config['min_channels']} (one global threshold on |gamma|) gives {expected_cfg}; "
         "check build_cfg_mask and re-run the pruning cells")
     record = _check_history(history, meta, path, finetune_hp(), "the pruned model")
     _assert_accuracy(_test_accuracy(model, record, path, loaders), "pruned", path)
@@ -421,17 +422,17 @@ def _visible_quantized(artifacts: str | Path) -> None:
     visible(accuracy is None or accuracy > 30, "QAT should be far above chance (10%)")
 
 
-def check_quantized_model(artifacts: str | Path = "artifacts", loaders: dict[str, DataLoader] | None = None) -> None:
+def check_quantized_model(artifacts: str | Path = FOLDER, loaders: dict[str, DataLoader] | None = None) -> None:
     """sincnet_quant.pt: QAT of the pruned model. Latent full-precision weights kept in the parameters (not
     overwritten with quantized values) and changed by training, and the profile's accuracy (computed with the
     reference quantizer). The student's quantizer itself is judged by check_ste_quantize, in its own cell."""
     _visible_quantized(artifacts)
     loaders = loaders or speech.loaders()
-    path = Path(artifacts) / f"{QUANT}.pt"
+    path = Path(artifacts) / checkpoint_file(QUANT)
     pruned = _load_run(artifacts, PRUNED, SincNet)[0]
     model, meta, history = _load_run(artifacts, QUANT, QuantSincNet, **REFERENCE_QUANTIZATION)
     assert model.cfg == pruned.cfg, (
-        f"{path} has cfg {model.cfg}, but the pruned model {PRUNED}.pt has {pruned.cfg}: "
+        f"{path} has cfg {model.cfg}, but the pruned model {checkpoint_file(PRUNED)} has {pruned.cfg}: "
         "quantize the pruned model (quantize_sincnet(pruned, STEQuantize.apply))")
     record = _check_history(history, meta, path, qat_hp(), "the quantized model")
 

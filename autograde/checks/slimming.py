@@ -13,11 +13,13 @@ The artifact checks take the folder of the submitted artifacts and never trust p
 are loaded with lib.checkpoint (weights_only=True) and evaluated on the test split, histories are
 cross-checked against the checkpoints they belong to.
 
-Artifact names (fixed; the kd assignment reads some of them):
-    sparsity_<tag>.pt/.json     one run per lambda of profile "slimming" -> lambdas (tag -> s): best epoch
-    sparsity_<tag>_last.pt      the same run's last epoch
-    pruned_<pct>.pt             the sparse model (tag `sparse_tag`) pruned by `pct` percent, before fine-tuning
-    finetuned_<pct>.pt/.json    that pruned model after fine-tuning
+Artifact names (lib.artifacts names them; the kd assignment reads some of them):
+    sparsity_<tag>.pt/.json     sparsity_run(tag): one run per lambda of profile "slimming" -> lambdas
+                                (tag -> s): best epoch
+    sparsity_<tag>_last.pt      last_checkpoint_file(sparsity_run(tag)): the same run's last epoch
+    pruned_<pct>.pt             pruned_net(pct): the sparse model (tag `sparse_tag`) pruned by `pct` percent,
+                                before fine-tuning
+    finetuned_<pct>.pt/.json    finetuned_run(pct): that pruned model after fine-tuning
 """
 from __future__ import annotations
 
@@ -35,12 +37,13 @@ from autograde.similarity import checkpoint_distance
 from autograde.probes import slimming as probes
 from autograde.reference import slimming as reference
 from lib import profile
-from lib.artifacts import percent_tag
+from lib.artifacts import (FOLDER, checkpoint_file, finetuned_run, history_path, last_path, percent_tag, pruned_net,
+                           sparsity_run)
 from lib.checkpoint import CheckpointError, load_checkpoint, load_model
 from lib.data import images
 from lib.models import VGG
 from lib.slimming import bn_layers, sparsity, zero_pruned_channels
-from lib.train import History, last_path
+from lib.train import History
 
 if TYPE_CHECKING:
     from torch import nn
@@ -183,7 +186,7 @@ def _explain_update_bn(name: str, gamma: torch.Tensor, got: torch.Tensor, grad_b
 # ------------------------------------------------------------------------------------------ sparsity runs
 
 def _run_path(artifacts: str | Path, tag: str) -> Path:
-    return Path(artifacts) / f"sparsity_{tag}.pt"
+    return Path(artifacts) / checkpoint_file(sparsity_run(tag))
 
 
 def _load_run(artifacts: str | Path, tag: str) -> tuple[VGG, dict[str, Any], History]:
@@ -205,7 +208,7 @@ def _submitted_run(artifacts: str | Path, tag: str) -> History | None:
     path = _run_path(artifacts, tag)
     if not loaded_as_submitted(path, hp, VGG(width=hp["width"]).cfg):
         return None
-    return load_history(path.with_suffix(".json"))
+    return load_history(history_path(path))
 
 
 def _visible_sparsity_curves(artifacts: str | Path) -> None:
@@ -231,7 +234,7 @@ def _last_value(history: History | None, key: str) -> tuple[float, None] | tuple
         return None, str(error)
 
 
-def check_sparsity_curves(artifacts: str | Path = "artifacts") -> None:
+def check_sparsity_curves(artifacts: str | Path = FOLDER) -> None:
     """One complete run per lambda; final sparsity strictly increases with lambda; histories match checkpoints.
 
     Both checkpoints of a run are cross-checked with its history, their sparsity and their validation
@@ -249,10 +252,10 @@ def check_sparsity_curves(artifacts: str | Path = "artifacts") -> None:
         model, meta, history = _load_run(artifacts, tag)
         path = _run_path(artifacts, tag)
         assert history.config.get("s") == s, (
-            f"{path.with_suffix('.json')} was trained with s={history.config.get('s')}, the run '{tag}' needs "
+            f"{history_path(path)} was trained with s={history.config.get('s')}, the run '{tag}' needs "
             f"s={s} (profile section 'slimming', lambdas)")
         assert len(history) == epochs, (
-            f"{path.with_suffix('.json')} has {len(history)} epochs, the profile trains {epochs}: "
+            f"{history_path(path)} has {len(history)} epochs, the profile trains {epochs}: "
             "re-run the training cell to the end")
         record = record_at(history, meta, path)
         _check_record_sparsity(model, record, path, threshold)
@@ -279,7 +282,7 @@ def _accuracy_runs() -> tuple[tuple[str, str], ...]:
     return (("s0", "baseline_accuracy"), (settings()["sparse_tag"], "sparse_accuracy"))
 
 
-def check_sparsity_accuracy(artifacts: str | Path = "artifacts") -> None:
+def check_sparsity_accuracy(artifacts: str | Path = FOLDER) -> None:
     """The baseline (lambda=0) and the sparse model that vggprune prunes reach the profile's accuracy, and the
     sparse model is sparse: a dense model (the baseline, say) cannot stand in for it, as zeroing its scales
     destroys its accuracy."""
@@ -311,12 +314,12 @@ BUILD_CFG_MASK = "build_cfg_mask"
 
 
 def check_build_cfg_mask(build_cfg_mask: Callable[[nn.Module, float, int], tuple[VGGCfg, list[torch.Tensor]]],
-                         artifacts: str | Path = "artifacts", seed: int = 0) -> None:
+                         artifacts: str | Path = FOLDER, seed: int = 0) -> None:
     """cfg and cfg_mask equal the reference's on seeded gamma sets and on the student's sparse checkpoint."""
     judge_build_cfg_mask(probes.probe_build_cfg_mask(build_cfg_mask, seed, artifacts=artifacts), seed, artifacts)
 
 
-def judge_build_cfg_mask(record: object, seed: int, artifacts: str | Path = "artifacts") -> None:
+def judge_build_cfg_mask(record: object, seed: int, artifacts: str | Path = FOLDER) -> None:
     """Decide build_cfg_mask from the record of probes.probe_build_cfg_mask(build_cfg_mask, seed, ...): the
     notebook's visible test first (VisibleCheckFailed), then the gamma sets of probes.cfg_mask_cases(seed),
     then the sparse checkpoint in `artifacts` (this trusted copy, not the probe's). AssertionError or None."""
@@ -642,7 +645,7 @@ def _hint_absorbed(name: str, model: nn.Module, got: torch.Tensor, want: torch.T
 # ------------------------------------------------------------------------------------ pruned / fine-tuned
 
 def _sparse_model(artifacts: str | Path) -> VGG:
-    path = Path(artifacts) / f"sparsity_{settings()['sparse_tag']}.pt"
+    path = Path(artifacts) / checkpoint_file(sparsity_run(settings()["sparse_tag"]))
     try:
         return load_model(path, VGG)[0]
     except CheckpointError as error:
@@ -652,15 +655,15 @@ def _sparse_model(artifacts: str | Path) -> VGG:
 def _visible_pruned_models(artifacts: str | Path) -> None:
     """test_pruned_models' own assert: every pruned checkpoint keeps at least one channel per layer."""
     for percent in settings()["percents"]:
-        path = Path(artifacts) / f"pruned_{percent_tag(percent)}.pt"
+        path = Path(artifacts) / checkpoint_file(pruned_net(percent_tag(percent)))
         try:
             cfg = load_checkpoint(path)["cfg"]
         except CheckpointError:
             continue        # the notebook's test failed to load it too; the hidden check says so
-        visible(all(v == 'M' or v >= 1 for v in cfg), f"pruned_{percent_tag(percent)}.pt has a layer with no channel")
+        visible(all(v == 'M' or v >= 1 for v in cfg), f"{path.name} has a layer with no channel")
 
 
-def check_pruned_models(artifacts: str | Path = "artifacts") -> None:
+def check_pruned_models(artifacts: str | Path = FOLDER) -> None:
     """pruned_<pct>.pt: the reference cfg of the student's sparse model, and the same outputs as that model
     with the pruned channels zeroed (prune_vgg's invariant), on a batch of test images."""
     _visible_pruned_models(artifacts)
@@ -668,7 +671,7 @@ def check_pruned_models(artifacts: str | Path = "artifacts") -> None:
     sparse = _sparse_model(artifacts).eval()
     inputs, _ = next(iter(images.loaders()["test"]))
     for percent in config["percents"]:
-        path = Path(artifacts) / f"pruned_{percent_tag(percent)}.pt"
+        path = Path(artifacts) / checkpoint_file(pruned_net(percent_tag(percent)))
         cfg, cfg_mask = reference.build_cfg_mask(sparse, percent, config["min_channels"])
         try:
             ckpt = load_checkpoint(path)
@@ -699,10 +702,10 @@ def _visible_finetuned(artifacts: str | Path) -> None:
     validation accuracy."""
     for percent in settings()["percents"]:
         tag = percent_tag(percent)
-        path = Path(artifacts) / f"finetuned_{tag}.pt"
+        path = Path(artifacts) / checkpoint_file(finetuned_run(tag))
         if not loaded_as_submitted(path, finetune_hp(percent)):
             continue        # the notebook fine-tuned a fallback run: its test saw that one
-        accuracy, need = best_accuracy(load_history(path.with_suffix(".json"))), settings()["finetuned_accuracy"][tag]
+        accuracy, need = best_accuracy(load_history(history_path(path))), settings()["finetuned_accuracy"][tag]
         if accuracy is not None:
             visible(accuracy >= need,
                     f"{percent:.0%} pruned: {accuracy:.2f}% validation accuracy after fine-tuning, at least "
@@ -717,7 +720,7 @@ def _visible_finetuned(artifacts: str | Path) -> None:
 FINETUNE_ANCESTRY = 1.0
 
 
-def check_finetuned(artifacts: str | Path = "artifacts") -> None:
+def check_finetuned(artifacts: str | Path = FOLDER) -> None:
     """finetuned_<pct>.pt: fine-tuned from pruned_<pct>.pt (same cfg, weights that descend from it, complete
     history) to the profile's accuracy."""
     _visible_finetuned(artifacts)
@@ -725,22 +728,23 @@ def check_finetuned(artifacts: str | Path = "artifacts") -> None:
     loaders = images.loaders()
     for percent in config["percents"]:
         tag = percent_tag(percent)
-        path = Path(artifacts) / f"finetuned_{tag}.pt"
+        path = Path(artifacts) / checkpoint_file(finetuned_run(tag))
+        pruned_path = Path(artifacts) / checkpoint_file(pruned_net(tag))
         try:
-            pruned = load_checkpoint(Path(artifacts) / f"pruned_{tag}.pt")
+            pruned = load_checkpoint(pruned_path)
         except CheckpointError as error:
             raise AssertionError(str(error)) from None
         model, meta, history = load_run(path, VGG)
         assert list(model.cfg) == list(pruned["cfg"]), (
-            f"{path} has cfg {model.cfg}, but pruned_{tag}.pt has {pruned['cfg']}: fine-tune the pruned model")
+            f"{path} has cfg {model.cfg}, but {pruned_path.name} has {pruned['cfg']}: fine-tune the pruned model")
         distance = checkpoint_distance(model.state_dict(), pruned["state_dict"])
         assert distance < FINETUNE_ANCESTRY, (
-            f"{path} does not descend from pruned_{tag}.pt: its weights are {distance:.2f} from the pruned model's "
+            f"{path} does not descend from {pruned_path.name}: its weights are {distance:.2f} from the pruned model's "
             f"(relative difference; fine-tuning moves them 0.2-0.6, a network trained from new random weights is "
             f"more than {FINETUNE_ANCESTRY:g} away): fine-tune the pruned model, starting from its weights")
         expected = History(finetune_hp(percent)).config       # as the history stores it (tuples as lists)
         assert history.config == expected and len(history) == expected["epochs"], (
-            f"{path.with_suffix('.json')} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
+            f"{history_path(path)} should be {expected['epochs']} epochs of fine-tuning with {expected}; "
             f"found {len(history)} epochs with {history.config}")
         record = record_at(history, meta, path)
         accuracy = checked_test_accuracy(model, loaders, record, path)

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import nbformat
 
 from autograde.reference import source
+from lib.artifacts import FOLDER, checkpoint_file, history_file
 from lib.train import History
 
 Edit = tuple[str, str]   # (old, new): the text `old` of a solution cell replaced by `new`
@@ -80,7 +81,7 @@ def start_from(reference: str | Path, dest: str | Path) -> Path:
         raise MutantBuildError("artifact mutants cannot be built with NBGRADER_EXECUTION set (lib would keep "
                                "the reference's files instead of writing the wrong ones)")
     shutil.copytree(reference, dest)
-    return Path(dest) / "artifacts"
+    return Path(dest) / FOLDER
 
 
 def plant_code(dest: str | Path, notebook: str, cell: str, code: str) -> None:
@@ -102,16 +103,17 @@ def edit_history(path: str | Path, **changes: Any) -> None:
     History({k: v for k, v in config.items() if v is not None}, history.records).save(path)
 
 
-def copy_run(artifacts: str | Path, source: str, dest: str, suffixes: Sequence[str] = (".pt", ".json"),
-             **changes: Any) -> None:
-    """Copy artifacts/<source><suffix> to artifacts/<dest><suffix> for each of `suffixes` (a run's checkpoint and
-    history by default); `changes` edit the config of the copied history (artifacts/<dest>.json)."""
+def copy_run(artifacts: str | Path, source: str, dest: str,
+             files: Sequence[Callable[[str], str]] = (checkpoint_file, history_file), **changes: Any) -> None:
+    """Copy the files of the run `source` to those of the run `dest`, in the folder `artifacts`: file(source) to
+    file(dest) for each of `files`, lib.artifacts' name -> file functions (a run's checkpoint and history by
+    default); `changes` edit the config of the copied history (history_file(dest))."""
     artifacts = Path(artifacts)
     (artifacts / dest).parent.mkdir(parents=True, exist_ok=True)
-    for suffix in suffixes:
-        shutil.copyfile(artifacts / f"{source}{suffix}", artifacts / f"{dest}{suffix}")
+    for file in files:
+        shutil.copyfile(artifacts / file(source), artifacts / file(dest))
     if changes:
-        edit_history(artifacts / f"{dest}.json", **changes)
+        edit_history(artifacts / history_file(dest), **changes)
 
 
 def swap_files(a: str | Path, b: str | Path) -> None:

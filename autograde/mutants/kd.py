@@ -5,6 +5,7 @@ from typing import Any
 
 from autograde.checks.kd_runs import sweep_runs
 from lib import profile
+from lib.artifacts import STUDENT_KD, STUDENT_SCRATCH, run_files
 
 from . import ArtifactMutant, Edit, Mutant, MutantBuildError, copy_run, patched, start_from
 
@@ -44,7 +45,7 @@ def _kd_without_teacher(reference: Path, dest: Path) -> None:
     batches as the scratch student: the run is the scratch run, bit for bit."""
     artifacts = start_from(reference, dest)
     config = _kd_settings()
-    copy_run(artifacts, "student_scratch", "student_kd", T=config["T"], alpha=config["alpha"])
+    copy_run(artifacts, STUDENT_SCRATCH, STUDENT_KD, T=config["T"], alpha=config["alpha"])
 
 
 def _kd_saved_by_a_sweep_run(reference: Path, dest: Path) -> None:
@@ -53,12 +54,12 @@ def _kd_saved_by_a_sweep_run(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     config = _kd_settings()
     runs = [name for name, T, alpha, _ in sweep_runs(config)
-            if T == config["T"] and alpha != config["alpha"] and name != "student_kd"]
+            if T == config["T"] and alpha != config["alpha"] and name != STUDENT_KD]
     if not runs:
         raise MutantBuildError("the profile's sweep has no run with the KD student's T and another alpha")
-    copy_run(artifacts, runs[0], "student_kd")
-    for suffix in (".pt", ".json"):
-        (artifacts / f"{runs[0]}{suffix}").unlink()
+    copy_run(artifacts, runs[0], STUDENT_KD)
+    for file in run_files(runs[0]):
+        (artifacts / file).unlink()
 
 
 def _sweep_faked(reference: Path, dest: Path) -> None:
@@ -67,8 +68,8 @@ def _sweep_faked(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     faked = 0
     for name, T, alpha, _ in sweep_runs(_kd_settings()):
-        if T is not None and name != "student_kd":
-            copy_run(artifacts, "student_kd", name, T=T, alpha=alpha)
+        if T is not None and name != STUDENT_KD:
+            copy_run(artifacts, STUDENT_KD, name, T=T, alpha=alpha)
             faked += 1
     if not faked:
         raise MutantBuildError("the profile's sweep has no run of its own to fake")
@@ -77,8 +78,8 @@ def _sweep_faked(reference: Path, dest: Path) -> None:
 ARTIFACT_MUTANTS = [
     ArtifactMutant("KD student trained with alpha 0 (no teacher), recorded as the profile's alpha", "kd",
                    "test_kd_student", _kd_without_teacher),
-    ArtifactMutant("the sweep's T=4, alpha=0.9 run saved as student_kd", "kd", "test_kd_student",
+    ArtifactMutant("the sweep's T=4, alpha=0.9 run saved as the KD student's", "kd", "test_kd_student",
                    _kd_saved_by_a_sweep_run),
-    ArtifactMutant("sweep faked: copies of student_kd with T and alpha edited", "kd", "test_kd_student",
+    ArtifactMutant("sweep faked: copies of the KD student with T and alpha edited", "kd", "test_kd_student",
                    _sweep_faked),
 ]

@@ -17,6 +17,7 @@ from autograde.reference.sincnet_quant import STEQuantize as ReferenceSTE
 from autograde.reference.sincnet_quant import weight_scale as reference_weight_scale
 from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_mask
 from lib import profile
+from lib.artifacts import SINCNET_FLOAT, SINCNET_PRUNED, SINCNET_QUANT, checkpoint_file, history_file
 from lib.checkpoint import load_model, save_checkpoint
 from lib.data import speech
 from lib.models import SincNet
@@ -111,13 +112,13 @@ def _quantize_and_train(artifacts: str | Path, pruned: SincNet, loaders: dict[st
     layers = [m for m in quantized_layers(qmodel) if hasattr(m, "weight")]
     for layer in layers:
         layer.weight.requires_grad_(not freeze_weights)
-    fit(qmodel, loaders, dict(settings["qat"], **changes), save_path=Path(artifacts) / "sincnet_quant.pt",
+    fit(qmodel, loaders, dict(settings["qat"], **changes), save_path=Path(artifacts) / checkpoint_file(SINCNET_QUANT),
         progress=False)
 
 
 def _load_pruned(artifacts: str | Path) -> SincNet:
     """The fine-tuned pruned model of the submission (the QAT's starting point)."""
-    return load_model(Path(artifacts) / "sincnet_pruned.pt", SincNet)[0]
+    return load_model(Path(artifacts) / checkpoint_file(SINCNET_PRUNED), SincNet)[0]
 
 
 # --- test_float
@@ -127,7 +128,7 @@ def _float_saved_with_channels_zeroed(reference: Path, dest: Path) -> None:
     pruned channels silenced) to artifacts/sincnet_float.pt, over the trained float model (meta kept)."""
     artifacts = start_from(reference, dest)
     settings, _ = _settings()
-    path = artifacts / "sincnet_float.pt"
+    path = artifacts / checkpoint_file(SINCNET_FLOAT)
     model, meta = load_model(path, SincNet)
     cfg, cfg_mask = reference_build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])
     silenced = zero_pruned_channels(model, cfg_mask)
@@ -140,7 +141,7 @@ def _float_saved_with_channels_zeroed(reference: Path, dest: Path) -> None:
 def _float_history_from_finetuning(reference: Path, dest: Path) -> None:
     """sincnet_float.json is the fine-tuning run's history (sincnet_pruned.json copied over it)."""
     artifacts = start_from(reference, dest)
-    copy_run(artifacts, "sincnet_pruned", "sincnet_float", suffixes=(".json",))
+    copy_run(artifacts, SINCNET_PRUNED, SINCNET_FLOAT, files=(history_file,))
 
 
 # --- test_pruned (the pasted build_cfg_mask cell)
@@ -155,14 +156,14 @@ def _pruned_with(*edits: Edit) -> Callable[[Path, Path], None]:
         plant_code(dest, "sincnet_quant", "build_cfg_mask", wrong_code)
         build_cfg_mask = define("sincnet_quant", "sincnet_quant", "build_cfg_mask", wrong_code)["build_cfg_mask"]
         settings, finetune_hp = _settings()
-        model, _ = load_model(artifacts / "sincnet_float.pt", SincNet)
+        model, _ = load_model(artifacts / checkpoint_file(SINCNET_FLOAT), SincNet)
         cfg, cfg_mask = build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])
         if cfg == reference_build_cfg_mask(model, settings["pruning_rate"], settings["min_channels"])[0]:
             raise MutantBuildError(f"this build_cfg_mask gives the reference cfg {cfg} on the float model")
         check_cfg_mask(model, cfg, cfg_mask)
         pruned = prune_sincnet(model, cfg, cfg_mask)
         loaders = speech.loaders()
-        fit(pruned, loaders, finetune_hp, save_path=artifacts / "sincnet_pruned.pt", progress=False)
+        fit(pruned, loaders, finetune_hp, save_path=artifacts / checkpoint_file(SINCNET_PRUNED), progress=False)
         _quantize_and_train(artifacts, pruned, loaders)
     return make
 
@@ -173,7 +174,7 @@ def _qat_latent_weights_overwritten(reference: Path, dest: Path) -> None:
     """After QAT, a cell 'stored the 2-bit model': it wrote each quantized layer's effective_weight() into its
     weight (.data) and saved the model again as artifacts/sincnet_quant.pt (meta kept)."""
     artifacts = start_from(reference, dest)
-    path = artifacts / "sincnet_quant.pt"
+    path = artifacts / checkpoint_file(SINCNET_QUANT)
     qmodel, meta = load_model(path, QuantSincNet, quantizer=ReferenceSTE.apply, weight_scale=reference_weight_scale)
     with torch.no_grad():
         for layer in quantized_layers(qmodel):

@@ -12,7 +12,8 @@ from autograde.reference.slimming import build_cfg_mask as reference_build_cfg_m
 from autograde.reference.slimming import prune_vgg as reference_prune_vgg
 from autograde.reference.slimming import update_bn as reference_update_bn
 from lib import profile
-from lib.artifacts import percent_tag
+from lib.artifacts import (checkpoint_file, finetuned_run, history_file, in_folder, last_checkpoint_file, last_path,
+                           percent_tag, pruned_net, run_files, sparsity_run)
 from lib.checkpoint import load_checkpoint, load_model, save_checkpoint
 from lib.data import images
 from lib.models import VGG
@@ -106,7 +107,7 @@ def _sparsity_run(artifacts: str | Path, tag: str, s: float, loaders: dict[str, 
     hp = dict(hp, s=s, **changes)
     seed_everything(0)
     model = VGG(width=hp["width"])
-    fit(model, loaders or images.loaders(), hp, save_path=Path(artifacts) / f"sparsity_{tag}.pt",
+    fit(model, loaders or images.loaders(), hp, save_path=Path(artifacts) / checkpoint_file(sparsity_run(tag)),
         after_backward=lambda m: reference_update_bn(m, s), save_last=True, progress=False,
         epoch_metrics={"sparsity": lambda m: sparsity(m, profile.config("sparsity_threshold"))})
 
@@ -117,8 +118,9 @@ def _finetune(artifacts: str | Path, percent: float, **changes: Any) -> None:
     hp, slim = _settings()
     hp = dict(hp, epochs=slim["finetune_epochs"], lr=slim["finetune_lr"], percent=percent)
     hp.update(changes)
-    model, _ = load_model(Path(artifacts) / f"pruned_{percent_tag(percent)}.pt", VGG)
-    fit(model, images.loaders(), hp, save_path=Path(artifacts) / f"finetuned_{percent_tag(percent)}.pt", progress=False)
+    tag = percent_tag(percent)
+    model, _ = load_model(Path(artifacts) / checkpoint_file(pruned_net(tag)), VGG)
+    fit(model, images.loaders(), hp, save_path=Path(artifacts) / checkpoint_file(finetuned_run(tag)), progress=False)
 
 
 def _finetune_cell(dest: str | Path, old: str, new: str) -> None:
@@ -148,7 +150,8 @@ def _last_copied_from_best(reference: Path, dest: Path) -> None:
     _, slim = _settings()
     differs = False
     for tag in slim["lambdas"]:
-        best, last = artifacts / f"sparsity_{tag}.pt", artifacts / f"sparsity_{tag}_last.pt"
+        best = artifacts / checkpoint_file(sparsity_run(tag))
+        last = last_path(best)
         differs |= load_checkpoint(best)["meta"]["epoch"] != load_checkpoint(last)["meta"]["epoch"]
         last.write_bytes(best.read_bytes())
     if not differs:
@@ -162,8 +165,8 @@ def _collapse_run_with_moderate_lambda(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     _, slim = _settings()
     moderate, collapse = slim["sparse_tag"], _collapse_tag(slim)
-    copy_run(artifacts, f"sparsity_{moderate}", f"sparsity_{collapse}", suffixes=(".pt", "_last.pt", ".json"),
-             s=slim["lambdas"][collapse])
+    copy_run(artifacts, sparsity_run(moderate), sparsity_run(collapse),
+             files=(checkpoint_file, last_checkpoint_file, history_file), s=slim["lambdas"][collapse])
 
 
 # --- test_sparsity_accuracy
@@ -191,7 +194,8 @@ def _baseline_checkpoint_from_debug_run(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     with tempfile.TemporaryDirectory() as scratch:
         _sparsity_run(scratch, "s0", 0.0, loaders=_subset_loaders())
-        (artifacts / "sparsity_s0.pt").write_bytes((Path(scratch) / "sparsity_s0.pt").read_bytes())
+        baseline = checkpoint_file(sparsity_run("s0"))
+        (artifacts / baseline).write_bytes((Path(scratch) / baseline).read_bytes())
 
 
 # --- test_pruned_models
@@ -202,11 +206,11 @@ def _pruned_names_swapped(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     _, slim = _settings()
     low, high = (percent_tag(p) for p in slim["percents"])
-    swap_files(artifacts / f"pruned_{low}.pt", artifacts / f"pruned_{high}.pt")
-    for suffix in (".pt", ".json"):
-        swap_files(artifacts / f"finetuned_{low}{suffix}", artifacts / f"finetuned_{high}{suffix}")
+    swap_files(artifacts / checkpoint_file(pruned_net(low)), artifacts / checkpoint_file(pruned_net(high)))
+    for low_file, high_file in zip(run_files(finetuned_run(low)), run_files(finetuned_run(high))):
+        swap_files(artifacts / low_file, artifacts / high_file)
     for percent in slim["percents"]:
-        edit_history(artifacts / f"finetuned_{percent_tag(percent)}.json", percent=percent)
+        edit_history(artifacts / history_file(finetuned_run(percent_tag(percent))), percent=percent)
 
 
 def _pruned_in_train_mode(reference: Path, dest: Path) -> None:
@@ -219,7 +223,7 @@ def _pruned_in_train_mode(reference: Path, dest: Path) -> None:
     """
     artifacts = start_from(reference, dest)
     _, slim = _settings()
-    sparse_path = f"artifacts/sparsity_{slim['sparse_tag']}.pt"
+    sparse_path = in_folder(checkpoint_file(sparsity_run(slim["sparse_tag"])))
     model, _ = load_model(Path(dest) / sparse_path, VGG)
     model.eval()
     test = images.loaders()["test"]
@@ -231,7 +235,7 @@ def _pruned_in_train_mode(reference: Path, dest: Path) -> None:
         with torch.no_grad():
             for inputs, labels in test:
                 correct += (pruned(inputs).argmax(1) == labels).sum().item()
-        save_checkpoint(artifacts / f"pruned_{percent_tag(percent)}.pt", pruned,
+        save_checkpoint(artifacts / checkpoint_file(pruned_net(percent_tag(percent))), pruned,
                         meta=dict(percent=percent, min_channels=slim["min_channels"], source=sparse_path,
                                   test_accuracy=100.0 * correct / len(test.dataset)))
 
@@ -244,8 +248,10 @@ def _finetune_from_pruned_50(reference: Path, dest: Path) -> None:
     artifacts = start_from(reference, dest)
     _, slim = _settings()
     low, high = slim["percents"]
-    _finetune_cell(dest, 'f"artifacts/pruned_{pct(percent)}.pt"', f'"artifacts/pruned_{percent_tag(low)}.pt"')
-    copy_run(artifacts, f"finetuned_{percent_tag(low)}", f"finetuned_{percent_tag(high)}", percent=high)
+    # The cell's path, an f-string of the percent (as the notebook spells it), replaced by the low percent's file.
+    any_percent = in_folder(checkpoint_file(pruned_net("{pct(percent)}")))
+    _finetune_cell(dest, f'f"{any_percent}"', f'"{in_folder(checkpoint_file(pruned_net(percent_tag(low))))}"')
+    copy_run(artifacts, finetuned_run(percent_tag(low)), finetuned_run(percent_tag(high)), percent=high)
 
 
 def _finetune_at_training_lr(reference: Path, dest: Path) -> None:
@@ -268,11 +274,11 @@ ARTIFACT_MUTANTS = [
                    _baseline_on_debug_subset),
     ArtifactMutant("baseline checkpoint from a debugging run on 10% of the data, history from the full run",
                    "sparsity_train", "test_sparsity_accuracy", _baseline_checkpoint_from_debug_run),
-    ArtifactMutant("pruned_50.pt and pruned_90.pt saved under each other's names", "train_prune_model",
+    ArtifactMutant("the 50% and 90% pruned nets saved under each other's names", "train_prune_model",
                    "test_pruned_models", _pruned_names_swapped),
     ArtifactMutant("pruned nets saved after a forward pass in training mode (BN statistics of the test batches)",
                    "train_prune_model", "test_pruned_models", _pruned_in_train_mode),
-    ArtifactMutant("finetune loads pruned_50.pt for every percent: finetuned_90 is the 50% net",
+    ArtifactMutant("finetune loads the 50% pruned net for every percent: the 90% fine-tuned run is the 50% net",
                    "train_prune_model", "test_finetuned_accuracy", _finetune_from_pruned_50, cell="finetune"),
     ArtifactMutant("finetune at the training lr instead of finetune_lr", "train_prune_model",
                    "test_finetuned_accuracy", _finetune_at_training_lr, cell="finetune"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from lib import profile
+from lib.artifacts import FOLDER, checkpoint_file, sparsity_run
 from lib.checkpoint import load_model
 from lib.models import VGG
 from lib.slimming import bn_layers, check_cfg_mask
@@ -200,10 +201,11 @@ def visible_cfg_mask_model() -> VGG:
     return model
 
 
-def sparse_checkpoint(artifacts: str | Path = "artifacts") -> tuple[Path, list[float], int]:
+def sparse_checkpoint(artifacts: str | Path = FOLDER) -> tuple[Path, list[float], int]:
     """(path, percents, min_channels): the student's sparse model that vggprune prunes, and how."""
     config = profile.config("slimming")
-    return Path(artifacts) / f"sparsity_{config['sparse_tag']}.pt", config["percents"], config["min_channels"]
+    path = Path(artifacts) / checkpoint_file(sparsity_run(config["sparse_tag"]))
+    return path, config["percents"], config["min_channels"]
 
 
 def _cfg_entry(value: object) -> int | str:
@@ -248,7 +250,7 @@ def _run_cfg_mask(build_cfg_mask: Callable[..., object], model: VGG, percent: fl
 
 
 def probe_build_cfg_mask(build_cfg_mask: Callable[..., object], seed: int,
-                         artifacts: str | Path = "artifacts") -> dict[str, Any]:
+                         artifacts: str | Path = FOLDER) -> dict[str, Any]:
     """Run build_cfg_mask on the visible test's model, on the gamma sets of cfg_mask_cases(seed), and on the
     student's sparse checkpoint (sparse_checkpoint(artifacts)) for each of the profile's percents.
 
