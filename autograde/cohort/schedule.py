@@ -197,6 +197,7 @@ def record(course: Course, writer: GradebookWriter, assignment: str, graded: Gra
     try:
         shutil.rmtree(scratch, ignore_errors=True)
         cluster.unpack(graded.files, scratch)
+        graded.files = b""                 # no copy kept past unpacking: the client's memory must not grow
         writer.write(assignment, graded)
         place_notebooks(course, assignment, result, scratch / "grading" / "autograded" / result.student / assignment)
     except Exception as error:            # keep going: one bad merge must not stop the class

@@ -111,6 +111,7 @@ def grade_one(course: Course, assignment: str, student: str, scratch_root: Path,
         "Referee.report": str(scratch / "referee.json")})
     submitted = scratch / "grading" / "submitted" / student / assignment
     cluster.unpack(submission.files, submitted)
+    submission.files = b""       # not held while nbgrader runs (in an in-process worker, it is the client's copy)
     result = Result(student, sandbox=bool(limits.sandbox), manifest_mismatch=list(submission.manifest_mismatch),
                     problems={notebook: list(notes) for notebook, notes in submission.problems.items()})
     collected = {path.stem for path in submitted.glob("*.ipynb")}
