@@ -143,7 +143,8 @@ class GradebookWriter:
         except Exception:
             gb.db.rollback()                 # the session stays usable for the next submission
             raise
-        lost = {cell: score for cell, score in expected.items() if self._stored(assignment, student).get(cell) != score}
+        stored = self._stored(assignment, student)
+        lost = {cell: score for cell, score in expected.items() if stored.get(cell) != score}
         if lost:
             raise RuntimeError(f"grades of {student} were not stored: {lost}")
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import cluster
@@ -76,7 +76,7 @@ def grade_task(bundle: bytes, assignment: str, student: str, submission: Submiss
     scratch_root = Path(tempfile.mkdtemp(prefix="grading-", dir=_worker_dir()))
     try:
         if limits.threads == "worker":
-            limits = Limits(**{**limits.__dict__, "threads": _worker_threads()})
+            limits = replace(limits, threads=_worker_threads())
         return grade_one(course, assignment, student, scratch_root, submission, limits)
     finally:
         shutil.rmtree(scratch_root, ignore_errors=True)
